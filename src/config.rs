@@ -1,0 +1,536 @@
+//! Configuration: defaults in code, one TOML file, environment overrides for scalar settings,
+//! and validation that names the entry (and its line) at fault.
+use crate::domain::journey::{JourneyDef, Trigger};
+use crate::domain::limits::{MAX_LIMIT, check_name};
+use crate::domain::offer::{Catalogue, Offer};
+use crate::domain::{MS_PER_DAY, Millis};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+/// Exit code for a bad configuration (EX_CONFIG is 78; sysexits' EX_USAGE 64 is what the CLI contract names).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Prometheus `/metrics` address; empty disables the endpoint.
+    pub metrics_listen: String,
+    /// How long shutdown waits for in-flight calls to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `memory://` for the embedded in-memory store, `redis://host:port/db` for Redis.
+    /// With `cluster = true`, a comma-separated list of seed nodes.
+    pub url: String,
+    pub cluster: bool,
+    /// Prefix of every key, so several environments can share one Redis.
+    pub key_prefix: String,
+    /// Per-command timeout; a slower Redis counts as unavailable.
+    pub command_timeout_ms: u64,
+    /// Approximate maximum length of each journey-log stream (MAXLEN ~).
+    pub journey_log_maxlen: u64,
+    /// Approximate maximum length of each decision-log stream (MAXLEN ~).
+    pub decision_log_maxlen: u64,
+    /// How long an event id is remembered for de-duplication.
+    pub dedup_window_days: f64,
+    /// At most this many event ids are remembered per user (the oldest go first).
+    pub dedup_max_per_user: u64,
+    /// Recent decisions kept per user so outcomes can be linked to them.
+    pub recent_decisions_per_user: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            cluster: false,
+            key_prefix: "tp".into(),
+            command_timeout_ms: 1000,
+            journey_log_maxlen: 1_000_000,
+            decision_log_maxlen: 1_000_000,
+            dedup_window_days: 30.0,
+            dedup_max_per_user: 10_000,
+            recent_decisions_per_user: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionConfig {
+    pub event_type: String,
+    pub to: String,
+    /// The transition fires from the `min_count`-th event of this type on.
+    #[serde(default = "one")]
+    pub min_count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JourneyConfig {
+    pub stages: Vec<String>,
+    pub lapse_after_days: f64,
+    pub purchase_event: String,
+    pub transitions: Vec<TransitionConfig>,
+}
+
+impl Default for JourneyConfig {
+    fn default() -> Self {
+        let t = |e: &str, to: &str| TransitionConfig { event_type: e.into(), to: to.into(), min_count: 1 };
+        Self {
+            stages: ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into(),
+            lapse_after_days: 30.0,
+            purchase_event: "purchase".into(),
+            transitions: vec![
+                t("page_view", "awareness"),
+                t("product_view", "consideration"),
+                t("add_to_cart", "conversion"),
+                t("checkout_started", "conversion"),
+                t("purchase", "retention"),
+                t("review_posted", "advocacy"),
+                t("referral", "advocacy"),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionsConfig {
+    pub channels: Vec<String>,
+    /// Offers returned when a request's `limit` is 0.
+    pub default_limit: u32,
+}
+
+impl Default for DecisionsConfig {
+    fn default() -> Self {
+        Self { channels: ["web", "app", "email"].map(String::from).into(), default_limit: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub stages: Vec<String>,
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub placements: Vec<String>,
+    pub content_ref: String,
+    #[serde(default)]
+    pub priority: f64,
+    #[serde(default)]
+    pub value: f64,
+    #[serde(default)]
+    pub cost: f64,
+    #[serde(default = "one_f")]
+    pub weight: f64,
+    /// RFC 3339 time from which the offer may be shown.
+    #[serde(default)]
+    pub valid_from: Option<String>,
+    /// RFC 3339 time from which the offer may no longer be shown.
+    #[serde(default)]
+    pub valid_until: Option<String>,
+}
+
+fn one_f() -> f64 {
+    1.0
+}
+
+/// The file as written (after environment overrides), before derivation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerConfig,
+    pub redis: RedisConfig,
+    pub journey: JourneyConfig,
+    pub decisions: DecisionsConfig,
+    pub offers: Vec<OfferConfig>,
+}
+
+/// A validated configuration with its derived domain objects.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: FileConfig,
+    pub journey: JourneyDef,
+    pub catalogue: Catalogue,
+    /// Content hash of the file and overrides: changes whenever the behaviour may change.
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub line: Option<usize>,
+    pub entry: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}: {}", self.source_name, line, self.entry, self.message),
+            None => write!(f, "{}: {}: {}", self.source_name, self.entry, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Scalar settings that environment variables may override, as `TOUCHPOINT_<SECTION>_<KEY>`.
+const OVERRIDABLE: &[(&str, &str, Kind)] = &[
+    ("server", "listen", Kind::Str),
+    ("server", "metrics_listen", Kind::Str),
+    ("server", "shutdown_grace_ms", Kind::Int),
+    ("redis", "url", Kind::Str),
+    ("redis", "cluster", Kind::Bool),
+    ("redis", "key_prefix", Kind::Str),
+    ("redis", "command_timeout_ms", Kind::Int),
+    ("redis", "journey_log_maxlen", Kind::Int),
+    ("redis", "decision_log_maxlen", Kind::Int),
+    ("redis", "dedup_window_days", Kind::Float),
+    ("redis", "dedup_max_per_user", Kind::Int),
+    ("redis", "recent_decisions_per_user", Kind::Int),
+    ("journey", "lapse_after_days", Kind::Float),
+    ("journey", "purchase_event", Kind::Str),
+    ("decisions", "default_limit", Kind::Int),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+    Bool,
+}
+
+pub const ENV_PREFIX: &str = "TOUCHPOINT_";
+
+impl Config {
+    /// Reads and validates a file, applying overrides from `vars` (pass `std::env::vars()`).
+    pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            line: None,
+            entry: "file".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_toml(&src, &name, vars)
+    }
+
+    /// The built-in defaults (no offers), for the in-memory demo and unit tests.
+    pub fn defaults() -> Config {
+        Self::from_toml("", "<defaults>", std::iter::empty()).expect("defaults are valid")
+    }
+
+    pub fn from_toml(
+        src: &str,
+        source_name: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let err = |line, entry: &str, message: String| ConfigError {
+            source_name: source_name.into(),
+            line,
+            entry: entry.into(),
+            message,
+        };
+        let mut doc: toml::Table = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| line_at(src, s.start));
+            err(line, "toml", e.message().to_string())
+        })?;
+        let mut applied = Vec::new();
+        for (var, raw) in vars {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key, kind)) = OVERRIDABLE.iter().find(|(s, k, _)| rest == format!("{s}_{k}")) else {
+                continue;
+            };
+            let value = parse_override(*kind, &raw).ok_or_else(|| err(None, &var, format!("cannot parse {raw:?} as {kind:?}")))?;
+            let table = doc
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .ok_or_else(|| err(None, section, "must be a table".into()))?;
+            table.insert(key.to_string(), value);
+            applied.push(format!("{var}={raw}"));
+        }
+        applied.sort();
+        let file: FileConfig = FileConfig::deserialize(toml::Value::Table(doc)).map_err(|e| {
+            // Spans are lost once overrides are merged; name the key toml reports and find its line.
+            let msg = e.message().to_string();
+            let line = e.span().map(|s| line_at(src, s.start));
+            err(line, "toml", msg)
+        })?;
+        let mut hasher = Sha256::new();
+        hasher.update(src.as_bytes());
+        for a in &applied {
+            hasher.update(a.as_bytes());
+        }
+        let version = hex::encode(&hasher.finalize()[..6]);
+        validate(file, version).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
+    }
+}
+
+fn parse_override(kind: Kind, raw: &str) -> Option<toml::Value> {
+    Some(match kind {
+        Kind::Str => toml::Value::String(raw.to_string()),
+        Kind::Int => toml::Value::Integer(raw.trim().parse().ok()?),
+        Kind::Float => toml::Value::Float(raw.trim().parse().ok()?),
+        Kind::Bool => toml::Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return None,
+        }),
+    })
+}
+
+type Invalid = (String, String);
+
+fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
+    let bad = |entry: &str, msg: &str| Err((entry.to_string(), msg.to_string()));
+    if file.server.listen.parse::<std::net::SocketAddr>().is_err() {
+        return bad("server.listen", "must be an address such as 127.0.0.1:50051");
+    }
+    if !file.server.metrics_listen.is_empty() && file.server.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
+        return bad("server.metrics_listen", "must be an address such as 127.0.0.1:9464, or empty");
+    }
+    let r = &file.redis;
+    if !(r.url.starts_with("memory://") || r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
+        return bad("redis.url", "must start with memory://, redis:// or rediss://");
+    }
+    if r.key_prefix.is_empty() || r.key_prefix.len() > 64 || r.key_prefix.contains(['{', '}', ' ']) {
+        return bad("redis.key_prefix", "must be 1-64 characters without braces or spaces");
+    }
+    if r.command_timeout_ms == 0 {
+        return bad("redis.command_timeout_ms", "must be positive");
+    }
+    if !(r.dedup_window_days > 0.0 && r.dedup_window_days.is_finite()) {
+        return bad("redis.dedup_window_days", "must be a positive number of days");
+    }
+    if r.dedup_max_per_user == 0 || r.recent_decisions_per_user == 0 {
+        return bad("redis.dedup_max_per_user", "dedup_max_per_user and recent_decisions_per_user must be positive");
+    }
+
+    let j = &file.journey;
+    if j.stages.is_empty() {
+        return bad("journey.stages", "needs at least one stage");
+    }
+    let mut seen = HashSet::new();
+    for s in &j.stages {
+        check_name("journey.stages", s, 64).map_err(|e| ("journey.stages".to_string(), format!("{s:?} {}", e.message)))?;
+        if !seen.insert(s.as_str()) {
+            return bad("journey.stages", &format!("stage {s:?} is listed twice"));
+        }
+    }
+    if !(j.lapse_after_days >= 0.0 && j.lapse_after_days.is_finite()) {
+        return bad("journey.lapse_after_days", "must be a non-negative number of days (0 disables lapse)");
+    }
+    let mut triggers = Vec::new();
+    for (i, t) in j.transitions.iter().enumerate() {
+        let entry = format!("journey.transitions[{i}]");
+        check_name(&format!("{entry}.event_type"), &t.event_type, 64).map_err(|e| (e.field.clone(), e.message))?;
+        let Some(to) = j.stages.iter().position(|s| *s == t.to) else {
+            return Err((format!("{entry}.to"), format!("unknown stage {:?}", t.to)));
+        };
+        if t.min_count == 0 {
+            return Err((format!("{entry}.min_count"), "must be at least 1".into()));
+        }
+        triggers.push(Trigger { event_type: t.event_type.clone(), to, min_count: t.min_count });
+    }
+    let journey = JourneyDef::new(j.stages.clone(), triggers, j.lapse_after_days, j.purchase_event.clone());
+
+    let d = &file.decisions;
+    if d.channels.is_empty() {
+        return bad("decisions.channels", "needs at least one channel");
+    }
+    for c in &d.channels {
+        check_name("decisions.channels", c, 64).map_err(|e| ("decisions.channels".to_string(), format!("{c:?} {}", e.message)))?;
+    }
+    if d.default_limit == 0 || d.default_limit > MAX_LIMIT {
+        return bad("decisions.default_limit", &format!("must be 1..={MAX_LIMIT}"));
+    }
+
+    let mut ids = HashSet::new();
+    let mut offers = Vec::new();
+    for (i, o) in file.offers.iter().enumerate() {
+        let entry = format!("offers[{i}]");
+        let field = |f: &str| format!("{entry}.{f}");
+        check_name(&field("id"), &o.id, 128).map_err(|e| (e.field, e.message))?;
+        if !ids.insert(o.id.as_str()) {
+            return Err((field("id"), format!("offer id {:?} is used twice", o.id)));
+        }
+        if o.stages.is_empty() {
+            return Err((field("stages"), format!("offer {:?} needs at least one stage", o.id)));
+        }
+        if let Some(s) = o.stages.iter().find(|s| !j.stages.contains(s)) {
+            return Err((field("stages"), format!("offer {:?}: unknown stage {s:?}", o.id)));
+        }
+        if o.channels.is_empty() {
+            return Err((field("channels"), format!("offer {:?} needs at least one channel", o.id)));
+        }
+        if let Some(c) = o.channels.iter().find(|c| !d.channels.contains(c)) {
+            return Err((field("channels"), format!("offer {:?}: unknown channel {c:?} (declare it in decisions.channels)", o.id)));
+        }
+        if o.content_ref.is_empty() {
+            return Err((field("content_ref"), format!("offer {:?} needs a content reference", o.id)));
+        }
+        for (name, v) in [("priority", o.priority), ("value", o.value), ("cost", o.cost), ("weight", o.weight)] {
+            if !v.is_finite() {
+                return Err((field(name), format!("offer {:?}: must be a finite number", o.id)));
+            }
+        }
+        if o.weight < 0.0 {
+            return Err((field("weight"), format!("offer {:?}: must not be negative", o.id)));
+        }
+        let valid_from = parse_time(o.valid_from.as_deref()).map_err(|m| (field("valid_from"), m))?;
+        let valid_until = parse_time(o.valid_until.as_deref()).map_err(|m| (field("valid_until"), m))?;
+        if let (Some(a), Some(b)) = (valid_from, valid_until)
+            && a >= b
+        {
+            return Err((field("valid_until"), format!("offer {:?}: must be after valid_from", o.id)));
+        }
+        offers.push(Offer {
+            id: o.id.clone(),
+            name: if o.name.is_empty() { o.id.clone() } else { o.name.clone() },
+            stages: o.stages.clone(),
+            channels: o.channels.clone(),
+            placements: o.placements.clone(),
+            content_ref: o.content_ref.clone(),
+            priority: o.priority,
+            value: o.value,
+            cost: o.cost,
+            weight: o.weight,
+            valid_from,
+            valid_until,
+        });
+    }
+    Ok(Config { file, journey, catalogue: Catalogue::new(offers), version })
+}
+
+fn parse_time(s: Option<&str>) -> Result<Option<Millis>, String> {
+    match s {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}")),
+    }
+}
+
+impl RedisConfig {
+    pub fn dedup_window_ms(&self) -> Millis {
+        (self.dedup_window_days * MS_PER_DAY as f64) as Millis
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_at(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Finds the line of an entry path such as `offers[2].stages` or `redis.key_prefix`:
+/// the n-th `[[array]]` header (or `[section]` header), then the key inside that table.
+fn locate(src: &str, entry: &str) -> Option<usize> {
+    let (table, key) = match entry.rsplit_once('.') {
+        Some((t, k)) if !k.contains('[') => (t, Some(k)),
+        _ => (entry, None),
+    };
+    let lines: Vec<&str> = src.lines().collect();
+    let start = match table.rsplit_once('[') {
+        Some((name, idx)) => {
+            let n: usize = idx.trim_end_matches(']').parse().ok()?;
+            let header = format!("[[{name}]]");
+            lines.iter().enumerate().filter(|(_, l)| l.trim() == header).nth(n)?.0
+        }
+        None => {
+            let header = format!("[{table}]");
+            lines.iter().position(|l| l.trim() == header)?
+        }
+    };
+    let Some(key) = key else { return Some(start + 1) };
+    let found = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .position(|l| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')));
+    Some(found.map_or(start, |i| start + 1 + i) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[redis]
+key_prefix = "t"
+
+[[offers]]
+id = "a"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://a"
+
+[[offers]]
+id = "b"
+stages = ["nowhere"]
+channels = ["web"]
+content_ref = "cms://b"
+"#;
+
+    fn check(src: &str, vars: &[(&str, &str)], expected: Result<(), (&str, Option<usize>)>) {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        match (Config::from_toml(src, "t.toml", vars), expected) {
+            (Ok(_), Ok(())) => {}
+            (Err(e), Err((entry, line))) => {
+                assert!(e.entry.starts_with(entry), "{e} should name {entry}");
+                assert_eq!(e.line, line, "{e}");
+            }
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_entry_and_line() {
+        check(BASE, &[], Err(("offers[1].stages", Some(13))));
+        check(&BASE.replace("nowhere", "awareness"), &[], Ok(()));
+        check(&BASE.replace("\"nowhere\"", "awareness"), &[], Err(("toml", Some(13))));
+        check(&BASE.replace("id = \"b\"", "id = \"a\""), &[], Err(("offers[1].id", Some(12))));
+        check("[server]\nlisten = \"nope\"\n", &[], Err(("server.listen", Some(2))));
+        check("[server]\nlisn = 1\n", &[], Err(("toml", None)));
+    }
+
+    #[test]
+    fn env_overrides_scalars() {
+        let vars = [("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "env".to_string()), ("OTHER".into(), "x".into())];
+        let c = Config::from_toml("", "t", vars).unwrap();
+        assert_eq!(c.file.redis.key_prefix, "env");
+        let c2 = Config::from_toml("", "t", std::iter::empty()).unwrap();
+        assert_ne!(c.version, c2.version, "overrides change the version");
+        check("", &[("TOUCHPOINT_SERVER_SHUTDOWN_GRACE_MS", "soon")], Err(("TOUCHPOINT_SERVER_SHUTDOWN_GRACE_MS", None)));
+        check("", &[("TOUCHPOINT_REDIS_URL", "ftp://x")], Err(("redis.url", None)));
+    }
+
+    #[test]
+    fn default_journey_matches_design() {
+        let c = Config::defaults();
+        assert_eq!(c.journey, JourneyDef::default_journey());
+    }
+}

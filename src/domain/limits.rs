@@ -1,0 +1,111 @@
+//! Input limits and the field-level validation shared by every entry point.
+use std::fmt;
+
+pub const MAX_USER_ID_BYTES: usize = 128;
+pub const MAX_ID_BYTES: usize = 128;
+pub const MAX_LIMIT: u32 = 50;
+pub const MAX_CONTEXT_ENTRIES: usize = 64;
+pub const MAX_KEY_BYTES: usize = 128;
+pub const MAX_STRING_VALUE_BYTES: usize = 1024;
+pub const MAX_EVENTS_PER_CALL: usize = 1000;
+pub const MAX_PROPERTIES: usize = 64;
+pub const MAX_ATTRIBUTES_PER_CALL: usize = 256;
+pub const MAX_EVENT_TYPE_BYTES: usize = 64;
+/// Events may carry a time up to this far ahead of the server clock (clock skew).
+pub const MAX_FUTURE_SKEW_MS: i64 = 24 * 3_600_000;
+
+/// A request field that failed validation: `field` is the protobuf path (e.g. `events[3].event_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A required identifier: 1..=max bytes of printable text (no control characters).
+pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Err(FieldError::new(field, "is required"));
+    }
+    if value.len() > max {
+        return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "contains a control character"));
+    }
+    Ok(())
+}
+
+/// A name used as a map key or event type: 1..=max bytes of `[A-Za-z0-9_.:-]`.
+pub fn check_name(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Err(FieldError::new(field, "is required"));
+    }
+    if value.len() > max {
+        return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
+    }
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')) {
+        return Err(FieldError::new(field, "may contain only letters, digits and _ . : -"));
+    }
+    Ok(())
+}
+
+pub fn check_finite(field: &str, value: f64) -> Result<(), FieldError> {
+    if value.is_finite() { Ok(()) } else { Err(FieldError::new(field, "must be a finite number")) }
+}
+
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.len() > max {
+        return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(result: Result<(), FieldError>, expected: Option<&str>) {
+        match (result, expected) {
+            (Ok(()), None) => {}
+            (Err(e), Some(msg)) => assert!(e.message.contains(msg), "{e} should mention {msg}"),
+            (r, e) => panic!("got {r:?}, expected {e:?}"),
+        }
+    }
+
+    #[test]
+    fn ids() {
+        check(check_id("user_id", "u-1", 128), None);
+        check(check_id("user_id", "", 128), Some("required"));
+        check(check_id("user_id", &"x".repeat(129), 128), Some("at most 128"));
+        check(check_id("user_id", "a\nb", 128), Some("control"));
+        check(check_id("user_id", "Zoë 42", 128), None);
+    }
+
+    #[test]
+    fn names() {
+        check(check_name("event_type", "page_view", 64), None);
+        check(check_name("event_type", "page view", 64), Some("letters"));
+        check(check_name("event_type", "", 64), Some("required"));
+    }
+
+    #[test]
+    fn finite() {
+        check(check_finite("value", 1.5), None);
+        check(check_finite("value", f64::NAN), Some("finite"));
+        check(check_finite("value", f64::INFINITY), Some("finite"));
+    }
+}

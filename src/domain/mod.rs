@@ -1,0 +1,15 @@
+//! The pure domain: journeys, profiles, offers, decisions and input limits. No I/O here.
+//!
+//! Nothing in this module imports tokio, tonic, prost or redis; times are milliseconds
+//! since the Unix epoch passed in by the caller, so every function is deterministic.
+pub mod decision;
+pub mod event;
+pub mod journey;
+pub mod limits;
+pub mod offer;
+pub mod profile;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+pub const MS_PER_DAY: Millis = 86_400_000;

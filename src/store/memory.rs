@@ -1,0 +1,159 @@
+//! The in-memory store: the embedded default (demo) and a fast store for unit tests.
+//! It mirrors the Redis store's records one for one, so both report the same key counts.
+use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use crate::domain::Millis;
+use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::event::Event;
+use crate::domain::profile::UserState;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct User {
+    version: u64,
+    state: UserState,
+    /// event id -> time it was stored
+    seen: HashMap<String, Millis>,
+    /// decision id -> offer ids; ids are time-ordered, so the first key is the oldest
+    decisions: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<String, User>,
+    journey_log: VecDeque<Event>,
+    decision_log: VecDeque<DecisionLogEntry>,
+}
+
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    retention: Retention,
+}
+
+impl MemoryStore {
+    pub fn new(retention: Retention) -> Self {
+        Self { inner: Mutex::new(Inner::default()), retention }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied write (writes are
+        // computed before the lock is taken), so a poisoned lock is safe to reuse.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn push_bounded<T>(q: &mut VecDeque<T>, item: T, max: u64) {
+    q.push_back(item);
+    while q.len() as u64 > max.max(1) {
+        q.pop_front();
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError> {
+        let inner = self.lock();
+        Ok(match inner.users.get(user_id) {
+            Some(u) => LoadedUser {
+                version: u.version,
+                state: u.state.clone(),
+                seen: event_ids.iter().map(|id| u.seen.contains_key(*id)).collect(),
+            },
+            None => LoadedUser { seen: vec![false; event_ids.len()], ..Default::default() },
+        })
+    }
+
+    async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let user = inner.users.entry(user_id.to_string()).or_default();
+        if user.version != expected_version {
+            return Ok(false);
+        }
+        user.version += 1;
+        user.state = w.state.clone();
+        for e in w.events {
+            user.seen.insert(e.event_id.clone(), w.now);
+            push_bounded(&mut inner.journey_log, e.clone(), self.retention.journey_log_maxlen);
+        }
+        let cutoff = w.now - self.retention.dedup_window_ms;
+        user.seen.retain(|_, t| *t >= cutoff);
+        if user.seen.len() as u64 > self.retention.dedup_max_per_user {
+            let mut by_age: Vec<(Millis, String)> = user.seen.iter().map(|(k, t)| (*t, k.clone())).collect();
+            by_age.sort();
+            let excess = user.seen.len() - self.retention.dedup_max_per_user as usize;
+            for (_, k) in by_age.into_iter().take(excess) {
+                user.seen.remove(&k);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let Some(u) = inner.users.remove(user_id) else { return Ok(0) };
+        // The Redis layout: profile hash, stage-history list, dedup set, decision hash + index.
+        let keys = [u.version > 0, !u.state.transitions.is_empty(), !u.seen.is_empty()]
+            .into_iter()
+            .filter(|&b| b)
+            .count()
+            + if u.decisions.is_empty() { 0 } else { 2 };
+        Ok(keys as u64)
+    }
+
+    async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let user = inner.users.entry(record.user_id.clone()).or_default();
+        user.decisions
+            .insert(record.decision_id.clone(), record.chosen.iter().map(|c| c.offer_id.clone()).collect());
+        while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
+            user.decisions.pop_first();
+        }
+        push_bounded(
+            &mut inner.decision_log,
+            DecisionLogEntry::Decision(record.clone()),
+            self.retention.decision_log_maxlen,
+        );
+        Ok(())
+    }
+
+    async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
+        let mut inner = self.lock();
+        let link = match inner.users.get(&record.user_id).and_then(|u| u.decisions.get(&record.decision_id)) {
+            None => OutcomeLink::UnknownDecision,
+            Some(offers) if !offers.contains(&record.offer_id) => OutcomeLink::OfferNotInDecision,
+            Some(_) => OutcomeLink::Linked,
+        };
+        if link == OutcomeLink::Linked {
+            push_bounded(
+                &mut inner.decision_log,
+                DecisionLogEntry::Outcome(record.clone()),
+                self.retention.decision_log_maxlen,
+            );
+        }
+        Ok(link)
+    }
+
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
+        let events: Vec<Event> = self.lock().journey_log.iter().cloned().collect();
+        let n = events.len() as u64;
+        events.into_iter().for_each(sink);
+        Ok(n)
+    }
+
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
+        let entries: Vec<DecisionLogEntry> = self.lock().decision_log.iter().cloned().collect();
+        let n = entries.len() as u64;
+        entries.into_iter().for_each(sink);
+        Ok(n)
+    }
+}

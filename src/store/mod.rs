@@ -1,0 +1,124 @@
+//! The store seam: what the engine needs from persistence, with an in-memory and a Redis
+//! implementation that pass the same conformance suite (`tests/it/store_suite.rs`).
+//!
+//! Writes of a user's state are optimistic: `load_user` returns a version, the engine
+//! computes the new state in the pure domain, and `commit_user` applies it atomically only if
+//! the version is unchanged (otherwise the engine reloads and retries). The commit also marks
+//! the applied event ids as seen and appends the events to the journey log, so an
+//! acknowledged event is stored exactly once.
+use crate::domain::Millis;
+use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::event::Event;
+use crate::domain::profile::{Transition, UserState};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub mod memory;
+pub mod redis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What one read of a user returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadedUser {
+    /// 0 for a user with no stored profile; bumps on every commit.
+    pub version: u64,
+    pub state: UserState,
+    /// For each event id asked about: already stored (a duplicate)?
+    pub seen: Vec<bool>,
+}
+
+/// A user's new state plus what to append, applied atomically by `commit_user`.
+#[derive(Debug, Clone, Copy)]
+pub struct UserWrite<'a> {
+    pub state: &'a UserState,
+    /// Transitions added since the load, appended to the stage history.
+    pub new_transitions: &'a [Transition],
+    /// Events newly applied: their ids are remembered and they go to the journey log.
+    pub events: &'a [Event],
+    pub now: Millis,
+}
+
+/// How an outcome relates to the user's recent decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeLink {
+    Linked,
+    UnknownDecision,
+    OfferNotInDecision,
+}
+
+/// One entry of the decision log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionLogEntry {
+    Decision(DecisionRecord),
+    Outcome(OutcomeRecord),
+}
+
+/// Retention settings every store honours.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub journey_log_maxlen: u64,
+    pub decision_log_maxlen: u64,
+    pub dedup_window_ms: Millis,
+    pub dedup_max_per_user: u64,
+    pub recent_decisions_per_user: u64,
+}
+
+impl Retention {
+    pub fn from_config(r: &crate::config::RedisConfig) -> Self {
+        Self {
+            journey_log_maxlen: r.journey_log_maxlen,
+            decision_log_maxlen: r.decision_log_maxlen,
+            dedup_window_ms: r.dedup_window_ms(),
+            dedup_max_per_user: r.dedup_max_per_user,
+            recent_decisions_per_user: r.recent_decisions_per_user,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `memory`, `redis` or `redis-cluster`.
+    fn kind(&self) -> &'static str;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Profile, stage, stage history, version and which of `event_ids` are stored: one round trip.
+    async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError>;
+
+    /// Applies `write` if the user's version is still `expected_version`; false on a conflict.
+    async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>) -> Result<bool, StoreError>;
+
+    /// Erases every record of the user (profile, history, dedup markers, recent decisions);
+    /// returns how many keys were removed. The shared log streams are not per-user keys.
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
+
+    /// Appends a decision to the decision log and remembers it for outcome linking.
+    async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError>;
+
+    /// Appends an outcome if its decision is one of the user's recent decisions.
+    async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError>;
+
+    /// Every journey-log entry, oldest first within each shard, handed to `sink`.
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError>;
+
+    /// Every decision-log entry, oldest first within each shard, handed to `sink`.
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError>;
+}
+
+/// Opens the store a config names: `memory://` or Redis (single node or cluster).
+pub async fn open(cfg: &crate::config::RedisConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let retention = Retention::from_config(cfg);
+    if cfg.url.starts_with("memory://") {
+        Ok(std::sync::Arc::new(memory::MemoryStore::new(retention)))
+    } else {
+        Ok(std::sync::Arc::new(redis::RedisStore::connect(cfg, retention).await?))
+    }
+}

@@ -1,0 +1,590 @@
+//! The Redis store: single node (auto-reconnecting multiplexed connection) or Redis Cluster
+//! (the redis crate's cluster client). The only place that knows key names and encodings.
+//!
+//! Key layout (prefix `tp` by default); every key of a user carries the hash tag `{user id}`:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `tp:{u}:p` | hash | `v` version, `stage`, `since`, aggregates (`fs` `ls` `lp` `mon` `pc`, `c:<event type>` counts), `a:<name>` attributes as JSON |
+//! | `tp:{u}:j` | list | stage transitions, JSON, oldest first |
+//! | `tp:{u}:e` | sorted set | event ids already applied, scored by store time (de-duplication) |
+//! | `tp:{u}:d` | hash | recent decision id -> `,offer,offer,` (links outcomes to decisions) |
+//! | `tp:{u}:di` | sorted set | recent decision ids by time, to trim `:d` |
+//! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event |
+//! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`json` field) |
+//!
+//! On a single node the logs are one stream each. On a cluster, a Lua script may only touch
+//! keys of one slot, so the logs are sharded by slot: `{tag}` is a short string chosen to hash
+//! to the same slot as the user, which keeps "apply the event and log it" one atomic script.
+use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use crate::config::RedisConfig;
+use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::event::Event;
+use crate::domain::profile::{AttrValue, Transition, UserState};
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Key names, in one place.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    cluster: bool,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, cluster: bool) -> Self {
+        Self { prefix: prefix.to_string(), cluster }
+    }
+    fn user(&self, user: &str, suffix: &str) -> String {
+        format!("{}:{{{user}}}:{suffix}", self.prefix)
+    }
+    pub fn profile(&self, user: &str) -> String {
+        self.user(user, "p")
+    }
+    pub fn journey(&self, user: &str) -> String {
+        self.user(user, "j")
+    }
+    pub fn dedup(&self, user: &str) -> String {
+        self.user(user, "e")
+    }
+    pub fn decisions(&self, user: &str) -> String {
+        self.user(user, "d")
+    }
+    pub fn decision_index(&self, user: &str) -> String {
+        self.user(user, "di")
+    }
+    /// Every per-user key (what `DeleteProfile` erases).
+    pub fn all_of_user(&self, user: &str) -> [String; 5] {
+        [self.profile(user), self.journey(user), self.dedup(user), self.decisions(user), self.decision_index(user)]
+    }
+    fn log(&self, name: &str, user: &str) -> String {
+        if self.cluster {
+            format!("{}:{name}:{{{}}}", self.prefix, slot_tag(slot_of_key(&self.profile(user))))
+        } else {
+            format!("{}:{name}", self.prefix)
+        }
+    }
+    pub fn journey_log(&self, user: &str) -> String {
+        self.log("jlog", user)
+    }
+    pub fn decision_log(&self, user: &str) -> String {
+        self.log("dlog", user)
+    }
+    /// Every stream shard of a log.
+    fn log_shards(&self, name: &str) -> Vec<String> {
+        if self.cluster {
+            (0..SLOTS).map(|s| format!("{}:{name}:{{{}}}", self.prefix, slot_tag(s))).collect()
+        } else {
+            vec![format!("{}:{name}", self.prefix)]
+        }
+    }
+}
+
+const SLOTS: u16 = 16384;
+
+/// CRC16/XMODEM, the checksum Redis Cluster uses for key slots.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The cluster slot of a key, honouring `{hash tags}`.
+pub fn slot_of_key(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let hashed = match b.iter().position(|&c| c == b'{') {
+        Some(open) => match b[open + 1..].iter().position(|&c| c == b'}') {
+            Some(len) if len > 0 => &b[open + 1..open + 1 + len],
+            _ => b,
+        },
+        None => b,
+    };
+    crc16(hashed) % SLOTS
+}
+
+/// A short tag per slot that hashes to that slot (found once by enumeration).
+fn slot_tag(slot: u16) -> &'static str {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        let mut tags = vec![String::new(); SLOTS as usize];
+        let mut missing = SLOTS as usize;
+        let mut n: u64 = 0;
+        while missing > 0 {
+            let candidate = format!("{n:x}");
+            let s = (crc16(candidate.as_bytes()) % SLOTS) as usize;
+            if tags[s].is_empty() {
+                tags[s] = candidate;
+                missing -= 1;
+            }
+            n += 1;
+        }
+        tags
+    });
+    &tags[slot as usize]
+}
+
+/// A single-node or cluster connection behind one `ConnectionLike`.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(&'a mut self, p: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+struct Scripts {
+    load: Script,
+    commit: Script,
+    decision: Script,
+    outcome: Script,
+}
+
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+    retention: Retention,
+    timeout: Duration,
+    scripts: Arc<Scripts>,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+const LOAD: &str = r#"
+local p = redis.call('HGETALL', KEYS[1])
+local j = redis.call('LRANGE', KEYS[2], 0, -1)
+local seen = {}
+if #ARGV > 0 then
+  local s = redis.call('ZMSCORE', KEYS[3], unpack(ARGV))
+  for i = 1, #ARGV do seen[i] = s[i] and 1 or 0 end
+end
+return {p, j, seen}
+"#;
+
+// ARGV: expected version, now, dedup cutoff, dedup max, jlog maxlen,
+//       nfields, field/value pairs..., ntransitions, transitions..., nevents,
+//       per event: id, nfields, field/value pairs...
+const COMMIT: &str = r#"
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return 0 end
+local now = ARGV[2]
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', v + 1)
+local i = 6
+local nf = tonumber(ARGV[i]); i = i + 1
+for k = 1, nf do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+local nt = tonumber(ARGV[i]); i = i + 1
+for k = 1, nt do
+  redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1
+end
+local ne = tonumber(ARGV[i]); i = i + 1
+for k = 1, ne do
+  redis.call('ZADD', KEYS[3], now, ARGV[i]); i = i + 1
+  local n = tonumber(ARGV[i]); i = i + 1
+  local fields = {}
+  for f = 1, n * 2 do fields[f] = ARGV[i]; i = i + 1 end
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+end
+if ne > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
+  local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
+  if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1) end
+end
+return 1
+"#;
+
+// KEYS: decisions hash, decision index, decision log. ARGV: id, now, ",offers,", keep, json, maxlen
+const DECISION: &str = r#"
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], excess)
+  for k = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[k]) end
+end
+return 1
+"#;
+
+// KEYS: decisions hash, decision log. ARGV: decision id, offer id, json, maxlen
+const OUTCOME: &str = r#"
+local offers = redis.call('HGET', KEYS[1], ARGV[1])
+if not offers then return 0 end
+if not string.find(offers, ',' .. ARGV[2] .. ',', 1, true) then return -1 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'json', ARGV[3])
+return 1
+"#;
+
+impl RedisStore {
+    /// Connects lazily on a single node (the server starts, and recovers, while Redis is down);
+    /// a cluster is asked for its topology at once.
+    pub async fn connect(cfg: &RedisConfig, retention: Retention) -> Result<Self, StoreError> {
+        let timeout = Duration::from_millis(cfg.command_timeout_ms);
+        let conn = if cfg.cluster {
+            let nodes: Vec<&str> = cfg.url.split(',').map(str::trim).collect();
+            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(unavailable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?)
+        };
+        let scripts = Scripts {
+            load: Script::new(LOAD),
+            commit: Script::new(COMMIT),
+            decision: Script::new(DECISION),
+            outcome: Script::new(OUTCOME),
+        };
+        Ok(Self { conn, keys: Keys::new(&cfg.key_prefix, cfg.cluster), retention, timeout, scripts: Arc::new(scripts) })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Runs one Redis call with the command timeout: a slow Redis is an unavailable Redis.
+    async fn run<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    async fn export_stream(&self, name: &str, sink: &mut (dyn FnMut(&[(String, String)]) + Send)) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for key in self.keys.log_shards(name) {
+            let mut start = "-".to_string();
+            loop {
+                let page: Vec<(String, Vec<(String, String)>)> = self
+                    .run(|mut c| {
+                        let cmd = redis::cmd("XRANGE").arg(&key).arg(&start).arg("+").arg("COUNT").arg(1000).clone();
+                        async move { cmd.query_async(&mut c).await }
+                    })
+                    .await?;
+                let Some((last, _)) = page.last() else { break };
+                start = format!("({last}");
+                for (_, fields) in &page {
+                    sink(fields);
+                    n += 1;
+                }
+                if page.len() < 1000 {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn ms_str(v: Option<i64>) -> Option<String> {
+    v.map(|t| t.to_string())
+}
+
+/// Profile hash fields for a state (without the version).
+fn encode_profile(s: &UserState) -> Vec<(String, String)> {
+    let a = &s.aggregates;
+    let mut f: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.push((k.to_string(), v));
+        }
+    };
+    put("stage", s.stage.clone());
+    put("since", ms_str(s.stage_since));
+    put("fs", ms_str(a.first_seen));
+    put("ls", ms_str(a.last_seen));
+    put("lp", ms_str(a.last_purchase));
+    put("mon", (a.monetary_total != 0.0).then(|| a.monetary_total.to_string()));
+    put("pc", (a.purchase_count != 0).then(|| a.purchase_count.to_string()));
+    for (k, v) in &a.event_counts {
+        f.push((format!("c:{k}"), v.to_string()));
+    }
+    for (k, v) in &s.attributes {
+        f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
+    }
+    f
+}
+
+fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64, UserState), StoreError> {
+    let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("profile field {what}: {v:?}"));
+    let mut s = UserState::default();
+    let mut version = 0;
+    let mut it = fields.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let int = || v.parse::<i64>().map_err(|_| corrupt(&k, &v));
+        match k.as_str() {
+            "v" => version = v.parse().map_err(|_| corrupt(&k, &v))?,
+            "stage" => s.stage = Some(v.clone()),
+            "since" => s.stage_since = Some(int()?),
+            "fs" => s.aggregates.first_seen = Some(int()?),
+            "ls" => s.aggregates.last_seen = Some(int()?),
+            "lp" => s.aggregates.last_purchase = Some(int()?),
+            "mon" => s.aggregates.monetary_total = v.parse().map_err(|_| corrupt(&k, &v))?,
+            "pc" => s.aggregates.purchase_count = v.parse().map_err(|_| corrupt(&k, &v))?,
+            _ => {
+                if let Some(t) = k.strip_prefix("c:") {
+                    s.aggregates.event_counts.insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
+                } else if let Some(name) = k.strip_prefix("a:") {
+                    let value: AttrValue = serde_json::from_str(&v).map_err(|_| corrupt(&k, &v))?;
+                    s.attributes.insert(name.to_string(), value);
+                }
+            }
+        }
+    }
+    for t in transitions {
+        s.transitions.push(serde_json::from_str::<Transition>(&t).map_err(|_| corrupt("transition", &t))?);
+    }
+    Ok((version, s))
+}
+
+fn encode_event(e: &Event) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("event_id", e.event_id.clone()),
+        ("user_id", e.user_id.clone()),
+        ("event_type", e.event_type.clone()),
+        ("ts", e.timestamp.to_string()),
+    ];
+    if !e.channel.is_empty() {
+        f.push(("channel", e.channel.clone()));
+    }
+    if !e.offer_id.is_empty() {
+        f.push(("offer_id", e.offer_id.clone()));
+    }
+    if e.value != 0.0 {
+        f.push(("value", e.value.to_string()));
+    }
+    if !e.properties.is_empty() {
+        f.push(("properties", serde_json::to_string(&e.properties).expect("string map serialises")));
+    }
+    f
+}
+
+fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
+    let m: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let get = |k: &str| m.get(k).map(|s| s.to_string()).unwrap_or_default();
+    let bad = |k: &str| StoreError::Corrupt(format!("journey log field {k}: {:?}", m.get(k)));
+    Ok(Event {
+        event_id: get("event_id"),
+        user_id: get("user_id"),
+        event_type: get("event_type"),
+        timestamp: get("ts").parse().map_err(|_| bad("ts"))?,
+        channel: get("channel"),
+        offer_id: get("offer_id"),
+        value: m.get("value").map_or(Ok(0.0), |v| v.parse()).map_err(|_| bad("value"))?,
+        properties: match m.get("properties") {
+            Some(p) => serde_json::from_str(p).map_err(|_| bad("properties"))?,
+            None => Default::default(),
+        },
+    })
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        if self.keys.cluster { "redis-cluster" } else { "redis" }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError> {
+        let k = &self.keys;
+        let mut inv = self.scripts.load.prepare_invoke();
+        inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id));
+        for id in event_ids {
+            inv.arg(*id);
+        }
+        let (fields, transitions, seen): (Vec<String>, Vec<String>, Vec<i64>) =
+            self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        let (version, state) = decode_profile(fields, transitions)?;
+        Ok(LoadedUser { version, state, seen: seen.into_iter().map(|s| s == 1).collect() })
+    }
+
+    async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
+        let k = &self.keys;
+        let r = &self.retention;
+        let mut inv = self.scripts.commit.prepare_invoke();
+        inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id)).key(k.journey_log(user_id));
+        inv.arg(expected_version)
+            .arg(w.now)
+            .arg(w.now - r.dedup_window_ms)
+            .arg(r.dedup_max_per_user)
+            .arg(r.journey_log_maxlen);
+        let fields = encode_profile(w.state);
+        inv.arg(fields.len());
+        for (f, v) in &fields {
+            inv.arg(f).arg(v);
+        }
+        inv.arg(w.new_transitions.len());
+        for t in w.new_transitions {
+            inv.arg(serde_json::to_string(t).expect("transition serialises"));
+        }
+        inv.arg(w.events.len());
+        for e in w.events {
+            let f = encode_event(e);
+            inv.arg(&e.event_id).arg(f.len());
+            for (name, v) in f {
+                inv.arg(name).arg(v);
+            }
+        }
+        let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let keys = self.keys.all_of_user(user_id);
+        self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
+    }
+
+    async fn log_decision(&self, rec: &DecisionRecord) -> Result<(), StoreError> {
+        let k = &self.keys;
+        let offers: String = rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",");
+        let json = serde_json::to_string(rec).expect("decision record serialises");
+        let mut inv = self.scripts.decision.prepare_invoke();
+        inv.key(k.decisions(&rec.user_id)).key(k.decision_index(&rec.user_id)).key(k.decision_log(&rec.user_id));
+        inv.arg(&rec.decision_id)
+            .arg(rec.at)
+            .arg(offers)
+            .arg(self.retention.recent_decisions_per_user)
+            .arg(json)
+            .arg(self.retention.decision_log_maxlen);
+        self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn log_outcome(&self, rec: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
+        let k = &self.keys;
+        let json = serde_json::to_string(rec).expect("outcome record serialises");
+        let mut inv = self.scripts.outcome.prepare_invoke();
+        inv.key(k.decisions(&rec.user_id)).key(k.decision_log(&rec.user_id));
+        inv.arg(&rec.decision_id).arg(&rec.offer_id).arg(json).arg(self.retention.decision_log_maxlen);
+        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(match r {
+            1 => OutcomeLink::Linked,
+            0 => OutcomeLink::UnknownDecision,
+            _ => OutcomeLink::OfferNotInDecision,
+        })
+    }
+
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
+        let mut err = None;
+        let n = self
+            .export_stream("jlog", &mut |fields| match decode_event(fields) {
+                Ok(e) => sink(e),
+                Err(e) => err = Some(e),
+            })
+            .await?;
+        err.map_or(Ok(n), Err)
+    }
+
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
+        let mut err = None;
+        let n = self
+            .export_stream("dlog", &mut |fields| {
+                let json = fields.iter().find(|(k, _)| k == "json").map(|(_, v)| v.as_str()).unwrap_or("");
+                let kind = fields.iter().find(|(k, _)| k == "kind").map(|(_, v)| v.as_str()).unwrap_or("");
+                let parsed = match kind {
+                    "decision" => serde_json::from_str(json).map(DecisionLogEntry::Decision),
+                    _ => serde_json::from_str(json).map(DecisionLogEntry::Outcome),
+                };
+                match parsed {
+                    Ok(e) => sink(e),
+                    Err(e) => err = Some(StoreError::Corrupt(format!("decision log entry: {e}"))),
+                }
+            })
+            .await?;
+        err.map_or(Ok(n), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_matches_the_cluster_spec() {
+        // Test vector from the Redis Cluster specification.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot_of_key("{user1000}.following"), slot_of_key("{user1000}.followers"));
+        assert_eq!(slot_of_key("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+        assert_eq!(slot_of_key("foo{{bar}}zap"), crc16(b"{bar") % SLOTS);
+    }
+
+    #[test]
+    fn user_keys_and_log_shard_share_a_slot() {
+        let k = Keys::new("tp", true);
+        for user in ["alice", "u-1", "a}b", "{x}", "Zoë"] {
+            let slot = slot_of_key(&k.profile(user));
+            for key in k.all_of_user(user).iter().chain([&k.journey_log(user), &k.decision_log(user)]) {
+                assert_eq!(slot_of_key(key), slot, "{key}");
+            }
+        }
+        assert_eq!(Keys::new("tp", false).journey_log("alice"), "tp:jlog");
+    }
+
+    #[test]
+    fn profile_round_trip() {
+        let mut s = UserState::default();
+        s.stage = Some("retention".into());
+        s.stage_since = Some(5);
+        s.aggregates.event_counts.insert("purchase".into(), 2);
+        s.aggregates.monetary_total = 12.5;
+        s.aggregates.purchase_count = 2;
+        s.aggregates.first_seen = Some(1);
+        s.aggregates.last_seen = Some(9);
+        s.attributes.insert("age".into(), AttrValue::Num(41.0));
+        s.attributes.insert("vip".into(), AttrValue::Bool(true));
+        s.attributes.insert("country".into(), AttrValue::Str("FR".into()));
+        s.attributes.insert("zip".into(), AttrValue::Str("75001".into()));
+        let mut fields: Vec<String> = vec!["v".into(), "3".into()];
+        for (k, v) in encode_profile(&s) {
+            fields.push(k);
+            fields.push(v);
+        }
+        assert_eq!(decode_profile(fields, vec![]).unwrap(), (3, s));
+    }
+}
