@@ -1,6 +1,10 @@
 //! Touchpoint: a next-best-action engine (library: domain, engine, stores, gRPC layer).
 pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod grpc;
+pub mod sim;
 pub mod store;
+pub mod telemetry;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

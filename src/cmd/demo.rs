@@ -1,0 +1,227 @@
+//! `touchpoint demo`: the embedded default. In-memory store seeded by the journey simulator,
+//! the gRPC server, and a short scripted session over a real gRPC connection.
+use super::client::{print_decision, print_journey, to_pb_event};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use touchpoint::config::Config;
+use touchpoint::domain::MS_PER_DAY;
+use touchpoint::engine::{Engine, now_ms};
+use touchpoint::grpc::pb::{
+    self, decisions_client::DecisionsClient, profiles_client::ProfilesClient,
+};
+use touchpoint::sim::{SimConfig, simulate};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Exit after the scripted session instead of serving until ctrl-c.
+    #[arg(long)]
+    once: bool,
+    /// Simulated users to seed.
+    #[arg(long, default_value_t = 3000)]
+    users: usize,
+    /// Days of simulated history.
+    #[arg(long, default_value_t = 90)]
+    days: u32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Metrics address; empty disables.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_listen: String,
+}
+
+const EXAMPLE: &str = include_str!("../../examples/touchpoint.toml");
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    vars.push(("TOUCHPOINT_REDIS_URL".into(), "memory://".into()));
+    vars.push(("TOUCHPOINT_SERVER_LISTEN".into(), args.listen.clone()));
+    vars.push((
+        "TOUCHPOINT_SERVER_METRICS_LISTEN".into(),
+        args.metrics_listen.clone(),
+    ));
+    let config = Config::from_toml(EXAMPLE, "examples/touchpoint.toml", vars)?;
+    let server = config.file.server.clone();
+    let store = touchpoint::store::open(&config.file.redis).await?;
+    let engine = Arc::new(Engine::new(store, config, None, vec![]));
+
+    let t = Instant::now();
+    let sim = simulate(&SimConfig {
+        users: args.users,
+        days: args.days,
+        seed: args.seed,
+        end: now_ms(),
+    });
+    for u in &sim.users {
+        engine
+            .put_profile(&u.user_id, u.attributes.clone(), vec![])
+            .await?;
+    }
+    for chunk in sim.events.chunks(1000) {
+        engine.record_events(chunk.to_vec()).await?;
+    }
+    let mut by_stage: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for u in &sim.users {
+        let p = engine.get_profile(&u.user_id).await?;
+        by_stage.entry(p.stage).or_default().push(u.user_id.clone());
+    }
+    println!(
+        "seeded {} simulated users and {} events over {} days in {:.2?} (seed {})",
+        sim.users.len(),
+        sim.events.len(),
+        args.days,
+        t.elapsed(),
+        args.seed
+    );
+    let stages: Vec<String> = engine.snapshot().config.journey.stages().to_vec();
+    for s in &stages {
+        println!(
+            "  {:<14} {:>6} users",
+            s,
+            by_stage.get(s).map_or(0, Vec::len)
+        );
+    }
+
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let serving = {
+        let engine = engine.clone();
+        tokio::spawn(async move { super::serve::run(engine, &server, Some(ready_tx)).await })
+    };
+    let addr = ready_rx.await.context("server did not start")?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut decisions = DecisionsClient::new(channel.clone());
+    let mut profiles = ProfilesClient::new(channel);
+    println!("\ngRPC server on {addr}; the session below goes through a real gRPC client.\n");
+
+    println!("== One user per stage, channel web (explained) and email ==");
+    for s in &stages {
+        let Some(user) = by_stage.get(s).and_then(|u| u.first()) else {
+            continue;
+        };
+        for (ch, explain) in [("web", true), ("email", false)] {
+            let req = pb::DecideRequest {
+                user_id: user.clone(),
+                channel: ch.into(),
+                limit: 2,
+                explain,
+                ..Default::default()
+            };
+            print_decision(&decisions.decide(req).await?.into_inner());
+        }
+        println!();
+    }
+
+    println!("== A new visitor walks the journey ==");
+    let visitor = format!("demo-visitor-{}", now_ms());
+    let steps: [&[(&str, f64)]; 3] = [
+        &[("page_view", 0.0)],
+        &[("product_view", 0.0), ("add_to_cart", 0.0)],
+        &[("purchase", 59.9)],
+    ];
+    let mut n = 0;
+    for step in steps {
+        let events = step
+            .iter()
+            .map(|(kind, value)| {
+                n += 1;
+                to_pb_event(touchpoint::domain::event::Event {
+                    event_id: format!("{visitor}-{n}"),
+                    user_id: visitor.clone(),
+                    event_type: kind.to_string(),
+                    timestamp: now_ms() - MS_PER_DAY + n * 60_000,
+                    channel: "web".into(),
+                    offer_id: String::new(),
+                    value: *value,
+                    properties: Default::default(),
+                })
+            })
+            .collect::<Vec<_>>();
+        let r = decisions
+            .record_events(pb::RecordEventsRequest {
+                events: events.clone(),
+            })
+            .await?
+            .into_inner();
+        let again = decisions
+            .record_events(pb::RecordEventsRequest { events })
+            .await?
+            .into_inner();
+        println!(
+            "events {:?}: accepted {}, replayed: duplicates {}",
+            step.iter().map(|s| s.0).collect::<Vec<_>>(),
+            r.accepted,
+            again.duplicates
+        );
+        let d = decisions
+            .decide(pb::DecideRequest {
+                user_id: visitor.clone(),
+                channel: "web".into(),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        print_decision(&d);
+        if let Some(o) = d.offers.first() {
+            let outcome = pb::RecordOutcomeRequest {
+                decision_id: d.decision_id.clone(),
+                user_id: visitor.clone(),
+                offer_id: o.offer_id.clone(),
+                outcome: pb::Outcome::Click as i32,
+                value: 0.0,
+                timestamp: None,
+            };
+            decisions.record_outcome(outcome).await?;
+            println!("  outcome CLICK recorded for {}", o.offer_id);
+        }
+    }
+    print_journey(
+        &profiles
+            .get_journey(pb::GetJourneyRequest { user_id: visitor })
+            .await?
+            .into_inner(),
+    );
+
+    println!("\n== Quick load: 5,000 Decide calls, 32 in flight ==");
+    let users: Vec<String> = sim.users.iter().map(|u| u.user_id.clone()).collect();
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..32 {
+        let mut client = decisions.clone();
+        let users = users.clone();
+        tasks.spawn(async move {
+            for i in (w..5000).step_by(32) {
+                let req = pb::DecideRequest {
+                    user_id: users[i % users.len()].clone(),
+                    channel: "web".into(),
+                    ..Default::default()
+                };
+                client.decide(req).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "5000 decisions in {secs:.2} s = {:.0} decisions/s (client and server share this machine)",
+        5000.0 / secs
+    );
+
+    if args.once {
+        return Ok(());
+    }
+    println!(
+        "\nServing on {addr} until ctrl-c. Try: cargo run --release -- client decide u000001 --channel web --explain"
+    );
+    serving.await??;
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Command-line commands of the `touchpoint` binary.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use touchpoint::config::{Config, EXIT_BAD_CONFIG};
+use touchpoint::engine::Engine;
+
+pub mod client;
+pub mod demo;
+pub mod serve;
+
+#[derive(Parser)]
+#[command(
+    name = "touchpoint",
+    version,
+    about = "Next-best-action engine served over gRPC"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (and /metrics) with a config file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// gRPC address (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Redis URL (overrides redis.url); memory:// for the embedded store.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Metrics address (overrides server.metrics_listen).
+        #[arg(long)]
+        metrics_listen: Option<String>,
+    },
+    /// Validate a config file and exit (64 when it is bad).
+    CheckConfig { file: PathBuf },
+    /// Seed the in-memory store with simulated journeys, serve, and run a short scripted session.
+    Demo(demo::Args),
+    /// Call a running server.
+    Client(client::Args),
+}
+
+/// Loads a config with environment and command-line overrides; a bad one ends the process with 64.
+pub fn load_config(
+    path: &Path,
+    overrides: Vec<(String, String)>,
+) -> Result<(Config, Vec<(String, String)>), ExitCode> {
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    vars.extend(overrides);
+    match Config::load(path, vars.clone()) {
+        Ok(c) => Ok((c, vars)),
+        Err(e) => {
+            eprintln!("bad config: {e}");
+            Err(ExitCode::from(EXIT_BAD_CONFIG as u8))
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            redis_url,
+            metrics_listen,
+        } => {
+            let overrides = [
+                ("LISTEN", listen),
+                ("REDIS_URL", redis_url),
+                ("METRICS_LISTEN", metrics_listen),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let key = match k {
+                    "REDIS_URL" => "TOUCHPOINT_REDIS_URL".to_string(),
+                    other => format!("TOUCHPOINT_SERVER_{other}"),
+                };
+                v.map(|v| (key, v))
+            })
+            .collect();
+            let (cfg, vars) = match load_config(&config, overrides) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let store = touchpoint::store::open(&cfg.file.redis)
+                .await
+                .context("opening the store")?;
+            let server = cfg.file.server.clone();
+            let engine = Arc::new(Engine::new(store, cfg, Some(config), vars));
+            serve::run(engine, &server, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => Ok(match load_config(&file, vec![]) {
+            Ok((c, _)) => {
+                println!(
+                    "{}: ok (version {}, {} stages, {} offers, channels {})",
+                    file.display(),
+                    c.version,
+                    c.journey.stages().len(),
+                    c.catalogue.offers().len(),
+                    c.file.decisions.channels.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        }),
+        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Client(args) => client::run(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}

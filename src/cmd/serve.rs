@@ -1,0 +1,85 @@
+//! Running the server: listeners, signals (SIGTERM/ctrl-c drain, SIGHUP reload), metrics.
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use touchpoint::config::ServerConfig;
+use touchpoint::engine::Engine;
+
+/// Serves until SIGTERM or ctrl-c (or `stop`, when given), then drains in-flight calls for up
+/// to `shutdown_grace_ms`. `ready` learns the bound gRPC address.
+pub async fn run(
+    engine: Arc<Engine>,
+    server: &ServerConfig,
+    ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&server.listen)
+        .await
+        .with_context(|| format!("binding {}", server.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if !server.metrics_listen.is_empty() {
+        let ml = TcpListener::bind(&server.metrics_listen)
+            .await
+            .with_context(|| format!("binding {}", server.metrics_listen))?;
+        tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics");
+        tokio::spawn(touchpoint::telemetry::serve_metrics(
+            ml,
+            stopped(stop_rx.clone()),
+        ));
+    } else {
+        touchpoint::telemetry::prometheus();
+    }
+    tokio::spawn(signals(engine.clone(), stop_tx));
+    tracing::info!(%addr, store = engine.store().kind(), config_version = %engine.snapshot().config.version, "touchpoint serving");
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    let grace = Duration::from_millis(server.shutdown_grace_ms);
+    let mut rx = stop_rx.clone();
+    let serve = touchpoint::grpc::serve(listener, engine, stopped(stop_rx));
+    tokio::pin!(serve);
+    tokio::select! {
+        r = &mut serve => r?,
+        _ = async { let _ = rx.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "in-flight calls did not finish within the grace period");
+        }
+    }
+    tracing::info!("touchpoint stopped");
+    Ok(())
+}
+
+async fn signals(engine: Arc<Engine>, stop: watch::Sender<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => match engine.reload() {
+                    Ok(s) => tracing::info!(config_version = %s.config.version, "reloaded on SIGHUP"),
+                    Err(e) => tracing::error!(error = %e, "reload rejected, keeping the old config"),
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = &engine;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: draining in-flight calls");
+    let _ = stop.send(true);
+}

@@ -1,0 +1,205 @@
+//! Thin service handlers: convert the request, call the engine, convert the answer.
+use super::convert;
+use super::pb::{
+    self, admin_server::Admin, decisions_server::Decisions, experiments_server::Experiments,
+    profiles_server::Profiles,
+};
+use super::{invalid, observed};
+use crate::domain::decision::DecisionQuery;
+use crate::engine::Engine;
+use std::pin::Pin;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub const NAMES: [&str; 4] = [
+    "touchpoint.v1.Decisions",
+    "touchpoint.v1.Profiles",
+    "touchpoint.v1.Experiments",
+    "touchpoint.v1.Admin",
+];
+
+#[derive(Clone)]
+pub struct Services {
+    engine: Arc<Engine>,
+}
+
+impl Services {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+fn later(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not implemented yet (planned: see the project's issues)"
+    ))
+}
+
+type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Decisions for Services {
+    async fn decide(
+        &self,
+        req: Request<pb::DecideRequest>,
+    ) -> Result<Response<pb::DecideResponse>, Status> {
+        observed("Decide", async {
+            let query = DecisionQuery::try_from(req.into_inner()).map_err(invalid)?;
+            let decision = self.engine.decide(query).await?;
+            Ok(Response::new(decision.into()))
+        })
+        .await
+    }
+
+    type DecideBatchStream = Stream<pb::DecideBatchItem>;
+
+    async fn decide_batch(
+        &self,
+        _req: Request<pb::DecideBatchRequest>,
+    ) -> Result<Response<Self::DecideBatchStream>, Status> {
+        observed("DecideBatch", async { Err(later("DecideBatch")) }).await
+    }
+
+    async fn record_events(
+        &self,
+        req: Request<pb::RecordEventsRequest>,
+    ) -> Result<Response<pb::RecordEventsResponse>, Status> {
+        observed("RecordEvents", async {
+            let events = convert::events(req.into_inner()).map_err(invalid)?;
+            let s = self.engine.record_events(events).await?;
+            Ok(Response::new(pb::RecordEventsResponse {
+                accepted: s.accepted,
+                duplicates: s.duplicates,
+            }))
+        })
+        .await
+    }
+
+    async fn record_outcome(
+        &self,
+        req: Request<pb::RecordOutcomeRequest>,
+    ) -> Result<Response<pb::RecordOutcomeResponse>, Status> {
+        observed("RecordOutcome", async {
+            let outcome = convert::outcome(req.into_inner()).map_err(invalid)?;
+            self.engine.record_outcome(outcome).await?;
+            Ok(Response::new(pb::RecordOutcomeResponse { recorded: true }))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Profiles for Services {
+    async fn get_profile(
+        &self,
+        req: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::Profile>, Status> {
+        observed("GetProfile", async {
+            let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
+            Ok(Response::new(self.engine.get_profile(&user).await?.into()))
+        })
+        .await
+    }
+
+    async fn put_profile(
+        &self,
+        req: Request<pb::PutProfileRequest>,
+    ) -> Result<Response<pb::Profile>, Status> {
+        observed("PutProfile", async {
+            let (user, set, remove) = convert::put_profile(req.into_inner()).map_err(invalid)?;
+            Ok(Response::new(
+                self.engine.put_profile(&user, set, remove).await?.into(),
+            ))
+        })
+        .await
+    }
+
+    async fn delete_profile(
+        &self,
+        req: Request<pb::DeleteProfileRequest>,
+    ) -> Result<Response<pb::DeleteProfileResponse>, Status> {
+        observed("DeleteProfile", async {
+            let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
+            let keys_deleted = self.engine.delete_profile(&user).await?;
+            Ok(Response::new(pb::DeleteProfileResponse { keys_deleted }))
+        })
+        .await
+    }
+
+    async fn get_journey(
+        &self,
+        req: Request<pb::GetJourneyRequest>,
+    ) -> Result<Response<pb::Journey>, Status> {
+        observed("GetJourney", async {
+            let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
+            Ok(Response::new(convert::journey(
+                self.engine.get_journey(&user).await?,
+            )))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Experiments for Services {
+    async fn get_assignment(
+        &self,
+        _req: Request<pb::GetAssignmentRequest>,
+    ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
+        observed("GetAssignment", async {
+            Err(later("GetAssignment (experiments)"))
+        })
+        .await
+    }
+
+    async fn get_experiment_results(
+        &self,
+        _req: Request<pb::GetExperimentResultsRequest>,
+    ) -> Result<Response<pb::ExperimentResults>, Status> {
+        observed("GetExperimentResults", async {
+            Err(later("GetExperimentResults (experiments)"))
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for Services {
+    async fn reload(
+        &self,
+        _req: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        observed("Reload", async {
+            let snap = self.engine.reload().map_err(|e| {
+                Status::failed_precondition(format!(
+                    "config rejected, still serving the old one: {e}"
+                ))
+            })?;
+            Ok(Response::new(pb::ReloadResponse {
+                config_version: snap.config.version.clone(),
+                model_versions: Default::default(),
+            }))
+        })
+        .await
+    }
+
+    async fn get_status(
+        &self,
+        _req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::ServerStatus>, Status> {
+        observed("GetStatus", async {
+            let s = self.engine.status().await;
+            Ok(Response::new(pb::ServerStatus {
+                server_version: crate::VERSION.to_string(),
+                config_version: s.config_version,
+                model_versions: Default::default(),
+                store_kind: s.store_kind.to_string(),
+                store_healthy: s.store_error.is_none(),
+                store_error: s.store_error.unwrap_or_default(),
+                started_at: Some(convert::timestamp(s.started_at)),
+                config_loaded_at: Some(convert::timestamp(s.config_loaded_at)),
+            }))
+        })
+        .await
+    }
+}
