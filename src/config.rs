@@ -25,11 +25,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:50051".into(),
-            metrics_listen: String::new(),
-            shutdown_grace_ms: 10_000,
-        }
+        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000 }
     }
 }
 
@@ -97,21 +93,9 @@ pub struct JourneyConfig {
 
 impl Default for JourneyConfig {
     fn default() -> Self {
-        let t = |e: &str, to: &str| TransitionConfig {
-            event_type: e.into(),
-            to: to.into(),
-            min_count: 1,
-        };
+        let t = |e: &str, to: &str| TransitionConfig { event_type: e.into(), to: to.into(), min_count: 1 };
         Self {
-            stages: [
-                "awareness",
-                "consideration",
-                "conversion",
-                "retention",
-                "advocacy",
-            ]
-            .map(String::from)
-            .into(),
+            stages: ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into(),
             lapse_after_days: 30.0,
             purchase_event: "purchase".into(),
             transitions: vec![
@@ -137,10 +121,7 @@ pub struct DecisionsConfig {
 
 impl Default for DecisionsConfig {
     fn default() -> Self {
-        Self {
-            channels: ["web", "app", "email"].map(String::from).into(),
-            default_limit: 3,
-        }
+        Self { channels: ["web", "app", "email"].map(String::from).into(), default_limit: 3 }
     }
 }
 
@@ -207,11 +188,7 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(
-                f,
-                "{}:{}: {}: {}",
-                self.source_name, line, self.entry, self.message
-            ),
+            Some(line) => write!(f, "{}:{}: {}: {}", self.source_name, line, self.entry, self.message),
             None => write!(f, "{}: {}: {}", self.source_name, self.entry, self.message),
         }
     }
@@ -250,10 +227,7 @@ pub const ENV_PREFIX: &str = "TOUCHPOINT_";
 
 impl Config {
     /// Reads and validates a file, applying overrides from `vars` (pass `std::env::vars()`).
-    pub fn load(
-        path: &Path,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source_name: name.clone(),
@@ -290,10 +264,7 @@ impl Config {
                 continue;
             };
             let rest = rest.to_ascii_lowercase();
-            let Some((section, key, kind)) = OVERRIDABLE
-                .iter()
-                .find(|(s, k, _)| rest == format!("{s}_{k}"))
-            else {
+            let Some((section, key, kind)) = OVERRIDABLE.iter().find(|(s, k, _)| rest == format!("{s}_{k}")) else {
                 continue;
             };
             let value = parse_override(*kind, &raw)
@@ -319,8 +290,7 @@ impl Config {
             hasher.update(a.as_bytes());
         }
         let version = hex::encode(&hasher.finalize()[..6]);
-        validate(file, version)
-            .map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
+        validate(file, version).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
     }
 }
 
@@ -342,54 +312,26 @@ type Invalid = (String, String);
 fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
     let bad = |entry: &str, msg: &str| Err((entry.to_string(), msg.to_string()));
     if file.server.listen.parse::<std::net::SocketAddr>().is_err() {
-        return bad(
-            "server.listen",
-            "must be an address such as 127.0.0.1:50051",
-        );
+        return bad("server.listen", "must be an address such as 127.0.0.1:50051");
     }
-    if !file.server.metrics_listen.is_empty()
-        && file
-            .server
-            .metrics_listen
-            .parse::<std::net::SocketAddr>()
-            .is_err()
-    {
-        return bad(
-            "server.metrics_listen",
-            "must be an address such as 127.0.0.1:9464, or empty",
-        );
+    if !file.server.metrics_listen.is_empty() && file.server.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
+        return bad("server.metrics_listen", "must be an address such as 127.0.0.1:9464, or empty");
     }
     let r = &file.redis;
-    if !(r.url.starts_with("memory://")
-        || r.url.starts_with("redis://")
-        || r.url.starts_with("rediss://"))
-    {
-        return bad(
-            "redis.url",
-            "must start with memory://, redis:// or rediss://",
-        );
+    if !(r.url.starts_with("memory://") || r.url.starts_with("redis://") || r.url.starts_with("rediss://")) {
+        return bad("redis.url", "must start with memory://, redis:// or rediss://");
     }
-    if r.key_prefix.is_empty() || r.key_prefix.len() > 64 || r.key_prefix.contains(['{', '}', ' '])
-    {
-        return bad(
-            "redis.key_prefix",
-            "must be 1-64 characters without braces or spaces",
-        );
+    if r.key_prefix.is_empty() || r.key_prefix.len() > 64 || r.key_prefix.contains(['{', '}', ' ']) {
+        return bad("redis.key_prefix", "must be 1-64 characters without braces or spaces");
     }
     if r.command_timeout_ms == 0 {
         return bad("redis.command_timeout_ms", "must be positive");
     }
     if !(r.dedup_window_days > 0.0 && r.dedup_window_days.is_finite()) {
-        return bad(
-            "redis.dedup_window_days",
-            "must be a positive number of days",
-        );
+        return bad("redis.dedup_window_days", "must be a positive number of days");
     }
     if r.dedup_max_per_user == 0 || r.recent_decisions_per_user == 0 {
-        return bad(
-            "redis.dedup_max_per_user",
-            "dedup_max_per_user and recent_decisions_per_user must be positive",
-        );
+        return bad("redis.dedup_max_per_user", "dedup_max_per_user and recent_decisions_per_user must be positive");
     }
 
     let j = &file.journey;
@@ -405,52 +347,32 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
         }
     }
     if !(j.lapse_after_days >= 0.0 && j.lapse_after_days.is_finite()) {
-        return bad(
-            "journey.lapse_after_days",
-            "must be a non-negative number of days (0 disables lapse)",
-        );
+        return bad("journey.lapse_after_days", "must be a non-negative number of days (0 disables lapse)");
     }
     let mut triggers = Vec::new();
     for (i, t) in j.transitions.iter().enumerate() {
         let entry = format!("journey.transitions[{i}]");
-        check_name(&format!("{entry}.event_type"), &t.event_type, 64)
-            .map_err(|e| (e.field.clone(), e.message))?;
+        check_name(&format!("{entry}.event_type"), &t.event_type, 64).map_err(|e| (e.field.clone(), e.message))?;
         let Some(to) = j.stages.iter().position(|s| *s == t.to) else {
             return Err((format!("{entry}.to"), format!("unknown stage {:?}", t.to)));
         };
         if t.min_count == 0 {
             return Err((format!("{entry}.min_count"), "must be at least 1".into()));
         }
-        triggers.push(Trigger {
-            event_type: t.event_type.clone(),
-            to,
-            min_count: t.min_count,
-        });
+        triggers.push(Trigger { event_type: t.event_type.clone(), to, min_count: t.min_count });
     }
-    let journey = JourneyDef::new(
-        j.stages.clone(),
-        triggers,
-        j.lapse_after_days,
-        j.purchase_event.clone(),
-    );
+    let journey = JourneyDef::new(j.stages.clone(), triggers, j.lapse_after_days, j.purchase_event.clone());
 
     let d = &file.decisions;
     if d.channels.is_empty() {
         return bad("decisions.channels", "needs at least one channel");
     }
     for c in &d.channels {
-        check_name("decisions.channels", c, 64).map_err(|e| {
-            (
-                "decisions.channels".to_string(),
-                format!("{c:?} {}", e.message),
-            )
-        })?;
+        check_name("decisions.channels", c, 64)
+            .map_err(|e| ("decisions.channels".to_string(), format!("{c:?} {}", e.message)))?;
     }
     if d.default_limit == 0 || d.default_limit > MAX_LIMIT {
-        return bad(
-            "decisions.default_limit",
-            &format!("must be 1..={MAX_LIMIT}"),
-        );
+        return bad("decisions.default_limit", &format!("must be 1..={MAX_LIMIT}"));
     }
 
     let mut ids = HashSet::new();
@@ -463,76 +385,41 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
             return Err((field("id"), format!("offer id {:?} is used twice", o.id)));
         }
         if o.stages.is_empty() {
-            return Err((
-                field("stages"),
-                format!("offer {:?} needs at least one stage", o.id),
-            ));
+            return Err((field("stages"), format!("offer {:?} needs at least one stage", o.id)));
         }
         if let Some(s) = o.stages.iter().find(|s| !j.stages.contains(s)) {
-            return Err((
-                field("stages"),
-                format!("offer {:?}: unknown stage {s:?}", o.id),
-            ));
+            return Err((field("stages"), format!("offer {:?}: unknown stage {s:?}", o.id)));
         }
         if o.channels.is_empty() {
-            return Err((
-                field("channels"),
-                format!("offer {:?} needs at least one channel", o.id),
-            ));
+            return Err((field("channels"), format!("offer {:?} needs at least one channel", o.id)));
         }
         if let Some(c) = o.channels.iter().find(|c| !d.channels.contains(c)) {
             return Err((
                 field("channels"),
-                format!(
-                    "offer {:?}: unknown channel {c:?} (declare it in decisions.channels)",
-                    o.id
-                ),
+                format!("offer {:?}: unknown channel {c:?} (declare it in decisions.channels)", o.id),
             ));
         }
         if o.content_ref.is_empty() {
-            return Err((
-                field("content_ref"),
-                format!("offer {:?} needs a content reference", o.id),
-            ));
+            return Err((field("content_ref"), format!("offer {:?} needs a content reference", o.id)));
         }
-        for (name, v) in [
-            ("priority", o.priority),
-            ("value", o.value),
-            ("cost", o.cost),
-            ("weight", o.weight),
-        ] {
+        for (name, v) in [("priority", o.priority), ("value", o.value), ("cost", o.cost), ("weight", o.weight)] {
             if !v.is_finite() {
-                return Err((
-                    field(name),
-                    format!("offer {:?}: must be a finite number", o.id),
-                ));
+                return Err((field(name), format!("offer {:?}: must be a finite number", o.id)));
             }
         }
         if o.weight < 0.0 {
-            return Err((
-                field("weight"),
-                format!("offer {:?}: must not be negative", o.id),
-            ));
+            return Err((field("weight"), format!("offer {:?}: must not be negative", o.id)));
         }
-        let valid_from =
-            parse_time(o.valid_from.as_deref()).map_err(|m| (field("valid_from"), m))?;
-        let valid_until =
-            parse_time(o.valid_until.as_deref()).map_err(|m| (field("valid_until"), m))?;
+        let valid_from = parse_time(o.valid_from.as_deref()).map_err(|m| (field("valid_from"), m))?;
+        let valid_until = parse_time(o.valid_until.as_deref()).map_err(|m| (field("valid_until"), m))?;
         if let (Some(a), Some(b)) = (valid_from, valid_until)
             && a >= b
         {
-            return Err((
-                field("valid_until"),
-                format!("offer {:?}: must be after valid_from", o.id),
-            ));
+            return Err((field("valid_until"), format!("offer {:?}: must be after valid_from", o.id)));
         }
         offers.push(Offer {
             id: o.id.clone(),
-            name: if o.name.is_empty() {
-                o.id.clone()
-            } else {
-                o.name.clone()
-            },
+            name: if o.name.is_empty() { o.id.clone() } else { o.name.clone() },
             stages: o.stages.clone(),
             channels: o.channels.clone(),
             placements: o.placements.clone(),
@@ -545,12 +432,7 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
             valid_until,
         });
     }
-    Ok(Config {
-        file,
-        journey,
-        catalogue: Catalogue::new(offers),
-        version,
-    })
+    Ok(Config { file, journey, catalogue: Catalogue::new(offers), version })
 }
 
 fn parse_time(s: Option<&str>) -> Result<Option<Millis>, String> {
@@ -570,11 +452,7 @@ impl RedisConfig {
 
 /// 1-based line of a byte offset.
 fn line_at(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// Finds the line of an entry path such as `offers[2].stages` or `redis.key_prefix`:
@@ -589,12 +467,7 @@ fn locate(src: &str, entry: &str) -> Option<usize> {
         Some((name, idx)) => {
             let n: usize = idx.trim_end_matches(']').parse().ok()?;
             let header = format!("[[{name}]]");
-            lines
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.trim() == header)
-                .nth(n)?
-                .0
+            lines.iter().enumerate().filter(|(_, l)| l.trim() == header).nth(n)?.0
         }
         None => {
             let header = format!("[{table}]");
@@ -607,11 +480,7 @@ fn locate(src: &str, entry: &str) -> Option<usize> {
     let found = lines[start + 1..]
         .iter()
         .take_while(|l| !l.trim_start().starts_with('['))
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-        });
+        .position(|l| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')));
     Some(found.map_or(start, |i| start + 1 + i) + 1)
 }
 
@@ -652,30 +521,15 @@ content_ref = "cms://b"
     fn names_the_entry_and_line() {
         check(BASE, &[], Err(("offers[1].stages", Some(13))));
         check(&BASE.replace("nowhere", "awareness"), &[], Ok(()));
-        check(
-            &BASE.replace("\"nowhere\"", "awareness"),
-            &[],
-            Err(("toml", Some(13))),
-        );
-        check(
-            &BASE.replace("id = \"b\"", "id = \"a\""),
-            &[],
-            Err(("offers[1].id", Some(12))),
-        );
-        check(
-            "[server]\nlisten = \"nope\"\n",
-            &[],
-            Err(("server.listen", Some(2))),
-        );
+        check(&BASE.replace("\"nowhere\"", "awareness"), &[], Err(("toml", Some(13))));
+        check(&BASE.replace("id = \"b\"", "id = \"a\""), &[], Err(("offers[1].id", Some(12))));
+        check("[server]\nlisten = \"nope\"\n", &[], Err(("server.listen", Some(2))));
         check("[server]\nlisn = 1\n", &[], Err(("toml", None)));
     }
 
     #[test]
     fn env_overrides_scalars() {
-        let vars = [
-            ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "env".to_string()),
-            ("OTHER".into(), "x".into()),
-        ];
+        let vars = [("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "env".to_string()), ("OTHER".into(), "x".into())];
         let c = Config::from_toml("", "t", vars).unwrap();
         assert_eq!(c.file.redis.key_prefix, "env");
         let c2 = Config::from_toml("", "t", std::iter::empty()).unwrap();
@@ -685,11 +539,7 @@ content_ref = "cms://b"
             &[("TOUCHPOINT_SERVER_SHUTDOWN_GRACE_MS", "soon")],
             Err(("TOUCHPOINT_SERVER_SHUTDOWN_GRACE_MS", None)),
         );
-        check(
-            "",
-            &[("TOUCHPOINT_REDIS_URL", "ftp://x")],
-            Err(("redis.url", None)),
-        );
+        check("", &[("TOUCHPOINT_REDIS_URL", "ftp://x")], Err(("redis.url", None)));
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::sync::Arc;
 const MAX_COMMIT_ATTEMPTS: usize = 32;
 /// Users of one `RecordEvents` call written concurrently.
 const WRITE_CONCURRENCY: usize = 64;
+/// Stripes of the per-user write lock.
+const LOCK_STRIPES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -102,6 +104,9 @@ pub struct Engine {
     config_path: Option<PathBuf>,
     vars: Vec<(String, String)>,
     started_at: Millis,
+    /// Writes of one user from this process take turns, so optimistic retries are only
+    /// needed when several servers write the same user at once.
+    write_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Engine {
@@ -112,16 +117,14 @@ impl Engine {
         config_path: Option<PathBuf>,
         vars: Vec<(String, String)>,
     ) -> Self {
-        let snapshot = ArcSwap::from_pointee(Snapshot {
-            config,
-            loaded_at: now_ms(),
-        });
+        let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });
         Self {
             store,
             snapshot,
             config_path,
             vars,
             started_at: now_ms(),
+            write_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -140,10 +143,7 @@ impl Engine {
             return Ok(self.snapshot());
         };
         let config = Config::load(path, self.vars.clone())?;
-        self.snapshot.store(Arc::new(Snapshot {
-            config,
-            loaded_at: now_ms(),
-        }));
+        self.snapshot.store(Arc::new(Snapshot { config, loaded_at: now_ms() }));
         Ok(self.snapshot())
     }
 
@@ -158,16 +158,25 @@ impl Engine {
         }
     }
 
+    async fn lock_user(&self, user: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(user) as usize % LOCK_STRIPES;
+        self.write_locks[stripe].lock().await
+    }
+
+    /// Waits a little before retrying a conflicting write, more after each conflict.
+    async fn backoff(attempt: usize) {
+        use rand::Rng;
+        let micros = rand::thread_rng().gen_range(0..=200 * (attempt as u64 + 1));
+        tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+    }
+
     fn check_channel(config: &Config, field: &str, channel: &str) -> Result<(), Error> {
         if config.file.decisions.channels.iter().any(|c| c == channel) {
             Ok(())
         } else {
             let known = config.file.decisions.channels.join(", ");
-            Err(FieldError::new(
-                field,
-                format!("unknown channel {channel:?} (known: {known})"),
-            )
-            .into())
+            Err(FieldError::new(field, format!("unknown channel {channel:?} (known: {known})")).into())
         }
     }
 
@@ -213,11 +222,7 @@ impl Engine {
                 })
             })
             .collect();
-        Ok(Decision {
-            record,
-            offers,
-            explain: query.explain,
-        })
+        Ok(Decision { record, offers, explain: query.explain })
     }
 
     /// Applies events: per user, one read, the journey engine, one atomic conditional write.
@@ -270,14 +275,14 @@ impl Engine {
         events: Vec<Event>,
     ) -> Result<(u32, u32), Error> {
         let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
+        let _turn = self.lock_user(user).await;
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                Self::backoff(attempt).await;
+            }
             let loaded = self.store.load_user(user, &ids).await?;
-            let fresh: Vec<&Event> = events
-                .iter()
-                .zip(&loaded.seen)
-                .filter(|(_, seen)| !**seen)
-                .map(|(e, _)| e)
-                .collect();
+            let fresh: Vec<&Event> =
+                events.iter().zip(&loaded.seen).filter(|(_, seen)| !**seen).map(|(e, _)| e).collect();
             let duplicates = (events.len() - fresh.len()) as u32;
             if fresh.is_empty() {
                 return Ok((0, duplicates));
@@ -285,12 +290,7 @@ impl Engine {
             let mut state = loaded.state;
             let transitions: Vec<Transition> = journey.apply_events(&mut state, &fresh);
             let applied: Vec<Event> = fresh.iter().map(|e| (*e).clone()).collect();
-            let write = UserWrite {
-                state: &state,
-                new_transitions: &transitions,
-                events: &applied,
-                now: now_ms(),
-            };
+            let write = UserWrite { state: &state, new_transitions: &transitions, events: &applied, now: now_ms() };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok((applied.len() as u32, duplicates));
             }
@@ -308,10 +308,7 @@ impl Engine {
             ))),
             OutcomeLink::OfferNotInDecision => Err(FieldError::new(
                 "offer_id",
-                format!(
-                    "offer {} was not part of decision {}",
-                    record.offer_id, record.decision_id
-                ),
+                format!("offer {} was not part of decision {}", record.offer_id, record.decision_id),
             )
             .into()),
         }
@@ -348,19 +345,18 @@ impl Engine {
         set: BTreeMap<String, AttrValue>,
         remove: Vec<String>,
     ) -> Result<ProfileView, Error> {
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
+        let _turn = self.lock_user(user).await;
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                Self::backoff(attempt).await;
+            }
             let loaded = self.store.load_user(user, &[]).await?;
             let mut state = loaded.state;
             for name in &remove {
                 state.attributes.remove(name);
             }
             state.attributes.extend(set.clone());
-            let write = UserWrite {
-                state: &state,
-                new_transitions: &[],
-                events: &[],
-                now: now_ms(),
-            };
+            let write = UserWrite { state: &state, new_transitions: &[], events: &[], now: now_ms() };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok(self.view(user, state));
             }

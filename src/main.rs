@@ -6,10 +6,7 @@ mod cmd;
 fn main() -> std::process::ExitCode {
     touchpoint::telemetry::init_tracing();
     let cli = cmd::Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {

@@ -95,10 +95,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
     for n in 0..cfg.users {
         let user_id = format!("u{n:06}");
         let age = rng.gen_range(18..=75);
-        let gender = pick(
-            &mut rng,
-            &[("female", 0.48), ("male", 0.48), ("other", 0.04)],
-        );
+        let gender = pick(&mut rng, &[("female", 0.48), ("male", 0.48), ("other", 0.04)]);
         let income = pick(&mut rng, &[("low", 0.3), ("mid", 0.5), ("high", 0.2)]);
         let country_ix = {
             let weights: Vec<(&str, f64)> = COUNTRIES.iter().map(|(c, _, w)| (*c, *w)).collect();
@@ -106,11 +103,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
             COUNTRIES.iter().position(|(x, _, _)| *x == c).unwrap_or(0)
         };
         let region = COUNTRIES[country_ix].1[rng.gen_range(0..2)];
-        let interests: Vec<&str> = INTERESTS
-            .iter()
-            .copied()
-            .filter(|_| rng.gen_bool(0.3))
-            .collect();
+        let interests: Vec<&str> = INTERESTS.iter().copied().filter(|_| rng.gen_bool(0.3)).collect();
 
         let u: f64 = rng.r#gen();
         let visit_prob = 0.02 + 0.3 * u * u;
@@ -126,10 +119,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
         attributes.insert("age".into(), AttrValue::Num(f64::from(age)));
         attributes.insert("gender".into(), AttrValue::Str(gender.into()));
         attributes.insert("income_band".into(), AttrValue::Str(income.into()));
-        attributes.insert(
-            "country".into(),
-            AttrValue::Str(COUNTRIES[country_ix].0.into()),
-        );
+        attributes.insert("country".into(), AttrValue::Str(COUNTRIES[country_ix].0.into()));
         attributes.insert("region".into(), AttrValue::Str(region.into()));
         attributes.insert("interests".into(), AttrValue::Str(interests.join(",")));
 
@@ -143,11 +133,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
                 user_id: user_id.clone(),
                 event_type: kind.into(),
                 timestamp: t,
-                channel: if kind == "page_view" && seq % 3 == 0 {
-                    "app".into()
-                } else {
-                    "web".into()
-                },
+                channel: if kind == "page_view" && seq % 3 == 0 { "app".into() } else { "web".into() },
                 offer_id: String::new(),
                 value,
                 properties: BTreeMap::new(),
@@ -161,8 +147,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
             if day > arrival && !rng.gen_bool(visit_prob) {
                 continue;
             }
-            let mut t =
-                start + i64::from(day) * MS_PER_DAY + rng.gen_range(0..MS_PER_DAY - 3_600_000);
+            let mut t = start + i64::from(day) * MS_PER_DAY + rng.gen_range(0..MS_PER_DAY - 3_600_000);
             let mut step = |rng: &mut ChaCha8Rng| {
                 t += rng.gen_range(5_000..300_000);
                 t
@@ -190,12 +175,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
             };
             let z: f64 = rng.sample(rand_distr_normal());
             let value = (median.ln() + 0.5 * z).exp();
-            emit(
-                "purchase",
-                step(&mut rng),
-                (value * 100.0).round() / 100.0,
-                &mut events,
-            );
+            emit("purchase", step(&mut rng), (value * 100.0).round() / 100.0, &mut events);
             if rng.gen_bool(0.08) {
                 emit("review_posted", step(&mut rng), 0.0, &mut events);
             }
@@ -203,20 +183,9 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
                 emit("referral", step(&mut rng), 0.0, &mut events);
             }
         }
-        users.push(SimUser {
-            user_id,
-            attributes,
-            visit_prob,
-            churn_hazard,
-            buy_prob,
-            churned,
-        });
+        users.push(SimUser { user_id, attributes, visit_prob, churn_hazard, buy_prob, churned });
     }
-    events.sort_by(|a, b| {
-        a.timestamp
-            .cmp(&b.timestamp)
-            .then_with(|| a.event_id.cmp(&b.event_id))
-    });
+    events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
     Simulation { users, events }
 }
 
@@ -238,12 +207,7 @@ mod tests {
     use super::*;
 
     fn run(seed: u64) -> Simulation {
-        simulate(&SimConfig {
-            users: 300,
-            days: 60,
-            seed,
-            end: 1_700_000_000_000,
-        })
+        simulate(&SimConfig { users: 300, days: 60, seed, end: 1_700_000_000_000 })
     }
 
     #[test]
@@ -257,27 +221,10 @@ mod tests {
     fn events_in_window_and_ordered_and_purchases_valued() {
         let s = run(1);
         let end = 1_700_000_000_000;
-        assert!(
-            s.events
-                .windows(2)
-                .all(|w| w[0].timestamp <= w[1].timestamp)
-        );
-        assert!(
-            s.events
-                .iter()
-                .all(|e| e.timestamp > end - 60 * MS_PER_DAY && e.timestamp < end)
-        );
-        assert!(
-            s.events
-                .iter()
-                .filter(|e| e.event_type == "purchase")
-                .all(|e| e.value > 0.0)
-        );
-        assert!(
-            s.events
-                .iter()
-                .any(|e| e.event_type == "referral" || e.event_type == "review_posted")
-        );
+        assert!(s.events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        assert!(s.events.iter().all(|e| e.timestamp > end - 60 * MS_PER_DAY && e.timestamp < end));
+        assert!(s.events.iter().filter(|e| e.event_type == "purchase").all(|e| e.value > 0.0));
+        assert!(s.events.iter().any(|e| e.event_type == "referral" || e.event_type == "review_posted"));
     }
 
     #[test]

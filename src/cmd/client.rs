@@ -5,18 +5,13 @@ use std::io::BufRead;
 use touchpoint::domain::event::Event;
 use touchpoint::grpc::convert::{parse_cli_value, timestamp};
 use touchpoint::grpc::pb::{
-    self, admin_client::AdminClient, decisions_client::DecisionsClient,
-    profiles_client::ProfilesClient,
+    self, admin_client::AdminClient, decisions_client::DecisionsClient, profiles_client::ProfilesClient,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Server address.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:50051",
-        env = "TOUCHPOINT_ADDR"
-    )]
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "TOUCHPOINT_ADDR")]
     addr: String,
     #[command(subcommand)]
     call: Call,
@@ -115,25 +110,13 @@ pub fn print_decision(d: &pb::DecideResponse) {
         );
     }
     for c in &d.explanation {
-        let verdict = if c.kept {
-            "kept".to_string()
-        } else {
-            format!("dropped: {}", c.reason)
-        };
-        println!(
-            "     - {:<22} score {:>8.3}  {verdict}",
-            c.offer_id, c.score
-        );
+        let verdict = if c.kept { "kept".to_string() } else { format!("dropped: {}", c.reason) };
+        println!("     - {:<22} score {:>8.3}  {verdict}", c.offer_id, c.score);
     }
 }
 
 pub fn print_profile(p: &pb::Profile) {
-    println!(
-        "user {}  stage {}{}",
-        p.user_id,
-        p.stage,
-        if p.lapsed { " (lapsed)" } else { "" }
-    );
+    println!("user {}  stage {}{}", p.user_id, p.stage, if p.lapsed { " (lapsed)" } else { "" });
     let mut attrs: Vec<_> = p.attributes.iter().collect();
     attrs.sort_by(|a, b| a.0.cmp(b.0));
     for (k, v) in attrs {
@@ -163,18 +146,8 @@ pub fn print_profile(p: &pb::Profile) {
 pub fn print_journey(j: &pb::Journey) {
     println!("user {}  stage {}", j.user_id, j.stage);
     for t in &j.transitions {
-        let from = if t.from_stage.is_empty() {
-            "(new)"
-        } else {
-            &t.from_stage
-        };
-        println!(
-            "  {}  {from} -> {}  on {} ({})",
-            ms(&t.at),
-            t.to_stage,
-            t.trigger_event_type,
-            t.trigger_event_id
-        );
+        let from = if t.from_stage.is_empty() { "(new)" } else { &t.from_stage };
+        println!("  {}  {from} -> {}  on {} ({})", ms(&t.at), t.to_stage, t.trigger_event_type, t.trigger_event_id);
     }
 }
 
@@ -199,44 +172,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut decisions = DecisionsClient::new(channel.clone());
     let mut profiles = ProfilesClient::new(channel.clone());
     match args.call {
-        Call::Decide {
-            user,
-            channel: ch,
-            placement,
-            limit,
-            explain,
-            context,
-        } => {
-            let context = context
-                .into_iter()
-                .map(|(k, v)| (k, parse_cli_value(&v)))
-                .collect();
-            let req = pb::DecideRequest {
-                user_id: user,
-                channel: ch,
-                placement,
-                context,
-                limit,
-                explain,
-            };
+        Call::Decide { user, channel: ch, placement, limit, explain, context } => {
+            let context = context.into_iter().map(|(k, v)| (k, parse_cli_value(&v))).collect();
+            let req = pb::DecideRequest { user_id: user, channel: ch, placement, context, limit, explain };
             print_decision(&decisions.decide(req).await?.into_inner());
         }
-        Call::Events {
-            file,
-            user,
-            event_type,
-            id,
-            value,
-            channel: ch,
-        } => {
+        Call::Events { file, user, event_type, id, value, channel: ch } => {
             let events: Vec<pb::Event> = match (file, user, event_type) {
                 (Some(path), _, _) => {
                     let reader: Box<dyn BufRead> = if path == "-" {
                         Box::new(std::io::stdin().lock())
                     } else {
                         Box::new(std::io::BufReader::new(
-                            std::fs::File::open(&path)
-                                .with_context(|| format!("opening {path}"))?,
+                            std::fs::File::open(&path).with_context(|| format!("opening {path}"))?,
                         ))
                     };
                     let mut out = Vec::new();
@@ -245,8 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         if line.trim().is_empty() {
                             continue;
                         }
-                        let e: Event = serde_json::from_str(&line)
-                            .with_context(|| format!("line {}", i + 1))?;
+                        let e: Event = serde_json::from_str(&line).with_context(|| format!("line {}", i + 1))?;
                         out.push(to_pb_event(e));
                     }
                     out
@@ -265,26 +212,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             };
             let (mut accepted, mut duplicates) = (0, 0);
             for chunk in events.chunks(1000) {
-                let r = decisions
-                    .record_events(pb::RecordEventsRequest {
-                        events: chunk.to_vec(),
-                    })
-                    .await?
-                    .into_inner();
+                let r = decisions.record_events(pb::RecordEventsRequest { events: chunk.to_vec() }).await?.into_inner();
                 accepted += r.accepted;
                 duplicates += r.duplicates;
             }
             println!("accepted {accepted}, duplicates {duplicates}");
         }
-        Call::Outcome {
-            decision_id,
-            user,
-            offer,
-            outcome,
-            value,
-        } => {
-            let kind = pb::Outcome::from_str_name(&outcome.to_ascii_uppercase())
-                .with_context(|| format!("unknown outcome {outcome:?} (impression, click, dismiss, accept, conversion)"))?;
+        Call::Outcome { decision_id, user, offer, outcome, value } => {
+            let kind = pb::Outcome::from_str_name(&outcome.to_ascii_uppercase()).with_context(|| {
+                format!("unknown outcome {outcome:?} (impression, click, dismiss, accept, conversion)")
+            })?;
             let req = pb::RecordOutcomeRequest {
                 decision_id,
                 user_id: user,
@@ -298,61 +235,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Call::Profile { user, set, remove } => {
             let p = if set.is_empty() && remove.is_empty() {
-                profiles
-                    .get_profile(pb::GetProfileRequest { user_id: user })
-                    .await?
+                profiles.get_profile(pb::GetProfileRequest { user_id: user }).await?
             } else {
-                let attributes = set
-                    .into_iter()
-                    .map(|(k, v)| (k, parse_cli_value(&v)))
-                    .collect();
+                let attributes = set.into_iter().map(|(k, v)| (k, parse_cli_value(&v))).collect();
                 profiles
-                    .put_profile(pb::PutProfileRequest {
-                        user_id: user,
-                        attributes,
-                        remove_attributes: remove,
-                    })
+                    .put_profile(pb::PutProfileRequest { user_id: user, attributes, remove_attributes: remove })
                     .await?
             };
             print_profile(&p.into_inner());
         }
-        Call::Journey { user } => print_journey(
-            &profiles
-                .get_journey(pb::GetJourneyRequest { user_id: user })
-                .await?
-                .into_inner(),
-        ),
+        Call::Journey { user } => {
+            print_journey(&profiles.get_journey(pb::GetJourneyRequest { user_id: user }).await?.into_inner())
+        }
         Call::Delete { user } => {
-            let r = profiles
-                .delete_profile(pb::DeleteProfileRequest {
-                    user_id: user.clone(),
-                })
-                .await?
-                .into_inner();
+            let r = profiles.delete_profile(pb::DeleteProfileRequest { user_id: user.clone() }).await?.into_inner();
             println!("deleted {} keys of {user}", r.keys_deleted);
         }
         Call::Status => {
-            let s = AdminClient::new(channel)
-                .get_status(pb::GetStatusRequest {})
-                .await?
-                .into_inner();
+            let s = AdminClient::new(channel).get_status(pb::GetStatusRequest {}).await?.into_inner();
             println!(
                 "touchpoint {}  config {}  store {} ({})",
                 s.server_version,
                 s.config_version,
                 s.store_kind,
-                if s.store_healthy {
-                    "healthy".to_string()
-                } else {
-                    format!("unhealthy: {}", s.store_error)
-                }
+                if s.store_healthy { "healthy".to_string() } else { format!("unhealthy: {}", s.store_error) }
             );
         }
         Call::Reload => {
-            let r = AdminClient::new(channel)
-                .reload(pb::ReloadRequest {})
-                .await?
-                .into_inner();
+            let r = AdminClient::new(channel).reload(pb::ReloadRequest {}).await?.into_inner();
             println!("reloaded: config {}", r.config_version);
         }
     }

@@ -8,9 +8,7 @@ use std::time::Instant;
 use touchpoint::config::Config;
 use touchpoint::domain::MS_PER_DAY;
 use touchpoint::engine::{Engine, now_ms};
-use touchpoint::grpc::pb::{
-    self, decisions_client::DecisionsClient, profiles_client::ProfilesClient,
-};
+use touchpoint::grpc::pb::{self, decisions_client::DecisionsClient, profiles_client::ProfilesClient};
 use touchpoint::sim::{SimConfig, simulate};
 
 #[derive(clap::Args)]
@@ -40,26 +38,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
     vars.push(("TOUCHPOINT_REDIS_URL".into(), "memory://".into()));
     vars.push(("TOUCHPOINT_SERVER_LISTEN".into(), args.listen.clone()));
-    vars.push((
-        "TOUCHPOINT_SERVER_METRICS_LISTEN".into(),
-        args.metrics_listen.clone(),
-    ));
+    vars.push(("TOUCHPOINT_SERVER_METRICS_LISTEN".into(), args.metrics_listen.clone()));
     let config = Config::from_toml(EXAMPLE, "examples/touchpoint.toml", vars)?;
     let server = config.file.server.clone();
     let store = touchpoint::store::open(&config.file.redis).await?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
 
     let t = Instant::now();
-    let sim = simulate(&SimConfig {
-        users: args.users,
-        days: args.days,
-        seed: args.seed,
-        end: now_ms(),
-    });
+    let sim = simulate(&SimConfig { users: args.users, days: args.days, seed: args.seed, end: now_ms() });
     for u in &sim.users {
-        engine
-            .put_profile(&u.user_id, u.attributes.clone(), vec![])
-            .await?;
+        engine.put_profile(&u.user_id, u.attributes.clone(), vec![]).await?;
     }
     for chunk in sim.events.chunks(1000) {
         engine.record_events(chunk.to_vec()).await?;
@@ -79,11 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let stages: Vec<String> = engine.snapshot().config.journey.stages().to_vec();
     for s in &stages {
-        println!(
-            "  {:<14} {:>6} users",
-            s,
-            by_stage.get(s).map_or(0, Vec::len)
-        );
+        println!("  {:<14} {:>6} users", s, by_stage.get(s).map_or(0, Vec::len));
     }
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -92,9 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(async move { super::serve::run(engine, &server, Some(ready_tx)).await })
     };
     let addr = ready_rx.await.context("server did not start")?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
     let mut decisions = DecisionsClient::new(channel.clone());
     let mut profiles = ProfilesClient::new(channel);
     println!("\ngRPC server on {addr}; the session below goes through a real gRPC client.\n");
@@ -119,11 +101,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     println!("== A new visitor walks the journey ==");
     let visitor = format!("demo-visitor-{}", now_ms());
-    let steps: [&[(&str, f64)]; 3] = [
-        &[("page_view", 0.0)],
-        &[("product_view", 0.0), ("add_to_cart", 0.0)],
-        &[("purchase", 59.9)],
-    ];
+    let steps: [&[(&str, f64)]; 3] =
+        [&[("page_view", 0.0)], &[("product_view", 0.0), ("add_to_cart", 0.0)], &[("purchase", 59.9)]];
     let mut n = 0;
     for step in steps {
         let events = step
@@ -142,16 +121,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 })
             })
             .collect::<Vec<_>>();
-        let r = decisions
-            .record_events(pb::RecordEventsRequest {
-                events: events.clone(),
-            })
-            .await?
-            .into_inner();
-        let again = decisions
-            .record_events(pb::RecordEventsRequest { events })
-            .await?
-            .into_inner();
+        let r = decisions.record_events(pb::RecordEventsRequest { events: events.clone() }).await?.into_inner();
+        let again = decisions.record_events(pb::RecordEventsRequest { events }).await?.into_inner();
         println!(
             "events {:?}: accepted {}, replayed: duplicates {}",
             step.iter().map(|s| s.0).collect::<Vec<_>>(),
@@ -181,12 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             println!("  outcome CLICK recorded for {}", o.offer_id);
         }
     }
-    print_journey(
-        &profiles
-            .get_journey(pb::GetJourneyRequest { user_id: visitor })
-            .await?
-            .into_inner(),
-    );
+    print_journey(&profiles.get_journey(pb::GetJourneyRequest { user_id: visitor }).await?.into_inner());
 
     println!("\n== Quick load: 5,000 Decide calls, 32 in flight ==");
     let users: Vec<String> = sim.users.iter().map(|u| u.user_id.clone()).collect();
@@ -211,10 +177,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         r??;
     }
     let secs = t.elapsed().as_secs_f64();
-    println!(
-        "5000 decisions in {secs:.2} s = {:.0} decisions/s (client and server share this machine)",
-        5000.0 / secs
-    );
+    println!("5000 decisions in {secs:.2} s = {:.0} decisions/s (client and server share this machine)", 5000.0 / secs);
 
     if args.once {
         return Ok(());

@@ -12,11 +12,7 @@ pub mod demo;
 pub mod serve;
 
 #[derive(Parser)]
-#[command(
-    name = "touchpoint",
-    version,
-    about = "Next-best-action engine served over gRPC"
-)]
+#[command(name = "touchpoint", version, about = "Next-best-action engine served over gRPC")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,10 +43,7 @@ enum Command {
 }
 
 /// Loads a config with environment and command-line overrides; a bad one ends the process with 64.
-pub fn load_config(
-    path: &Path,
-    overrides: Vec<(String, String)>,
-) -> Result<(Config, Vec<(String, String)>), ExitCode> {
+pub fn load_config(path: &Path, overrides: Vec<(String, String)>) -> Result<(Config, Vec<(String, String)>), ExitCode> {
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
     vars.extend(overrides);
     match Config::load(path, vars.clone()) {
@@ -64,33 +57,22 @@ pub fn load_config(
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            redis_url,
-            metrics_listen,
-        } => {
-            let overrides = [
-                ("LISTEN", listen),
-                ("REDIS_URL", redis_url),
-                ("METRICS_LISTEN", metrics_listen),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let key = match k {
-                    "REDIS_URL" => "TOUCHPOINT_REDIS_URL".to_string(),
-                    other => format!("TOUCHPOINT_SERVER_{other}"),
-                };
-                v.map(|v| (key, v))
-            })
-            .collect();
+        Command::Serve { config, listen, redis_url, metrics_listen } => {
+            let overrides = [("LISTEN", listen), ("REDIS_URL", redis_url), ("METRICS_LISTEN", metrics_listen)]
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    let key = match k {
+                        "REDIS_URL" => "TOUCHPOINT_REDIS_URL".to_string(),
+                        other => format!("TOUCHPOINT_SERVER_{other}"),
+                    };
+                    v.map(|v| (key, v))
+                })
+                .collect();
             let (cfg, vars) = match load_config(&config, overrides) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let store = touchpoint::store::open(&cfg.file.redis)
-                .await
-                .context("opening the store")?;
+            let store = touchpoint::store::open(&cfg.file.redis).await.context("opening the store")?;
             let server = cfg.file.server.clone();
             let engine = Arc::new(Engine::new(store, cfg, Some(config), vars));
             serve::run(engine, &server, None).await?;

@@ -14,9 +14,7 @@ pub async fn run(
     server: &ServerConfig,
     ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&server.listen)
-        .await
-        .with_context(|| format!("binding {}", server.listen))?;
+    let listener = TcpListener::bind(&server.listen).await.with_context(|| format!("binding {}", server.listen))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
@@ -27,10 +25,7 @@ pub async fn run(
             .await
             .with_context(|| format!("binding {}", server.metrics_listen))?;
         tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics");
-        tokio::spawn(touchpoint::telemetry::serve_metrics(
-            ml,
-            stopped(stop_rx.clone()),
-        ));
+        tokio::spawn(touchpoint::telemetry::serve_metrics(ml, stopped(stop_rx.clone())));
     } else {
         touchpoint::telemetry::prometheus();
     }
@@ -57,10 +52,7 @@ async fn signals(engine: Arc<Engine>, stop: watch::Sender<bool>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

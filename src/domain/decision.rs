@@ -65,11 +65,7 @@ pub struct Ranking {
 pub fn rank(catalogue: &Catalogue, stage: &str, query: &DecisionQuery, now: Millis) -> Ranking {
     let mut candidates: Vec<Candidate> = catalogue
         .for_stage(stage)
-        .map(|o| Candidate {
-            offer_id: o.id.clone(),
-            score: o.priority,
-            dropped: filter(o, query, now),
-        })
+        .map(|o| Candidate { offer_id: o.id.clone(), score: o.priority, dropped: filter(o, query, now) })
         .collect();
     candidates.sort_by(|a, b| {
         a.dropped
@@ -81,11 +77,7 @@ pub fn rank(catalogue: &Catalogue, stage: &str, query: &DecisionQuery, now: Mill
     let mut chosen = Vec::new();
     for c in candidates.iter_mut().filter(|c| c.dropped.is_none()) {
         if chosen.len() < query.limit {
-            chosen.push(Chosen {
-                offer_id: c.offer_id.clone(),
-                score: c.score,
-                selection_probability: 1.0,
-            });
+            chosen.push(Chosen { offer_id: c.offer_id.clone(), score: c.score, selection_probability: 1.0 });
         } else {
             c.dropped = Some(DropReason::BelowLimit);
         }

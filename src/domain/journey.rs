@@ -29,12 +29,7 @@ pub struct JourneyDef {
 
 impl JourneyDef {
     /// `triggers` name stages by index into `stages` (the config layer resolves names).
-    pub fn new(
-        stages: Vec<String>,
-        triggers: Vec<Trigger>,
-        lapse_after_days: f64,
-        purchase_event: String,
-    ) -> Self {
+    pub fn new(stages: Vec<String>, triggers: Vec<Trigger>, lapse_after_days: f64, purchase_event: String) -> Self {
         let mut by_type: HashMap<String, Vec<Trigger>> = HashMap::new();
         for t in triggers {
             by_type.entry(t.event_type.clone()).or_default().push(t);
@@ -49,20 +44,9 @@ impl JourneyDef {
 
     /// DESIGN.md's five-stage journey.
     pub fn default_journey() -> Self {
-        let stages: Vec<String> = [
-            "awareness",
-            "consideration",
-            "conversion",
-            "retention",
-            "advocacy",
-        ]
-        .map(String::from)
-        .into();
-        let t = |e: &str, to| Trigger {
-            event_type: e.into(),
-            to,
-            min_count: 1,
-        };
+        let stages: Vec<String> =
+            ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into();
+        let t = |e: &str, to| Trigger { event_type: e.into(), to, min_count: 1 };
         let triggers = vec![
             t("page_view", 0),
             t("product_view", 1),
@@ -89,11 +73,7 @@ impl JourneyDef {
 
     /// The stage a stored user is in (the first stage for a user never seen).
     pub fn stage_of<'a>(&'a self, state: &'a UserState) -> &'a str {
-        state
-            .stage
-            .as_deref()
-            .filter(|s| self.rank(s).is_some())
-            .unwrap_or(self.first_stage())
+        state.stage.as_deref().filter(|s| self.rank(s).is_some()).unwrap_or(self.first_stage())
     }
 
     /// Inactive for longer than the lapse window. A user never seen is not lapsed.
@@ -108,59 +88,30 @@ impl JourneyDef {
     /// Returns the transitions it appended.
     pub fn apply_events(&self, state: &mut UserState, events: &[&Event]) -> Vec<Transition> {
         let mut sorted: Vec<&Event> = events.to_vec();
-        sorted.sort_by(|a, b| {
-            a.timestamp
-                .cmp(&b.timestamp)
-                .then_with(|| a.event_id.cmp(&b.event_id))
-        });
-        sorted
-            .into_iter()
-            .filter_map(|e| self.apply(state, e))
-            .collect()
+        sorted.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
+        sorted.into_iter().filter_map(|e| self.apply(state, e)).collect()
     }
 
     fn apply(&self, state: &mut UserState, event: &Event) -> Option<Transition> {
         let agg = &mut state.aggregates;
-        *agg.event_counts
-            .entry(event.event_type.clone())
-            .or_insert(0) += 1;
-        agg.first_seen = Some(
-            agg.first_seen
-                .map_or(event.timestamp, |t| t.min(event.timestamp)),
-        );
-        agg.last_seen = Some(
-            agg.last_seen
-                .map_or(event.timestamp, |t| t.max(event.timestamp)),
-        );
+        *agg.event_counts.entry(event.event_type.clone()).or_insert(0) += 1;
+        agg.first_seen = Some(agg.first_seen.map_or(event.timestamp, |t| t.min(event.timestamp)));
+        agg.last_seen = Some(agg.last_seen.map_or(event.timestamp, |t| t.max(event.timestamp)));
         if event.event_type == self.purchase_event {
             agg.purchase_count += 1;
             agg.monetary_total += event.value;
-            agg.last_purchase = Some(
-                agg.last_purchase
-                    .map_or(event.timestamp, |t| t.max(event.timestamp)),
-            );
+            agg.last_purchase = Some(agg.last_purchase.map_or(event.timestamp, |t| t.max(event.timestamp)));
         }
         let count = agg.count(&event.event_type);
-        let target = self
-            .triggers
-            .get(&event.event_type)?
-            .iter()
-            .filter(|t| count >= t.min_count)
-            .map(|t| t.to)
-            .max()?;
+        let target =
+            self.triggers.get(&event.event_type)?.iter().filter(|t| count >= t.min_count).map(|t| t.to).max()?;
 
         let current = self.rank(self.stage_of(state)).unwrap_or(0);
         if state.stage.is_some() && target <= current {
             return None;
         }
-        let from = if state.stage.is_some() {
-            self.stages[current].clone()
-        } else {
-            String::new()
-        };
-        let at = state
-            .stage_since
-            .map_or(event.timestamp, |since| since.max(event.timestamp));
+        let from = if state.stage.is_some() { self.stages[current].clone() } else { String::new() };
+        let at = state.stage_since.map_or(event.timestamp, |since| since.max(event.timestamp));
         let transition = Transition {
             from,
             to: self.stages[target].clone(),
@@ -200,10 +151,7 @@ mod tests {
         assert_eq!(j.stage_of(&s), expected_stage);
         let path: Vec<&str> = s.transitions.iter().map(|t| t.to.as_str()).collect();
         assert_eq!(path, expected_path);
-        assert!(
-            s.transitions.windows(2).all(|w| w[0].at <= w[1].at),
-            "history in time order"
-        );
+        assert!(s.transitions.windows(2).all(|w| w[0].at <= w[1].at), "history in time order");
     }
 
     #[test]
@@ -217,30 +165,17 @@ mod tests {
                 ev("5", "review_posted", 5, 0.0),
             ],
             "advocacy",
-            &[
-                "awareness",
-                "consideration",
-                "conversion",
-                "retention",
-                "advocacy",
-            ],
+            &["awareness", "consideration", "conversion", "retention", "advocacy"],
         );
     }
 
     #[test]
     fn forward_only_and_unknown_types() {
-        check(
-            &[ev("1", "purchase", 1, 1.0), ev("2", "page_view", 2, 0.0)],
-            "retention",
-            &["retention"],
-        );
+        check(&[ev("1", "purchase", 1, 1.0), ev("2", "page_view", 2, 0.0)], "retention", &["retention"]);
         check(&[ev("1", "newsletter_open", 1, 0.0)], "awareness", &[]);
         // A batch delivered out of order is applied in time order.
         check(
-            &[
-                ev("2", "product_view", 20, 0.0),
-                ev("1", "page_view", 10, 0.0),
-            ],
+            &[ev("2", "product_view", 20, 0.0), ev("1", "page_view", 10, 0.0)],
             "consideration",
             &["awareness", "consideration"],
         );
@@ -255,11 +190,7 @@ mod tests {
         j.apply_events(&mut s, &[&a]);
         j.apply_events(&mut s, &[&b]);
         assert_eq!(j.stage_of(&s), "retention");
-        assert_eq!(
-            s.transitions.last().unwrap().at,
-            100,
-            "clamped to the previous transition"
-        );
+        assert_eq!(s.transitions.last().unwrap().at, 100, "clamped to the previous transition");
         assert_eq!(s.aggregates.first_seen, Some(50));
         assert_eq!(s.aggregates.last_seen, Some(100));
         assert_eq!(s.aggregates.last_purchase, Some(50));
@@ -270,22 +201,12 @@ mod tests {
     fn nth_event_trigger() {
         let stages = vec!["a".to_string(), "b".into(), "c".into()];
         let triggers = vec![
-            Trigger {
-                event_type: "purchase".into(),
-                to: 1,
-                min_count: 1,
-            },
-            Trigger {
-                event_type: "purchase".into(),
-                to: 2,
-                min_count: 3,
-            },
+            Trigger { event_type: "purchase".into(), to: 1, min_count: 1 },
+            Trigger { event_type: "purchase".into(), to: 2, min_count: 3 },
         ];
         let j = JourneyDef::new(stages, triggers, 30.0, "purchase".into());
         let mut s = UserState::default();
-        let evs: Vec<Event> = (0..3)
-            .map(|i| ev(&i.to_string(), "purchase", i, 1.0))
-            .collect();
+        let evs: Vec<Event> = (0..3).map(|i| ev(&i.to_string(), "purchase", i, 1.0)).collect();
         j.apply_events(&mut s, &[&evs[0], &evs[1]]);
         assert_eq!(j.stage_of(&s), "b");
         j.apply_events(&mut s, &[&evs[2]]);

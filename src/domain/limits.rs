@@ -23,10 +23,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -44,10 +41,7 @@ pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), FieldError> 
         return Err(FieldError::new(field, "is required"));
     }
     if value.len() > max {
-        return Err(FieldError::new(
-            field,
-            format!("is {} bytes, at most {max} allowed", value.len()),
-        ));
+        return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
     }
     if value.chars().any(char::is_control) {
         return Err(FieldError::new(field, "contains a control character"));
@@ -61,37 +55,21 @@ pub fn check_name(field: &str, value: &str, max: usize) -> Result<(), FieldError
         return Err(FieldError::new(field, "is required"));
     }
     if value.len() > max {
-        return Err(FieldError::new(
-            field,
-            format!("is {} bytes, at most {max} allowed", value.len()),
-        ));
+        return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
     }
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
-    {
-        return Err(FieldError::new(
-            field,
-            "may contain only letters, digits and _ . : -",
-        ));
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')) {
+        return Err(FieldError::new(field, "may contain only letters, digits and _ . : -"));
     }
     Ok(())
 }
 
 pub fn check_finite(field: &str, value: f64) -> Result<(), FieldError> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(FieldError::new(field, "must be a finite number"))
-    }
+    if value.is_finite() { Ok(()) } else { Err(FieldError::new(field, "must be a finite number")) }
 }
 
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     if value.len() > max {
-        return Err(FieldError::new(
-            field,
-            format!("is {} bytes, at most {max} allowed", value.len()),
-        ));
+        return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
     }
     Ok(())
 }
@@ -112,10 +90,7 @@ mod tests {
     fn ids() {
         check(check_id("user_id", "u-1", 128), None);
         check(check_id("user_id", "", 128), Some("required"));
-        check(
-            check_id("user_id", &"x".repeat(129), 128),
-            Some("at most 128"),
-        );
+        check(check_id("user_id", &"x".repeat(129), 128), Some("at most 128"));
         check(check_id("user_id", "a\nb", 128), Some("control"));
         check(check_id("user_id", "Zoë 42", 128), None);
     }

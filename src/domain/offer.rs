@@ -55,10 +55,6 @@ impl Catalogue {
 
     /// Every offer of a stage, in catalogue order.
     pub fn for_stage(&self, stage: &str) -> impl Iterator<Item = &Offer> {
-        self.by_stage
-            .get(stage)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.offers[i])
+        self.by_stage.get(stage).into_iter().flatten().map(|&i| &self.offers[i])
     }
 }

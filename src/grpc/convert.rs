@@ -9,10 +9,7 @@ use crate::engine::{self, Decision, ProfileView};
 use std::collections::{BTreeMap, HashMap};
 
 pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
 }
 
 fn opt_timestamp(ms: Option<Millis>) -> Option<prost_types::Timestamp> {
@@ -31,20 +28,14 @@ fn millis(field: &str, ts: &prost_types::Timestamp, now: Millis) -> Result<Milli
         .filter(|ms| *ms >= 0)
         .ok_or_else(|| FieldError::new(field, "is out of range"))?;
     if ms > now + MAX_FUTURE_SKEW_MS {
-        return Err(FieldError::new(
-            field,
-            "is more than 24 hours in the future",
-        ));
+        return Err(FieldError::new(field, "is more than 24 hours in the future"));
     }
     Ok(ms)
 }
 
 fn value(field: &str, v: &pb::Value) -> Result<AttrValue, FieldError> {
     match &v.kind {
-        None => Err(FieldError::new(
-            field,
-            "has no value (set string_value, number_value or bool_value)",
-        )),
+        None => Err(FieldError::new(field, "has no value (set string_value, number_value or bool_value)")),
         Some(pb::value::Kind::StringValue(s)) => {
             check_text(field, s, MAX_STRING_VALUE_BYTES)?;
             Ok(AttrValue::Str(s.clone()))
@@ -73,10 +64,7 @@ fn value_map(
     max: usize,
 ) -> Result<BTreeMap<String, AttrValue>, FieldError> {
     if m.len() > max {
-        return Err(FieldError::new(
-            field,
-            format!("has {} entries, at most {max} allowed", m.len()),
-        ));
+        return Err(FieldError::new(field, format!("has {} entries, at most {max} allowed", m.len())));
     }
     m.iter()
         .map(|(k, v)| {
@@ -100,10 +88,7 @@ impl TryFrom<pb::DecideRequest> for DecisionQuery {
             check_name("placement", &r.placement, MAX_ID_BYTES)?;
         }
         if r.limit > MAX_LIMIT {
-            return Err(FieldError::new(
-                "limit",
-                format!("is {}, at most {MAX_LIMIT} allowed", r.limit),
-            ));
+            return Err(FieldError::new("limit", format!("is {}, at most {MAX_LIMIT} allowed", r.limit)));
         }
         Ok(DecisionQuery {
             user_id: user_id(&r.user_id)?,
@@ -131,10 +116,7 @@ fn event(i: usize, e: pb::Event, now: Millis) -> Result<Event, FieldError> {
     if e.properties.len() > MAX_PROPERTIES {
         return Err(FieldError::new(
             f("properties"),
-            format!(
-                "has {} entries, at most {MAX_PROPERTIES} allowed",
-                e.properties.len()
-            ),
+            format!("has {} entries, at most {MAX_PROPERTIES} allowed", e.properties.len()),
         ));
     }
     for (k, v) in &e.properties {
@@ -165,18 +147,11 @@ pub fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, FieldError> {
     if r.events.len() > MAX_EVENTS_PER_CALL {
         return Err(FieldError::new(
             "events",
-            format!(
-                "has {} events, at most {MAX_EVENTS_PER_CALL} per call",
-                r.events.len()
-            ),
+            format!("has {} events, at most {MAX_EVENTS_PER_CALL} per call", r.events.len()),
         ));
     }
     let now = engine::now_ms();
-    r.events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| event(i, e, now))
-        .collect()
+    r.events.into_iter().enumerate().map(|(i, e)| event(i, e, now)).collect()
 }
 
 pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError> {
@@ -191,10 +166,7 @@ pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError>
         Ok(pb::Outcome::Conversion) => OutcomeKind::Conversion,
         Ok(pb::Outcome::Unspecified) => return Err(FieldError::new("outcome", "is required")),
         Err(_) => {
-            return Err(FieldError::new(
-                "outcome",
-                format!("unknown value {}", r.outcome),
-            ));
+            return Err(FieldError::new("outcome", format!("unknown value {}", r.outcome)));
         }
     };
     let now = engine::now_ms();
@@ -213,16 +185,11 @@ pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError>
 }
 
 /// `PutProfile`: (user, attributes to set, attribute names to remove).
-pub fn put_profile(
-    r: pb::PutProfileRequest,
-) -> Result<(String, BTreeMap<String, AttrValue>, Vec<String>), FieldError> {
+pub fn put_profile(r: pb::PutProfileRequest) -> Result<(String, BTreeMap<String, AttrValue>, Vec<String>), FieldError> {
     let user = user_id(&r.user_id)?;
     let set = value_map("attributes", &r.attributes, MAX_ATTRIBUTES_PER_CALL)?;
     if r.remove_attributes.len() > MAX_ATTRIBUTES_PER_CALL {
-        return Err(FieldError::new(
-            "remove_attributes",
-            format!("at most {MAX_ATTRIBUTES_PER_CALL} names"),
-        ));
+        return Err(FieldError::new("remove_attributes", format!("at most {MAX_ATTRIBUTES_PER_CALL} names")));
     }
     for (i, name) in r.remove_attributes.iter().enumerate() {
         check_name(&format!("remove_attributes[{i}]"), name, MAX_KEY_BYTES)?;
@@ -239,10 +206,7 @@ impl From<Decision> for pb::DecideResponse {
                 .map(|c| pb::CandidateExplanation {
                     offer_id: c.offer_id.clone(),
                     kept: c.dropped.is_none(),
-                    reason: c
-                        .dropped
-                        .map(|d| d.as_str().to_string())
-                        .unwrap_or_default(),
+                    reason: c.dropped.map(|d| d.as_str().to_string()).unwrap_or_default(),
                     score: c.score,
                     scores: Default::default(),
                 })
@@ -286,12 +250,7 @@ impl From<ProfileView> for pb::Profile {
         pb::Profile {
             user_id: p.user_id,
             stage: p.stage,
-            attributes: p
-                .state
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), to_pb_value(v)))
-                .collect(),
+            attributes: p.state.attributes.iter().map(|(k, v)| (k.clone(), to_pb_value(v))).collect(),
             aggregates: Some(pb::Aggregates {
                 event_counts: a.event_counts.clone().into_iter().collect(),
                 monetary_total: a.monetary_total,

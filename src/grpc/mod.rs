@@ -14,8 +14,7 @@ pub mod pb {
     //! Generated from proto/touchpoint/v1.
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("touchpoint.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/touchpoint_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/touchpoint_descriptor.bin"));
 }
 
 /// The one mapping from engine errors to gRPC status. Internal causes are logged, not leaked.
@@ -65,25 +64,18 @@ fn code_label(code: Code) -> &'static str {
 
 /// Runs a handler and records `touchpoint_grpc_requests_total{rpc,code}` and
 /// `touchpoint_grpc_request_duration_seconds{rpc}`.
-async fn observed<T>(
-    rpc: &'static str,
-    handler: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+async fn observed<T>(rpc: &'static str, handler: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
     let start = Instant::now();
     let result = handler.await;
     let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
-    metrics::counter!("touchpoint_grpc_requests_total", "rpc" => rpc, "code" => code_label(code))
-        .increment(1);
-    metrics::histogram!("touchpoint_grpc_request_duration_seconds", "rpc" => rpc)
-        .record(start.elapsed().as_secs_f64());
+    metrics::counter!("touchpoint_grpc_requests_total", "rpc" => rpc, "code" => code_label(code)).increment(1);
+    metrics::histogram!("touchpoint_grpc_request_duration_seconds", "rpc" => rpc).record(start.elapsed().as_secs_f64());
     result
 }
 
 /// Accepted connections with Nagle's algorithm off: small unary answers must not wait for
 /// the client's delayed ACK (about 40 ms on Linux).
-fn incoming(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use futures::StreamExt;
     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
         let conn = conn?;
@@ -101,9 +93,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in services::NAMES {
-        health
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
+        health.set_service_status(name, tonic_health::ServingStatus::Serving).await;
     }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -111,9 +101,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1().expect("descriptor sets are valid");
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .expect("descriptor sets are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("descriptor sets are valid");
     let s = services::Services::new(engine);
     tonic::transport::Server::builder()
         .add_service(health_service)

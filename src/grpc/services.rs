@@ -1,8 +1,7 @@
 //! Thin service handlers: convert the request, call the engine, convert the answer.
 use super::convert;
 use super::pb::{
-    self, admin_server::Admin, decisions_server::Decisions, experiments_server::Experiments,
-    profiles_server::Profiles,
+    self, admin_server::Admin, decisions_server::Decisions, experiments_server::Experiments, profiles_server::Profiles,
 };
 use super::{invalid, observed};
 use crate::domain::decision::DecisionQuery;
@@ -11,12 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub const NAMES: [&str; 4] = [
-    "touchpoint.v1.Decisions",
-    "touchpoint.v1.Profiles",
-    "touchpoint.v1.Experiments",
-    "touchpoint.v1.Admin",
-];
+pub const NAMES: [&str; 4] =
+    ["touchpoint.v1.Decisions", "touchpoint.v1.Profiles", "touchpoint.v1.Experiments", "touchpoint.v1.Admin"];
 
 #[derive(Clone)]
 pub struct Services {
@@ -30,19 +25,14 @@ impl Services {
 }
 
 fn later(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not implemented yet (planned: see the project's issues)"
-    ))
+    Status::unimplemented(format!("{what} is not implemented yet (planned: see the project's issues)"))
 }
 
 type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Decisions for Services {
-    async fn decide(
-        &self,
-        req: Request<pb::DecideRequest>,
-    ) -> Result<Response<pb::DecideResponse>, Status> {
+    async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
         observed("Decide", async {
             let query = DecisionQuery::try_from(req.into_inner()).map_err(invalid)?;
             let decision = self.engine.decide(query).await?;
@@ -67,10 +57,7 @@ impl Decisions for Services {
         observed("RecordEvents", async {
             let events = convert::events(req.into_inner()).map_err(invalid)?;
             let s = self.engine.record_events(events).await?;
-            Ok(Response::new(pb::RecordEventsResponse {
-                accepted: s.accepted,
-                duplicates: s.duplicates,
-            }))
+            Ok(Response::new(pb::RecordEventsResponse { accepted: s.accepted, duplicates: s.duplicates }))
         })
         .await
     }
@@ -90,10 +77,7 @@ impl Decisions for Services {
 
 #[tonic::async_trait]
 impl Profiles for Services {
-    async fn get_profile(
-        &self,
-        req: Request<pb::GetProfileRequest>,
-    ) -> Result<Response<pb::Profile>, Status> {
+    async fn get_profile(&self, req: Request<pb::GetProfileRequest>) -> Result<Response<pb::Profile>, Status> {
         observed("GetProfile", async {
             let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
             Ok(Response::new(self.engine.get_profile(&user).await?.into()))
@@ -101,15 +85,10 @@ impl Profiles for Services {
         .await
     }
 
-    async fn put_profile(
-        &self,
-        req: Request<pb::PutProfileRequest>,
-    ) -> Result<Response<pb::Profile>, Status> {
+    async fn put_profile(&self, req: Request<pb::PutProfileRequest>) -> Result<Response<pb::Profile>, Status> {
         observed("PutProfile", async {
             let (user, set, remove) = convert::put_profile(req.into_inner()).map_err(invalid)?;
-            Ok(Response::new(
-                self.engine.put_profile(&user, set, remove).await?.into(),
-            ))
+            Ok(Response::new(self.engine.put_profile(&user, set, remove).await?.into()))
         })
         .await
     }
@@ -126,15 +105,10 @@ impl Profiles for Services {
         .await
     }
 
-    async fn get_journey(
-        &self,
-        req: Request<pb::GetJourneyRequest>,
-    ) -> Result<Response<pb::Journey>, Status> {
+    async fn get_journey(&self, req: Request<pb::GetJourneyRequest>) -> Result<Response<pb::Journey>, Status> {
         observed("GetJourney", async {
             let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
-            Ok(Response::new(convert::journey(
-                self.engine.get_journey(&user).await?,
-            )))
+            Ok(Response::new(convert::journey(self.engine.get_journey(&user).await?)))
         })
         .await
     }
@@ -146,35 +120,25 @@ impl Experiments for Services {
         &self,
         _req: Request<pb::GetAssignmentRequest>,
     ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
-        observed("GetAssignment", async {
-            Err(later("GetAssignment (experiments)"))
-        })
-        .await
+        observed("GetAssignment", async { Err(later("GetAssignment (experiments)")) }).await
     }
 
     async fn get_experiment_results(
         &self,
         _req: Request<pb::GetExperimentResultsRequest>,
     ) -> Result<Response<pb::ExperimentResults>, Status> {
-        observed("GetExperimentResults", async {
-            Err(later("GetExperimentResults (experiments)"))
-        })
-        .await
+        observed("GetExperimentResults", async { Err(later("GetExperimentResults (experiments)")) }).await
     }
 }
 
 #[tonic::async_trait]
 impl Admin for Services {
-    async fn reload(
-        &self,
-        _req: Request<pb::ReloadRequest>,
-    ) -> Result<Response<pb::ReloadResponse>, Status> {
+    async fn reload(&self, _req: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
         observed("Reload", async {
-            let snap = self.engine.reload().map_err(|e| {
-                Status::failed_precondition(format!(
-                    "config rejected, still serving the old one: {e}"
-                ))
-            })?;
+            let snap = self
+                .engine
+                .reload()
+                .map_err(|e| Status::failed_precondition(format!("config rejected, still serving the old one: {e}")))?;
             Ok(Response::new(pb::ReloadResponse {
                 config_version: snap.config.version.clone(),
                 model_versions: Default::default(),
@@ -183,10 +147,7 @@ impl Admin for Services {
         .await
     }
 
-    async fn get_status(
-        &self,
-        _req: Request<pb::GetStatusRequest>,
-    ) -> Result<Response<pb::ServerStatus>, Status> {
+    async fn get_status(&self, _req: Request<pb::GetStatusRequest>) -> Result<Response<pb::ServerStatus>, Status> {
         observed("GetStatus", async {
             let s = self.engine.status().await;
             Ok(Response::new(pb::ServerStatus {

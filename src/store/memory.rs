@@ -33,10 +33,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(retention: Retention) -> Self {
-        Self {
-            inner: Mutex::new(Inner::default()),
-            retention,
-        }
+        Self { inner: Mutex::new(Inner::default()), retention }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -69,24 +66,13 @@ impl Store for MemoryStore {
             Some(u) => LoadedUser {
                 version: u.version,
                 state: u.state.clone(),
-                seen: event_ids
-                    .iter()
-                    .map(|id| u.seen.contains_key(*id))
-                    .collect(),
+                seen: event_ids.iter().map(|id| u.seen.contains_key(*id)).collect(),
             },
-            None => LoadedUser {
-                seen: vec![false; event_ids.len()],
-                ..Default::default()
-            },
+            None => LoadedUser { seen: vec![false; event_ids.len()], ..Default::default() },
         })
     }
 
-    async fn commit_user(
-        &self,
-        user_id: &str,
-        expected_version: u64,
-        w: UserWrite<'_>,
-    ) -> Result<bool, StoreError> {
+    async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let user = inner.users.entry(user_id.to_string()).or_default();
@@ -97,17 +83,12 @@ impl Store for MemoryStore {
         user.state = w.state.clone();
         for e in w.events {
             user.seen.insert(e.event_id.clone(), w.now);
-            push_bounded(
-                &mut inner.journey_log,
-                e.clone(),
-                self.retention.journey_log_maxlen,
-            );
+            push_bounded(&mut inner.journey_log, e.clone(), self.retention.journey_log_maxlen);
         }
         let cutoff = w.now - self.retention.dedup_window_ms;
         user.seen.retain(|_, t| *t >= cutoff);
         if user.seen.len() as u64 > self.retention.dedup_max_per_user {
-            let mut by_age: Vec<(Millis, String)> =
-                user.seen.iter().map(|(k, t)| (*t, k.clone())).collect();
+            let mut by_age: Vec<(Millis, String)> = user.seen.iter().map(|(k, t)| (*t, k.clone())).collect();
             by_age.sort();
             let excess = user.seen.len() - self.retention.dedup_max_per_user as usize;
             for (_, k) in by_age.into_iter().take(excess) {
@@ -123,25 +104,16 @@ impl Store for MemoryStore {
             return Ok(0);
         };
         // The Redis layout: profile hash, stage-history list, dedup set, decision hash + index.
-        let keys = [
-            u.version > 0,
-            !u.state.transitions.is_empty(),
-            !u.seen.is_empty(),
-        ]
-        .into_iter()
-        .filter(|&b| b)
-        .count()
-            + if u.decisions.is_empty() { 0 } else { 2 };
+        let keys =
+            [u.version > 0, !u.state.transitions.is_empty(), !u.seen.is_empty()].into_iter().filter(|&b| b).count()
+                + if u.decisions.is_empty() { 0 } else { 2 };
         Ok(keys as u64)
     }
 
     async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let user = inner.users.entry(record.user_id.clone()).or_default();
-        user.decisions.insert(
-            record.decision_id.clone(),
-            record.chosen.iter().map(|c| c.offer_id.clone()).collect(),
-        );
+        user.decisions.insert(record.decision_id.clone(), record.chosen.iter().map(|c| c.offer_id.clone()).collect());
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
         }
@@ -155,11 +127,7 @@ impl Store for MemoryStore {
 
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
         let mut inner = self.lock();
-        let link = match inner
-            .users
-            .get(&record.user_id)
-            .and_then(|u| u.decisions.get(&record.decision_id))
-        {
+        let link = match inner.users.get(&record.user_id).and_then(|u| u.decisions.get(&record.decision_id)) {
             None => OutcomeLink::UnknownDecision,
             Some(offers) if !offers.contains(&record.offer_id) => OutcomeLink::OfferNotInDecision,
             Some(_) => OutcomeLink::Linked,
@@ -174,20 +142,14 @@ impl Store for MemoryStore {
         Ok(link)
     }
 
-    async fn export_journey_log(
-        &self,
-        sink: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<u64, StoreError> {
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
         let events: Vec<Event> = self.lock().journey_log.iter().cloned().collect();
         let n = events.len() as u64;
         events.into_iter().for_each(sink);
         Ok(n)
     }
 
-    async fn export_decision_log(
-        &self,
-        sink: &mut (dyn FnMut(DecisionLogEntry) + Send),
-    ) -> Result<u64, StoreError> {
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
         let entries: Vec<DecisionLogEntry> = self.lock().decision_log.iter().cloned().collect();
         let n = entries.len() as u64;
         entries.into_iter().for_each(sink);

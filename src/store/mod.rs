@@ -94,12 +94,8 @@ pub trait Store: Send + Sync + 'static {
     async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError>;
 
     /// Applies `write` if the user's version is still `expected_version`; false on a conflict.
-    async fn commit_user(
-        &self,
-        user_id: &str,
-        expected_version: u64,
-        write: UserWrite<'_>,
-    ) -> Result<bool, StoreError>;
+    async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>)
+    -> Result<bool, StoreError>;
 
     /// Erases every record of the user (profile, history, dedup markers, recent decisions);
     /// returns how many keys were removed. The shared log streams are not per-user keys.
@@ -112,28 +108,18 @@ pub trait Store: Send + Sync + 'static {
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError>;
 
     /// Every journey-log entry, oldest first within each shard, handed to `sink`.
-    async fn export_journey_log(
-        &self,
-        sink: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<u64, StoreError>;
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError>;
 
     /// Every decision-log entry, oldest first within each shard, handed to `sink`.
-    async fn export_decision_log(
-        &self,
-        sink: &mut (dyn FnMut(DecisionLogEntry) + Send),
-    ) -> Result<u64, StoreError>;
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a config names: `memory://` or Redis (single node or cluster).
-pub async fn open(
-    cfg: &crate::config::RedisConfig,
-) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub async fn open(cfg: &crate::config::RedisConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     let retention = Retention::from_config(cfg);
     if cfg.url.starts_with("memory://") {
         Ok(std::sync::Arc::new(memory::MemoryStore::new(retention)))
     } else {
-        Ok(std::sync::Arc::new(
-            redis::RedisStore::connect(cfg, retention).await?,
-        ))
+        Ok(std::sync::Arc::new(redis::RedisStore::connect(cfg, retention).await?))
     }
 }

@@ -38,10 +38,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: &str, cluster: bool) -> Self {
-        Self {
-            prefix: prefix.to_string(),
-            cluster,
-        }
+        Self { prefix: prefix.to_string(), cluster }
     }
     fn user(&self, user: &str, suffix: &str) -> String {
         format!("{}:{{{user}}}:{suffix}", self.prefix)
@@ -63,21 +60,11 @@ impl Keys {
     }
     /// Every per-user key (what `DeleteProfile` erases).
     pub fn all_of_user(&self, user: &str) -> [String; 5] {
-        [
-            self.profile(user),
-            self.journey(user),
-            self.dedup(user),
-            self.decisions(user),
-            self.decision_index(user),
-        ]
+        [self.profile(user), self.journey(user), self.dedup(user), self.decisions(user), self.decision_index(user)]
     }
     fn log(&self, name: &str, user: &str) -> String {
         if self.cluster {
-            format!(
-                "{}:{name}:{{{}}}",
-                self.prefix,
-                slot_tag(slot_of_key(&self.profile(user)))
-            )
+            format!("{}:{name}:{{{}}}", self.prefix, slot_tag(slot_of_key(&self.profile(user))))
         } else {
             format!("{}:{name}", self.prefix)
         }
@@ -91,9 +78,7 @@ impl Keys {
     /// Every stream shard of a log.
     fn log_shards(&self, name: &str) -> Vec<String> {
         if self.cluster {
-            (0..SLOTS)
-                .map(|s| format!("{}:{name}:{{{}}}", self.prefix, slot_tag(s)))
-                .collect()
+            (0..SLOTS).map(|s| format!("{}:{name}:{{{}}}", self.prefix, slot_tag(s))).collect()
         } else {
             vec![format!("{}:{name}", self.prefix)]
         }
@@ -108,11 +93,7 @@ fn crc16(data: &[u8]) -> u16 {
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
         }
     }
     crc
@@ -292,9 +273,7 @@ impl RedisStore {
                 .set_connection_timeout(Some(timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500));
-            Conn::Single(
-                ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?,
-            )
+            Conn::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?)
         };
         let scripts = Scripts {
             load: Script::new(LOAD),
@@ -302,13 +281,7 @@ impl RedisStore {
             decision: Script::new(DECISION),
             outcome: Script::new(OUTCOME),
         };
-        Ok(Self {
-            conn,
-            keys: Keys::new(&cfg.key_prefix, cfg.cluster),
-            retention,
-            timeout,
-            scripts: Arc::new(scripts),
-        })
+        Ok(Self { conn, keys: Keys::new(&cfg.key_prefix, cfg.cluster), retention, timeout, scripts: Arc::new(scripts) })
     }
 
     pub fn keys(&self) -> &Keys {
@@ -322,10 +295,7 @@ impl RedisStore {
     {
         match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
             Ok(r) => r.map_err(unavailable),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.timeout))),
         }
     }
 
@@ -340,13 +310,7 @@ impl RedisStore {
             loop {
                 let page: Vec<(String, Vec<(String, String)>)> = self
                     .run(|mut c| {
-                        let cmd = redis::cmd("XRANGE")
-                            .arg(&key)
-                            .arg(&start)
-                            .arg("+")
-                            .arg("COUNT")
-                            .arg(1000)
-                            .clone();
+                        let cmd = redis::cmd("XRANGE").arg(&key).arg(&start).arg("+").arg("COUNT").arg(1000).clone();
                         async move { cmd.query_async(&mut c).await }
                     })
                     .await?;
@@ -383,30 +347,18 @@ fn encode_profile(s: &UserState) -> Vec<(String, String)> {
     put("fs", ms_str(a.first_seen));
     put("ls", ms_str(a.last_seen));
     put("lp", ms_str(a.last_purchase));
-    put(
-        "mon",
-        (a.monetary_total != 0.0).then(|| a.monetary_total.to_string()),
-    );
-    put(
-        "pc",
-        (a.purchase_count != 0).then(|| a.purchase_count.to_string()),
-    );
+    put("mon", (a.monetary_total != 0.0).then(|| a.monetary_total.to_string()));
+    put("pc", (a.purchase_count != 0).then(|| a.purchase_count.to_string()));
     for (k, v) in &a.event_counts {
         f.push((format!("c:{k}"), v.to_string()));
     }
     for (k, v) in &s.attributes {
-        f.push((
-            format!("a:{k}"),
-            serde_json::to_string(v).expect("attribute values serialise"),
-        ));
+        f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
     }
     f
 }
 
-fn decode_profile(
-    fields: Vec<String>,
-    transitions: Vec<String>,
-) -> Result<(u64, UserState), StoreError> {
+fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64, UserState), StoreError> {
     let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("profile field {what}: {v:?}"));
     let mut s = UserState::default();
     let mut version = 0;
@@ -424,9 +376,7 @@ fn decode_profile(
             "pc" => s.aggregates.purchase_count = v.parse().map_err(|_| corrupt(&k, &v))?,
             _ => {
                 if let Some(t) = k.strip_prefix("c:") {
-                    s.aggregates
-                        .event_counts
-                        .insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
+                    s.aggregates.event_counts.insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
                 } else if let Some(name) = k.strip_prefix("a:") {
                     let value: AttrValue = serde_json::from_str(&v).map_err(|_| corrupt(&k, &v))?;
                     s.attributes.insert(name.to_string(), value);
@@ -435,8 +385,7 @@ fn decode_profile(
         }
     }
     for t in transitions {
-        s.transitions
-            .push(serde_json::from_str::<Transition>(&t).map_err(|_| corrupt("transition", &t))?);
+        s.transitions.push(serde_json::from_str::<Transition>(&t).map_err(|_| corrupt("transition", &t))?);
     }
     Ok((version, s))
 }
@@ -458,19 +407,13 @@ fn encode_event(e: &Event) -> Vec<(&'static str, String)> {
         f.push(("value", e.value.to_string()));
     }
     if !e.properties.is_empty() {
-        f.push((
-            "properties",
-            serde_json::to_string(&e.properties).expect("string map serialises"),
-        ));
+        f.push(("properties", serde_json::to_string(&e.properties).expect("string map serialises")));
     }
     f
 }
 
 fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
-    let m: BTreeMap<&str, &str> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let m: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let get = |k: &str| m.get(k).map(|s| s.to_string()).unwrap_or_default();
     let bad = |k: &str| StoreError::Corrupt(format!("journey log field {k}: {:?}", m.get(k)));
     Ok(Event {
@@ -480,10 +423,7 @@ fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
         timestamp: get("ts").parse().map_err(|_| bad("ts"))?,
         channel: get("channel"),
         offer_id: get("offer_id"),
-        value: m
-            .get("value")
-            .map_or(Ok(0.0), |v| v.parse())
-            .map_err(|_| bad("value"))?,
+        value: m.get("value").map_or(Ok(0.0), |v| v.parse()).map_err(|_| bad("value"))?,
         properties: match m.get("properties") {
             Some(p) => serde_json::from_str(p).map_err(|_| bad("properties"))?,
             None => Default::default(),
@@ -494,52 +434,31 @@ fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
-        if self.keys.cluster {
-            "redis-cluster"
-        } else {
-            "redis"
-        }
+        if self.keys.cluster { "redis-cluster" } else { "redis" }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-            .await
-            .map(|_| ())
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
     }
 
     async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError> {
         let k = &self.keys;
         let mut inv = self.scripts.load.prepare_invoke();
-        inv.key(k.profile(user_id))
-            .key(k.journey(user_id))
-            .key(k.dedup(user_id));
+        inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id));
         for id in event_ids {
             inv.arg(*id);
         }
-        let (fields, transitions, seen): (Vec<String>, Vec<String>, Vec<i64>) = self
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let (fields, transitions, seen): (Vec<String>, Vec<String>, Vec<i64>) =
+            self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         let (version, state) = decode_profile(fields, transitions)?;
-        Ok(LoadedUser {
-            version,
-            state,
-            seen: seen.into_iter().map(|s| s == 1).collect(),
-        })
+        Ok(LoadedUser { version, state, seen: seen.into_iter().map(|s| s == 1).collect() })
     }
 
-    async fn commit_user(
-        &self,
-        user_id: &str,
-        expected_version: u64,
-        w: UserWrite<'_>,
-    ) -> Result<bool, StoreError> {
+    async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
         let k = &self.keys;
         let r = &self.retention;
         let mut inv = self.scripts.commit.prepare_invoke();
-        inv.key(k.profile(user_id))
-            .key(k.journey(user_id))
-            .key(k.dedup(user_id))
-            .key(k.journey_log(user_id));
+        inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id)).key(k.journey_log(user_id));
         inv.arg(expected_version)
             .arg(w.now)
             .arg(w.now - r.dedup_window_ms)
@@ -562,53 +481,37 @@ impl Store for RedisStore {
                 inv.arg(name).arg(v);
             }
         }
-        let done: i64 = self
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(done == 1)
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
         let keys = self.keys.all_of_user(user_id);
-        self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await })
-            .await
+        self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
     }
 
     async fn log_decision(&self, rec: &DecisionRecord) -> Result<(), StoreError> {
         let k = &self.keys;
-        let offers: String = rec
-            .chosen
-            .iter()
-            .fold(",".to_string(), |acc, c| acc + &c.offer_id + ",");
+        let offers: String = rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",");
         let json = serde_json::to_string(rec).expect("decision record serialises");
         let mut inv = self.scripts.decision.prepare_invoke();
-        inv.key(k.decisions(&rec.user_id))
-            .key(k.decision_index(&rec.user_id))
-            .key(k.decision_log(&rec.user_id));
+        inv.key(k.decisions(&rec.user_id)).key(k.decision_index(&rec.user_id)).key(k.decision_log(&rec.user_id));
         inv.arg(&rec.decision_id)
             .arg(rec.at)
             .arg(offers)
             .arg(self.retention.recent_decisions_per_user)
             .arg(json)
             .arg(self.retention.decision_log_maxlen);
-        self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await })
-            .await
-            .map(|_| ())
+        self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(|_| ())
     }
 
     async fn log_outcome(&self, rec: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
         let k = &self.keys;
         let json = serde_json::to_string(rec).expect("outcome record serialises");
         let mut inv = self.scripts.outcome.prepare_invoke();
-        inv.key(k.decisions(&rec.user_id))
-            .key(k.decision_log(&rec.user_id));
-        inv.arg(&rec.decision_id)
-            .arg(&rec.offer_id)
-            .arg(json)
-            .arg(self.retention.decision_log_maxlen);
-        let r: i64 = self
-            .run(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        inv.key(k.decisions(&rec.user_id)).key(k.decision_log(&rec.user_id));
+        inv.arg(&rec.decision_id).arg(&rec.offer_id).arg(json).arg(self.retention.decision_log_maxlen);
+        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(match r {
             1 => OutcomeLink::Linked,
             0 => OutcomeLink::UnknownDecision,
@@ -616,10 +519,7 @@ impl Store for RedisStore {
         })
     }
 
-    async fn export_journey_log(
-        &self,
-        sink: &mut (dyn FnMut(Event) + Send),
-    ) -> Result<u64, StoreError> {
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
         let mut err = None;
         let n = self
             .export_stream("jlog", &mut |fields| match decode_event(fields) {
@@ -630,23 +530,12 @@ impl Store for RedisStore {
         err.map_or(Ok(n), Err)
     }
 
-    async fn export_decision_log(
-        &self,
-        sink: &mut (dyn FnMut(DecisionLogEntry) + Send),
-    ) -> Result<u64, StoreError> {
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
         let mut err = None;
         let n = self
             .export_stream("dlog", &mut |fields| {
-                let json = fields
-                    .iter()
-                    .find(|(k, _)| k == "json")
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("");
-                let kind = fields
-                    .iter()
-                    .find(|(k, _)| k == "kind")
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("");
+                let json = fields.iter().find(|(k, _)| k == "json").map(|(_, v)| v.as_str()).unwrap_or("");
+                let kind = fields.iter().find(|(k, _)| k == "kind").map(|(_, v)| v.as_str()).unwrap_or("");
                 let parsed = match kind {
                     "decision" => serde_json::from_str(json).map(DecisionLogEntry::Decision),
                     _ => serde_json::from_str(json).map(DecisionLogEntry::Outcome),
@@ -669,10 +558,7 @@ mod tests {
     fn crc16_matches_the_cluster_spec() {
         // Test vector from the Redis Cluster specification.
         assert_eq!(crc16(b"123456789"), 0x31C3);
-        assert_eq!(
-            slot_of_key("{user1000}.following"),
-            slot_of_key("{user1000}.followers")
-        );
+        assert_eq!(slot_of_key("{user1000}.following"), slot_of_key("{user1000}.followers"));
         assert_eq!(slot_of_key("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
         assert_eq!(slot_of_key("foo{{bar}}zap"), crc16(b"{bar") % SLOTS);
     }
@@ -682,11 +568,7 @@ mod tests {
         let k = Keys::new("tp", true);
         for user in ["alice", "u-1", "a}b", "{x}", "Zoë"] {
             let slot = slot_of_key(&k.profile(user));
-            for key in k
-                .all_of_user(user)
-                .iter()
-                .chain([&k.journey_log(user), &k.decision_log(user)])
-            {
+            for key in k.all_of_user(user).iter().chain([&k.journey_log(user), &k.decision_log(user)]) {
                 assert_eq!(slot_of_key(key), slot, "{key}");
             }
         }
@@ -705,10 +587,8 @@ mod tests {
         s.aggregates.last_seen = Some(9);
         s.attributes.insert("age".into(), AttrValue::Num(41.0));
         s.attributes.insert("vip".into(), AttrValue::Bool(true));
-        s.attributes
-            .insert("country".into(), AttrValue::Str("FR".into()));
-        s.attributes
-            .insert("zip".into(), AttrValue::Str("75001".into()));
+        s.attributes.insert("country".into(), AttrValue::Str("FR".into()));
+        s.attributes.insert("zip".into(), AttrValue::Str("75001".into()));
         let mut fields: Vec<String> = vec!["v".into(), "3".into()];
         for (k, v) in encode_profile(&s) {
             fields.push(k);

@@ -1,0 +1,217 @@
+//! Test harness: real redis-server processes on random ports (single node and a 3-master
+//! cluster), and a real gRPC server on 127.0.0.1:0 with a real tonic client.
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use touchpoint::config::{Config, RedisConfig};
+use touchpoint::engine::Engine;
+use touchpoint::store::{Retention, Store, redis::RedisStore};
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else { return false };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else { return false };
+    redis::cmd("PING").query::<String>(&mut conn).is_ok()
+}
+
+/// A `redis-server` on a random port in a temp dir, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        for _ in 0..5 {
+            let mut s = RedisServer {
+                port: free_port(),
+                child: None,
+                dir: tempfile::tempdir().unwrap(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
+            // A failed spawn is a port taken between our probe and redis' bind: try another.
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("could not start redis-server on a free port");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (the README's test command installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port (after `stop`).
+    pub fn restart(&mut self) {
+        assert!(self.spawn(), "redis-server restarts on port {}", self.port);
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A 3-master Redis Cluster on random ports, joined with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]))
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli on PATH");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in &nodes {
+            loop {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut n.conn()).unwrap();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster did not converge: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    pub fn url(&self) -> String {
+        self.nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",")
+    }
+}
+
+pub fn retention() -> Retention {
+    Retention {
+        journey_log_maxlen: 100_000,
+        decision_log_maxlen: 100_000,
+        dedup_window_ms: 30 * 86_400_000,
+        dedup_max_per_user: 5,
+        recent_decisions_per_user: 3,
+    }
+}
+
+pub fn redis_config(url: &str, cluster: bool, prefix: &str) -> RedisConfig {
+    RedisConfig { url: url.into(), cluster, key_prefix: prefix.into(), command_timeout_ms: 500, ..Default::default() }
+}
+
+pub async fn redis_store(url: &str, cluster: bool) -> Arc<dyn Store> {
+    Arc::new(RedisStore::connect(&redis_config(url, cluster, "tp"), retention()).await.unwrap())
+}
+
+pub fn example_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/touchpoint.toml")
+}
+
+/// The example config pointing at `redis_url`.
+pub fn example_config(redis_url: &str) -> Config {
+    Config::load(&example_path(), [("TOUCHPOINT_REDIS_URL".to_string(), redis_url.to_string())]).unwrap()
+}
+
+/// A gRPC server on 127.0.0.1:0 serving `engine` through the same `grpc::serve` main uses.
+pub struct TestServer {
+    pub engine: Arc<Engine>,
+    pub channel: tonic::transport::Channel,
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(engine: Arc<Engine>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let e = engine.clone();
+        let task = tokio::spawn(async move {
+            touchpoint::grpc::serve(listener, e, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        TestServer { engine, channel, addr, stop: Some(tx), task: Some(task) }
+    }
+
+    /// Example config over a store, served.
+    pub async fn with_store(store: Arc<dyn Store>, config: Config) -> Self {
+        Self::start(Arc::new(Engine::new(store, config, None, vec![]))).await
+    }
+
+    pub fn decisions(&self) -> touchpoint::grpc::pb::decisions_client::DecisionsClient<tonic::transport::Channel> {
+        touchpoint::grpc::pb::decisions_client::DecisionsClient::new(self.channel.clone())
+    }
+
+    pub fn profiles(&self) -> touchpoint::grpc::pb::profiles_client::ProfilesClient<tonic::transport::Channel> {
+        touchpoint::grpc::pb::profiles_client::ProfilesClient::new(self.channel.clone())
+    }
+
+    /// Signals shutdown and waits until the server has drained.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+}
