@@ -1,3 +1,5 @@
 //! One integration-test binary: real Redis, real gRPC over real sockets.
+mod cli;
+mod grpc_e2e;
 mod harness;
 mod store_suite;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what the suite needs when it is missing, then runs every test
+# of the workspace (library, binary, integration tests against real redis-server processes,
+# the trainer crate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "installing redis-server (tests start their own servers on random ports)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+fi
+
+cargo test --workspace --locked "$@"
