@@ -330,8 +330,18 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
     if !(r.dedup_window_days > 0.0 && r.dedup_window_days.is_finite()) {
         return bad("redis.dedup_window_days", "must be a positive number of days");
     }
-    if r.dedup_max_per_user == 0 || r.recent_decisions_per_user == 0 {
-        return bad("redis.dedup_max_per_user", "dedup_max_per_user and recent_decisions_per_user must be positive");
+    if r.dedup_max_per_user < crate::domain::limits::MAX_EVENTS_PER_CALL as u64 {
+        // Smaller, and one large RecordEvents call could forget its own ids at once.
+        return bad(
+            "redis.dedup_max_per_user",
+            &format!("must be at least {}", crate::domain::limits::MAX_EVENTS_PER_CALL),
+        );
+    }
+    if r.recent_decisions_per_user == 0 {
+        return bad("redis.recent_decisions_per_user", "must be positive");
+    }
+    if r.journey_log_maxlen == 0 || r.decision_log_maxlen == 0 {
+        return bad("redis.journey_log_maxlen", "journey_log_maxlen and decision_log_maxlen must be positive");
     }
 
     let j = &file.journey;

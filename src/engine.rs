@@ -8,9 +8,9 @@ use crate::config::{Config, ConfigError};
 use crate::domain::Millis;
 use crate::domain::decision::{self, DecisionQuery, DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
-use crate::domain::limits::FieldError;
+use crate::domain::limits::{FieldError, MAX_ATTRIBUTES_PER_PROFILE};
 use crate::domain::profile::{AttrValue, Transition, UserState};
-use crate::store::{OutcomeLink, Store, StoreError, UserWrite};
+use crate::store::{OutcomeLink, Store, StoreError, UserWrite, new_version};
 use arc_swap::ArcSwap;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +36,8 @@ pub enum Error {
     Contention(String),
     #[error("{0}")]
     Internal(String),
+    #[error("config rejected, still serving the previous one: {0}")]
+    Config(#[from] ConfigError),
 }
 
 impl From<StoreError> for Error {
@@ -290,7 +292,13 @@ impl Engine {
             let mut state = loaded.state;
             let transitions: Vec<Transition> = journey.apply_events(&mut state, &fresh);
             let applied: Vec<Event> = fresh.iter().map(|e| (*e).clone()).collect();
-            let write = UserWrite { state: &state, new_transitions: &transitions, events: &applied, now: now_ms() };
+            let write = UserWrite {
+                state: &state,
+                new_transitions: &transitions,
+                events: &applied,
+                now: now_ms(),
+                new_version: new_version(),
+            };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok((applied.len() as u32, duplicates));
             }
@@ -299,9 +307,12 @@ impl Engine {
     }
 
     /// Appends an outcome to the decision log, linked to one of the user's recent decisions.
-    pub async fn record_outcome(&self, record: OutcomeRecord) -> Result<(), Error> {
+    /// Returns false when the same outcome was already recorded (a retry): acknowledged, not
+    /// appended again.
+    pub async fn record_outcome(&self, record: OutcomeRecord) -> Result<bool, Error> {
         match self.store.log_outcome(&record).await? {
-            OutcomeLink::Linked => Ok(()),
+            OutcomeLink::Linked => Ok(true),
+            OutcomeLink::Duplicate => Ok(false),
             OutcomeLink::UnknownDecision => Err(Error::NotFound(format!(
                 "decision {} is not among the recent decisions of user {}",
                 record.decision_id, record.user_id
@@ -356,7 +367,23 @@ impl Engine {
                 state.attributes.remove(name);
             }
             state.attributes.extend(set.clone());
-            let write = UserWrite { state: &state, new_transitions: &[], events: &[], now: now_ms() };
+            if state.attributes.len() > MAX_ATTRIBUTES_PER_PROFILE {
+                return Err(FieldError::new(
+                    "attributes",
+                    format!(
+                        "the profile would hold {} attributes, at most {MAX_ATTRIBUTES_PER_PROFILE}",
+                        state.attributes.len()
+                    ),
+                )
+                .into());
+            }
+            let write = UserWrite {
+                state: &state,
+                new_transitions: &[],
+                events: &[],
+                now: now_ms(),
+                new_version: new_version(),
+            };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok(self.view(user, state));
             }
@@ -365,6 +392,7 @@ impl Engine {
     }
 
     pub async fn delete_profile(&self, user: &str) -> Result<u64, Error> {
+        let _turn = self.lock_user(user).await;
         Ok(self.store.delete_user(user).await?)
     }
 

@@ -133,7 +133,7 @@ pub fn simulate(cfg: &SimConfig) -> Simulation {
                 user_id: user_id.clone(),
                 event_type: kind.into(),
                 timestamp: t,
-                channel: if kind == "page_view" && seq % 3 == 0 { "app".into() } else { "web".into() },
+                channel: if kind == "page_view" && seq.is_multiple_of(3) { "app".into() } else { "web".into() },
                 offer_id: String::new(),
                 value,
                 properties: BTreeMap::new(),

@@ -3,7 +3,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use std::io::BufRead;
 use touchpoint::domain::event::Event;
-use touchpoint::grpc::convert::{parse_cli_value, timestamp};
+use touchpoint::grpc::convert::parse_cli_value;
 use touchpoint::grpc::pb::{
     self, admin_client::AdminClient, decisions_client::DecisionsClient, profiles_client::ProfilesClient,
 };
@@ -151,19 +151,6 @@ pub fn print_journey(j: &pb::Journey) {
     }
 }
 
-pub fn to_pb_event(e: Event) -> pb::Event {
-    pb::Event {
-        event_id: e.event_id,
-        user_id: e.user_id,
-        event_type: e.event_type,
-        timestamp: Some(timestamp(e.timestamp)),
-        channel: e.channel,
-        offer_id: e.offer_id,
-        value: e.value,
-        properties: e.properties.into_iter().collect(),
-    }
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
         .connect()
@@ -194,7 +181,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                             continue;
                         }
                         let e: Event = serde_json::from_str(&line).with_context(|| format!("line {}", i + 1))?;
-                        out.push(to_pb_event(e));
+                        out.push(pb::Event::from(e));
                     }
                     out
                 }

@@ -1,6 +1,6 @@
 //! `touchpoint demo`: the embedded default. In-memory store seeded by the journey simulator,
 //! the gRPC server, and a short scripted session over a real gRPC connection.
-use super::client::{print_decision, print_journey, to_pb_event};
+use super::client::{print_decision, print_journey};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(kind, value)| {
                 n += 1;
-                to_pb_event(touchpoint::domain::event::Event {
+                pb::Event::from(touchpoint::domain::event::Event {
                     event_id: format!("{visitor}-{n}"),
                     user_id: visitor.clone(),
                     event_type: kind.to_string(),

@@ -86,11 +86,11 @@ pub fn rank(catalogue: &Catalogue, stage: &str, query: &DecisionQuery, now: Mill
 }
 
 fn filter(offer: &Offer, query: &DecisionQuery, now: Millis) -> Option<DropReason> {
-    if !offer.channels.iter().any(|c| *c == query.channel) {
+    if !offer.channels.contains(&query.channel) {
         Some(DropReason::WrongChannel)
     } else if !query.placement.is_empty()
         && !offer.placements.is_empty()
-        && !offer.placements.iter().any(|p| *p == query.placement)
+        && !offer.placements.contains(&query.placement)
     {
         Some(DropReason::WrongPlacement)
     } else if !offer.in_window(now) {

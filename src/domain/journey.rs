@@ -6,6 +6,7 @@
 //! nothing. A late event that does move the stage forward gets a transition time clamped to
 //! no earlier than the previous transition, so the stage history stays in time order.
 use super::event::Event;
+use super::limits::MAX_EVENT_TYPES_PER_USER;
 use super::profile::{Transition, UserState};
 use super::{MS_PER_DAY, Millis};
 use std::collections::HashMap;
@@ -94,7 +95,13 @@ impl JourneyDef {
 
     fn apply(&self, state: &mut UserState, event: &Event) -> Option<Transition> {
         let agg = &mut state.aggregates;
-        *agg.event_counts.entry(event.event_type.clone()).or_insert(0) += 1;
+        let counted =
+            if agg.event_counts.contains_key(&event.event_type) || agg.event_counts.len() < MAX_EVENT_TYPES_PER_USER {
+                event.event_type.clone()
+            } else {
+                "other".to_string()
+            };
+        *agg.event_counts.entry(counted).or_insert(0) += 1;
         agg.first_seen = Some(agg.first_seen.map_or(event.timestamp, |t| t.min(event.timestamp)));
         agg.last_seen = Some(agg.last_seen.map_or(event.timestamp, |t| t.max(event.timestamp)));
         if event.event_type == self.purchase_event {

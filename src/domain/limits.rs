@@ -13,6 +13,12 @@ pub const MAX_ATTRIBUTES_PER_CALL: usize = 256;
 pub const MAX_EVENT_TYPE_BYTES: usize = 64;
 /// Events may carry a time up to this far ahead of the server clock (clock skew).
 pub const MAX_FUTURE_SKEW_MS: i64 = 24 * 3_600_000;
+/// Monetary values beyond this are rejected (keeps totals finite).
+pub const MAX_ABS_VALUE: f64 = 1e12;
+/// Distinct event types counted per profile; further types are counted under `other`.
+pub const MAX_EVENT_TYPES_PER_USER: usize = 64;
+/// Attributes a profile may hold.
+pub const MAX_ATTRIBUTES_PER_PROFILE: usize = 256;
 
 /// A request field that failed validation: `field` is the protobuf path (e.g. `events[3].event_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +49,18 @@ pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), FieldError> 
     if value.len() > max {
         return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));
     }
-    if value.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "contains a control character"));
+    if value.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Err(FieldError::new(field, "contains a control or invisible formatting character"));
+    }
+    if value.trim().is_empty() {
+        return Err(FieldError::new(field, "is blank"));
     }
     Ok(())
+}
+
+/// Zero-width and bidirectional formatting characters: printable ids must not hide text.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 /// A name used as a map key or event type: 1..=max bytes of `[A-Za-z0-9_.:-]`.
@@ -64,7 +78,13 @@ pub fn check_name(field: &str, value: &str, max: usize) -> Result<(), FieldError
 }
 
 pub fn check_finite(field: &str, value: f64) -> Result<(), FieldError> {
-    if value.is_finite() { Ok(()) } else { Err(FieldError::new(field, "must be a finite number")) }
+    if !value.is_finite() {
+        Err(FieldError::new(field, "must be a finite number"))
+    } else if value.abs() > MAX_ABS_VALUE {
+        Err(FieldError::new(field, format!("must be within ±{MAX_ABS_VALUE:e}")))
+    } else {
+        Ok(())
+    }
 }
 
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
@@ -93,6 +113,9 @@ mod tests {
         check(check_id("user_id", &"x".repeat(129), 128), Some("at most 128"));
         check(check_id("user_id", "a\nb", 128), Some("control"));
         check(check_id("user_id", "Zoë 42", 128), None);
+        check(check_id("user_id", "}x{", 128), None);
+        check(check_id("user_id", "   ", 128), Some("blank"));
+        check(check_id("user_id", "a\u{200B}b", 128), Some("invisible"));
     }
 
     #[test]
@@ -107,5 +130,6 @@ mod tests {
         check(check_finite("value", 1.5), None);
         check(check_finite("value", f64::NAN), Some("finite"));
         check(check_finite("value", f64::INFINITY), Some("finite"));
+        check(check_finite("value", -2e12), Some("within"));
     }
 }

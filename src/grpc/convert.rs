@@ -184,8 +184,10 @@ pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError>
     })
 }
 
-/// `PutProfile`: (user, attributes to set, attribute names to remove).
-pub fn put_profile(r: pb::PutProfileRequest) -> Result<(String, BTreeMap<String, AttrValue>, Vec<String>), FieldError> {
+/// A validated `PutProfile`: the user, attributes to set, attribute names to remove.
+pub type ProfileChange = (String, BTreeMap<String, AttrValue>, Vec<String>);
+
+pub fn put_profile(r: pb::PutProfileRequest) -> Result<ProfileChange, FieldError> {
     let user = user_id(&r.user_id)?;
     let set = value_map("attributes", &r.attributes, MAX_ATTRIBUTES_PER_CALL)?;
     if r.remove_attributes.len() > MAX_ATTRIBUTES_PER_CALL {
@@ -280,6 +282,21 @@ pub fn journey(p: ProfileView) -> pb::Journey {
         transitions: p.state.transitions.iter().map(transition).collect(),
         user_id: p.user_id,
         stage: p.stage,
+    }
+}
+
+impl From<Event> for pb::Event {
+    fn from(e: Event) -> Self {
+        pb::Event {
+            timestamp: Some(timestamp(e.timestamp)),
+            event_id: e.event_id,
+            user_id: e.user_id,
+            event_type: e.event_type,
+            channel: e.channel,
+            offer_id: e.offer_id,
+            value: e.value,
+            properties: e.properties.into_iter().collect(),
+        }
     }
 }
 

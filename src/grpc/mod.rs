@@ -28,16 +28,13 @@ impl From<engine::Error> for Status {
                 Status::unavailable("store unavailable, retry later")
             }
             e @ engine::Error::Contention(_) => Status::aborted(e.to_string()),
+            e @ engine::Error::Config(_) => Status::failed_precondition(e.to_string()),
             engine::Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")
             }
         }
     }
-}
-
-fn invalid(f: crate::domain::limits::FieldError) -> Status {
-    Status::invalid_argument(f.to_string())
 }
 
 fn code_label(code: Code) -> &'static str {

@@ -1,11 +1,12 @@
 //! Thin service handlers: convert the request, call the engine, convert the answer.
 use super::convert;
+use super::observed;
 use super::pb::{
     self, admin_server::Admin, decisions_server::Decisions, experiments_server::Experiments, profiles_server::Profiles,
 };
-use super::{invalid, observed};
 use crate::domain::decision::DecisionQuery;
 use crate::engine::Engine;
+use crate::engine::Error;
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -34,7 +35,7 @@ type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 impl Decisions for Services {
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
         observed("Decide", async {
-            let query = DecisionQuery::try_from(req.into_inner()).map_err(invalid)?;
+            let query = DecisionQuery::try_from(req.into_inner()).map_err(Error::from)?;
             let decision = self.engine.decide(query).await?;
             Ok(Response::new(decision.into()))
         })
@@ -55,7 +56,7 @@ impl Decisions for Services {
         req: Request<pb::RecordEventsRequest>,
     ) -> Result<Response<pb::RecordEventsResponse>, Status> {
         observed("RecordEvents", async {
-            let events = convert::events(req.into_inner()).map_err(invalid)?;
+            let events = convert::events(req.into_inner()).map_err(Error::from)?;
             let s = self.engine.record_events(events).await?;
             Ok(Response::new(pb::RecordEventsResponse { accepted: s.accepted, duplicates: s.duplicates }))
         })
@@ -67,9 +68,9 @@ impl Decisions for Services {
         req: Request<pb::RecordOutcomeRequest>,
     ) -> Result<Response<pb::RecordOutcomeResponse>, Status> {
         observed("RecordOutcome", async {
-            let outcome = convert::outcome(req.into_inner()).map_err(invalid)?;
-            self.engine.record_outcome(outcome).await?;
-            Ok(Response::new(pb::RecordOutcomeResponse { recorded: true }))
+            let outcome = convert::outcome(req.into_inner()).map_err(Error::from)?;
+            let recorded = self.engine.record_outcome(outcome).await?;
+            Ok(Response::new(pb::RecordOutcomeResponse { recorded, duplicate: !recorded }))
         })
         .await
     }
@@ -79,7 +80,7 @@ impl Decisions for Services {
 impl Profiles for Services {
     async fn get_profile(&self, req: Request<pb::GetProfileRequest>) -> Result<Response<pb::Profile>, Status> {
         observed("GetProfile", async {
-            let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
+            let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
             Ok(Response::new(self.engine.get_profile(&user).await?.into()))
         })
         .await
@@ -87,7 +88,7 @@ impl Profiles for Services {
 
     async fn put_profile(&self, req: Request<pb::PutProfileRequest>) -> Result<Response<pb::Profile>, Status> {
         observed("PutProfile", async {
-            let (user, set, remove) = convert::put_profile(req.into_inner()).map_err(invalid)?;
+            let (user, set, remove) = convert::put_profile(req.into_inner()).map_err(Error::from)?;
             Ok(Response::new(self.engine.put_profile(&user, set, remove).await?.into()))
         })
         .await
@@ -98,7 +99,7 @@ impl Profiles for Services {
         req: Request<pb::DeleteProfileRequest>,
     ) -> Result<Response<pb::DeleteProfileResponse>, Status> {
         observed("DeleteProfile", async {
-            let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
+            let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
             let keys_deleted = self.engine.delete_profile(&user).await?;
             Ok(Response::new(pb::DeleteProfileResponse { keys_deleted }))
         })
@@ -107,7 +108,7 @@ impl Profiles for Services {
 
     async fn get_journey(&self, req: Request<pb::GetJourneyRequest>) -> Result<Response<pb::Journey>, Status> {
         observed("GetJourney", async {
-            let user = convert::user_id(&req.into_inner().user_id).map_err(invalid)?;
+            let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
             Ok(Response::new(convert::journey(self.engine.get_journey(&user).await?)))
         })
         .await

@@ -6,7 +6,7 @@ use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
 use crate::domain::profile::UserState;
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -15,8 +15,14 @@ struct User {
     state: UserState,
     /// event id -> time it was stored
     seen: HashMap<String, Millis>,
-    /// decision id -> offer ids; ids are time-ordered, so the first key is the oldest
-    decisions: BTreeMap<String, Vec<String>>,
+    /// (time, decision id) -> offer ids and the outcomes recorded; the first key is the oldest
+    decisions: BTreeMap<(Millis, String), Decided>,
+}
+
+#[derive(Default)]
+struct Decided {
+    offers: Vec<String>,
+    outcomes: HashSet<(String, &'static str)>,
 }
 
 #[derive(Default)]
@@ -79,8 +85,10 @@ impl Store for MemoryStore {
         if user.version != expected_version {
             return Ok(false);
         }
-        user.version += 1;
-        user.state = w.state.clone();
+        user.version = w.new_version;
+        let mut history = std::mem::take(&mut user.state.transitions);
+        history.extend_from_slice(w.new_transitions);
+        user.state = UserState { transitions: history, ..w.state.clone() };
         for e in w.events {
             user.seen.insert(e.event_id.clone(), w.now);
             push_bounded(&mut inner.journey_log, e.clone(), self.retention.journey_log_maxlen);
@@ -113,7 +121,8 @@ impl Store for MemoryStore {
     async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let user = inner.users.entry(record.user_id.clone()).or_default();
-        user.decisions.insert(record.decision_id.clone(), record.chosen.iter().map(|c| c.offer_id.clone()).collect());
+        let offers = record.chosen.iter().map(|c| c.offer_id.clone()).collect();
+        user.decisions.insert((record.at, record.decision_id.clone()), Decided { offers, outcomes: HashSet::new() });
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
         }
@@ -127,10 +136,20 @@ impl Store for MemoryStore {
 
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
         let mut inner = self.lock();
-        let link = match inner.users.get(&record.user_id).and_then(|u| u.decisions.get(&record.decision_id)) {
+        let decided = inner
+            .users
+            .get_mut(&record.user_id)
+            .and_then(|u| u.decisions.iter_mut().find(|((_, id), _)| *id == record.decision_id).map(|(_, d)| d));
+        let link = match decided {
             None => OutcomeLink::UnknownDecision,
-            Some(offers) if !offers.contains(&record.offer_id) => OutcomeLink::OfferNotInDecision,
-            Some(_) => OutcomeLink::Linked,
+            Some(d) if !d.offers.contains(&record.offer_id) => OutcomeLink::OfferNotInDecision,
+            Some(d) => {
+                if d.outcomes.insert((record.offer_id.clone(), record.outcome.as_str())) {
+                    OutcomeLink::Linked
+                } else {
+                    OutcomeLink::Duplicate
+                }
+            }
         };
         if link == OutcomeLink::Linked {
             push_bounded(

@@ -27,7 +27,8 @@ pub enum StoreError {
 /// What one read of a user returns.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadedUser {
-    /// 0 for a user with no stored profile; bumps on every commit.
+    /// Opaque version token of the stored profile; 0 when there is none. Every commit sets a
+    /// fresh random token, so a token never comes back after a delete (no ABA).
     pub version: u64,
     pub state: UserState,
     /// For each event id asked about: already stored (a duplicate)?
@@ -37,18 +38,28 @@ pub struct LoadedUser {
 /// A user's new state plus what to append, applied atomically by `commit_user`.
 #[derive(Debug, Clone, Copy)]
 pub struct UserWrite<'a> {
+    /// The new state; its `transitions` are ignored (the store appends `new_transitions`).
     pub state: &'a UserState,
     /// Transitions added since the load, appended to the stage history.
     pub new_transitions: &'a [Transition],
     /// Events newly applied: their ids are remembered and they go to the journey log.
     pub events: &'a [Event],
     pub now: Millis,
+    /// The version token the commit stores (random, non-zero).
+    pub new_version: u64,
+}
+
+/// A fresh random version token.
+pub fn new_version() -> u64 {
+    rand::random::<u64>() | 1
 }
 
 /// How an outcome relates to the user's recent decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeLink {
     Linked,
+    /// The same outcome for the same offer of the same decision was already recorded.
+    Duplicate,
     UnknownDecision,
     OfferNotInDecision,
 }
@@ -104,7 +115,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends a decision to the decision log and remembers it for outcome linking.
     async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError>;
 
-    /// Appends an outcome if its decision is one of the user's recent decisions.
+    /// Appends an outcome if its decision is one of the user's recent decisions and this
+    /// outcome kind was not yet recorded for that offer of that decision.
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError>;
 
     /// Every journey-log entry, oldest first within each shard, handed to `sink`.

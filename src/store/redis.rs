@@ -40,8 +40,15 @@ impl Keys {
     pub fn new(prefix: &str, cluster: bool) -> Self {
         Self { prefix: prefix.to_string(), cluster }
     }
+    /// `prefix:{tag}:suffix`. The tag is the user id itself, unless that id could end the
+    /// hash tag early or look like an encoded one (braces, a leading `#`): then it is `#` and
+    /// the id in hex, so every key of a user always shares one non-empty tag.
     fn user(&self, user: &str, suffix: &str) -> String {
-        format!("{}:{{{user}}}:{suffix}", self.prefix)
+        if user.contains(['{', '}']) || user.starts_with('#') {
+            format!("{}:{{#{}}}:{suffix}", self.prefix, hex::encode(user))
+        } else {
+            format!("{}:{{{user}}}:{suffix}", self.prefix)
+        }
     }
     pub fn profile(&self, user: &str) -> String {
         self.user(user, "p")
@@ -86,6 +93,10 @@ impl Keys {
 }
 
 const SLOTS: u16 = 16384;
+
+/// A user's recent-decision keys expire this long after their last decision, so users who are
+/// decided on but never send events leave nothing behind forever.
+const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
 
 /// CRC16/XMODEM, the checksum Redis Cluster uses for key slots.
 fn crc16(data: &[u8]) -> u16 {
@@ -132,6 +143,9 @@ fn slot_tag(slot: u16) -> &'static str {
     });
     &tags[slot as usize]
 }
+
+/// Receives the fields of each stream entry during an export.
+type FieldSink<'a> = dyn FnMut(&[(String, String)]) + Send + 'a;
 
 /// A single-node or cluster connection behind one `ConnectionLike`.
 #[derive(Clone)]
@@ -196,16 +210,16 @@ end
 return {p, j, seen}
 "#;
 
-// ARGV: expected version, now, dedup cutoff, dedup max, jlog maxlen,
+// ARGV: expected version, now, dedup cutoff, dedup max, jlog maxlen, new version,
 //       nfields, field/value pairs..., ntransitions, transitions..., nevents,
 //       per event: id, nfields, field/value pairs...
 const COMMIT: &str = r#"
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return 0 end
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if v ~= ARGV[1] then return 0 end
 local now = ARGV[2]
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', v + 1)
-local i = 6
+redis.call('HSET', KEYS[1], 'v', ARGV[6])
+local i = 7
 local nf = tonumber(ARGV[i]); i = i + 1
 for k = 1, nf do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
@@ -222,15 +236,17 @@ for k = 1, ne do
   for f = 1, n * 2 do fields[f] = ARGV[i]; i = i + 1 end
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 end
-if ne > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
-  local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
-  if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1) end
-end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
+if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1) end
+-- Event ids are only needed for the dedup window: the set expires when no event came for that long.
+redis.call('PEXPIRE', KEYS[3], tonumber(now) - tonumber(ARGV[3]))
 return 1
 "#;
 
-// KEYS: decisions hash, decision index, decision log. ARGV: id, now, ",offers,", keep, json, maxlen
+// KEYS: decisions hash, decision index, decision log.
+// ARGV: id, now, ",offers,|", keep, json, maxlen, ttl ms
+// A decision's hash value is its offers then the outcomes recorded: ",o1,o2,|o1:click|".
 const DECISION: &str = r#"
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
@@ -240,14 +256,20 @@ if excess > 0 then
   local old = redis.call('ZPOPMIN', KEYS[2], excess)
   for k = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[k]) end
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1
 "#;
 
-// KEYS: decisions hash, decision log. ARGV: decision id, offer id, json, maxlen
+// KEYS: decisions hash, decision log. ARGV: decision id, offer id, json, maxlen, outcome kind
 const OUTCOME: &str = r#"
-local offers = redis.call('HGET', KEYS[1], ARGV[1])
-if not offers then return 0 end
-if not string.find(offers, ',' .. ARGV[2] .. ',', 1, true) then return -1 end
+local d = redis.call('HGET', KEYS[1], ARGV[1])
+if not d then return 0 end
+local bar = string.find(d, '|', 1, true)
+if not string.find(string.sub(d, 1, bar), ',' .. ARGV[2] .. ',', 1, true) then return -1 end
+local mark = ARGV[2] .. ':' .. ARGV[5] .. '|'
+if string.find(d, '|' .. mark, 1, true) then return 2 end
+redis.call('HSET', KEYS[1], ARGV[1], d .. mark)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'json', ARGV[3])
 return 1
 "#;
@@ -265,6 +287,8 @@ impl RedisStore {
                 .retries(2)
                 .build()
                 .map_err(unavailable)?;
+            // Build the slot-tag table now rather than on the first request.
+            slot_tag(0);
             Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
         } else {
             let client = redis::Client::open(cfg.url.as_str()).map_err(unavailable)?;
@@ -299,11 +323,7 @@ impl RedisStore {
         }
     }
 
-    async fn export_stream(
-        &self,
-        name: &str,
-        sink: &mut (dyn FnMut(&[(String, String)]) + Send),
-    ) -> Result<u64, StoreError> {
+    async fn export_stream(&self, name: &str, sink: &mut FieldSink<'_>) -> Result<u64, StoreError> {
         let mut n = 0u64;
         for key in self.keys.log_shards(name) {
             let mut start = "-".to_string();
@@ -459,11 +479,12 @@ impl Store for RedisStore {
         let r = &self.retention;
         let mut inv = self.scripts.commit.prepare_invoke();
         inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id)).key(k.journey_log(user_id));
-        inv.arg(expected_version)
+        inv.arg(expected_version.to_string())
             .arg(w.now)
             .arg(w.now - r.dedup_window_ms)
             .arg(r.dedup_max_per_user)
-            .arg(r.journey_log_maxlen);
+            .arg(r.journey_log_maxlen)
+            .arg(w.new_version.to_string());
         let fields = encode_profile(w.state);
         inv.arg(fields.len());
         for (f, v) in &fields {
@@ -492,7 +513,7 @@ impl Store for RedisStore {
 
     async fn log_decision(&self, rec: &DecisionRecord) -> Result<(), StoreError> {
         let k = &self.keys;
-        let offers: String = rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",");
+        let offers: String = rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",") + "|";
         let json = serde_json::to_string(rec).expect("decision record serialises");
         let mut inv = self.scripts.decision.prepare_invoke();
         inv.key(k.decisions(&rec.user_id)).key(k.decision_index(&rec.user_id)).key(k.decision_log(&rec.user_id));
@@ -501,7 +522,8 @@ impl Store for RedisStore {
             .arg(offers)
             .arg(self.retention.recent_decisions_per_user)
             .arg(json)
-            .arg(self.retention.decision_log_maxlen);
+            .arg(self.retention.decision_log_maxlen)
+            .arg(DECISION_MEMORY_MS);
         self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(|_| ())
     }
 
@@ -510,10 +532,15 @@ impl Store for RedisStore {
         let json = serde_json::to_string(rec).expect("outcome record serialises");
         let mut inv = self.scripts.outcome.prepare_invoke();
         inv.key(k.decisions(&rec.user_id)).key(k.decision_log(&rec.user_id));
-        inv.arg(&rec.decision_id).arg(&rec.offer_id).arg(json).arg(self.retention.decision_log_maxlen);
+        inv.arg(&rec.decision_id)
+            .arg(&rec.offer_id)
+            .arg(json)
+            .arg(self.retention.decision_log_maxlen)
+            .arg(rec.outcome.as_str());
         let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(match r {
             1 => OutcomeLink::Linked,
+            2 => OutcomeLink::Duplicate,
             0 => OutcomeLink::UnknownDecision,
             _ => OutcomeLink::OfferNotInDecision,
         })
@@ -566,7 +593,7 @@ mod tests {
     #[test]
     fn user_keys_and_log_shard_share_a_slot() {
         let k = Keys::new("tp", true);
-        for user in ["alice", "u-1", "a}b", "{x}", "Zoë"] {
+        for user in ["alice", "u-1", "a}b", "{x}", "}x", "#61", "Zoë"] {
             let slot = slot_of_key(&k.profile(user));
             for key in k.all_of_user(user).iter().chain([&k.journey_log(user), &k.decision_log(user)]) {
                 assert_eq!(slot_of_key(key), slot, "{key}");
@@ -577,9 +604,7 @@ mod tests {
 
     #[test]
     fn profile_round_trip() {
-        let mut s = UserState::default();
-        s.stage = Some("retention".into());
-        s.stage_since = Some(5);
+        let mut s = UserState { stage: Some("retention".into()), stage_since: Some(5), ..Default::default() };
         s.aggregates.event_counts.insert("purchase".into(), 2);
         s.aggregates.monetary_total = 12.5;
         s.aggregates.purchase_count = 2;

@@ -7,12 +7,18 @@ use touchpoint::grpc::pb;
 
 const STAGES: [&str; 5] = ["awareness", "consideration", "conversion", "retention", "advocacy"];
 
+/// Event times are an hour ago plus a few seconds: recent (not lapsed), never in the future.
+pub fn base() -> i64 {
+    static BASE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| touchpoint::engine::now_ms() / 1000 - 3600);
+    *BASE
+}
+
 pub fn ev(user: &str, id: &str, kind: &str, secs: i64, value: f64) -> pb::Event {
     pb::Event {
         event_id: id.into(),
         user_id: user.into(),
         event_type: kind.into(),
-        timestamp: Some(Timestamp { seconds: 1_790_000_000 + secs, nanos: 0 }),
+        timestamp: Some(Timestamp { seconds: base() + secs, nanos: 0 }),
         channel: "web".into(),
         offer_id: String::new(),
         value,
@@ -51,8 +57,8 @@ async fn user_walks_all_five_stages_and_replay_changes_nothing() {
     let agg = before.aggregates.clone().unwrap();
     assert_eq!((agg.purchase_count, agg.monetary_total), (1, 42.5));
     assert_eq!(agg.event_counts.get("page_view"), Some(&1));
-    assert_eq!(agg.last_purchase.unwrap().seconds, 1_790_000_004);
-    assert_eq!(agg.first_seen.unwrap().seconds, 1_790_000_001);
+    assert_eq!(agg.last_purchase.unwrap().seconds, base() + 4);
+    assert_eq!(agg.first_seen.unwrap().seconds, base() + 1);
 
     let journey = p.get_journey(pb::GetJourneyRequest { user_id: "walker".into() }).await.unwrap().into_inner();
     let path: Vec<(&str, &str, &str)> = journey
@@ -103,11 +109,7 @@ async fn events_out_of_order_are_applied_in_time_order_and_stay_forward_only() {
     let prof = p.get_profile(pb::GetProfileRequest { user_id: "late".into() }).await.unwrap().into_inner();
     assert_eq!(prof.stage, "advocacy", "late earlier-stage events do not move the user back");
     let agg = prof.aggregates.unwrap();
-    assert_eq!(
-        agg.first_seen.unwrap().seconds,
-        1_790_000_001,
-        "first seen is the earliest event, not the first received"
-    );
+    assert_eq!(agg.first_seen.unwrap().seconds, base() + 1, "first seen is the earliest event, not the first received");
     let j = p.get_journey(pb::GetJourneyRequest { user_id: "late".into() }).await.unwrap().into_inner();
     let to: Vec<&str> = j.transitions.iter().map(|t| t.to_stage.as_str()).collect();
     assert_eq!(to, ["retention", "advocacy"]);
@@ -214,7 +216,10 @@ async fn decide_returns_offers_of_the_users_stage_and_channel() {
         value: 0.0,
         timestamp: None,
     };
-    d.record_outcome(outcome(&r.offers[0].offer_id, &r.decision_id)).await.unwrap();
+    let first = d.record_outcome(outcome(&r.offers[0].offer_id, &r.decision_id)).await.unwrap().into_inner();
+    assert_eq!((first.recorded, first.duplicate), (true, false));
+    let retry = d.record_outcome(outcome(&r.offers[0].offer_id, &r.decision_id)).await.unwrap().into_inner();
+    assert_eq!((retry.recorded, retry.duplicate), (false, true), "a retried outcome is not counted twice");
     let e = d.record_outcome(outcome(&r.offers[0].offer_id, "no-such-decision")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     let e = d.record_outcome(outcome("vip_preview", &r.decision_id)).await.unwrap_err();
@@ -478,23 +483,33 @@ async fn metrics_count_rpcs_by_status_with_latency_histograms() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(touchpoint::telemetry::serve_metrics(listener, std::future::pending()));
-    let mut d = srv.decisions();
-    d.decide(pb::DecideRequest { user_id: "m".into(), channel: "web".into(), ..Default::default() }).await.unwrap();
-    d.decide(pb::DecideRequest { user_id: "m".into(), channel: "fax".into(), ..Default::default() }).await.unwrap_err();
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
-    let count = |labels: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with("touchpoint_grpc_requests_total{") && l.contains(labels))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+    let scrape = || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+        body
     };
-    assert!(count("code=\"OK\",rpc=\"Decide\"") + count("rpc=\"Decide\",code=\"OK\"") >= 1.0, "{body}");
-    assert!(count("INVALID_ARGUMENT") >= 1.0, "{body}");
-    assert!(body.contains("touchpoint_grpc_request_duration_seconds_bucket"), "histograms, not summaries: {body}");
+    // The recorder is process-wide and tests run in parallel: compare before and after.
+    let count = |body: &str, code: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with("touchpoint_grpc_requests_total{"))
+            .filter(|l| l.contains("rpc=\"GetJourney\"") && l.contains(&format!("code=\"{code}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = scrape().await;
+    let mut p = srv.profiles();
+    p.get_journey(pb::GetJourneyRequest { user_id: "nobody-here".into() }).await.unwrap_err();
+    p.get_journey(pb::GetJourneyRequest { user_id: String::new() }).await.unwrap_err();
+    p.get_journey(pb::GetJourneyRequest { user_id: String::new() }).await.unwrap_err();
+    let after = scrape().await;
+    assert_eq!(count(&after, "NOT_FOUND") - count(&before, "NOT_FOUND"), 1.0, "{after}");
+    assert_eq!(count(&after, "INVALID_ARGUMENT") - count(&before, "INVALID_ARGUMENT"), 2.0, "{after}");
+    assert!(
+        after.contains("touchpoint_grpc_request_duration_seconds_bucket{rpc=\"GetJourney\""),
+        "histograms, not summaries"
+    );
 }

@@ -8,7 +8,7 @@ use touchpoint::domain::event::Event;
 use touchpoint::domain::profile::{AttrValue, UserState};
 use touchpoint::engine::Engine;
 use touchpoint::store::memory::MemoryStore;
-use touchpoint::store::{DecisionLogEntry, OutcomeLink, Store, UserWrite};
+use touchpoint::store::{DecisionLogEntry, OutcomeLink, Store, UserWrite, new_version};
 
 fn event(user: &str, id: &str, kind: &str, ts: i64) -> Event {
     Event {
@@ -70,24 +70,33 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     state.attributes.insert("vip".into(), AttrValue::Bool(true));
     state.attributes.insert("zip".into(), AttrValue::Str("01234".into()));
     let transitions = journey.apply_events(&mut state, &evs.iter().collect::<Vec<_>>());
-    let w = UserWrite { state: &state, new_transitions: &transitions, events: &evs, now: 100 };
+    assert_eq!(transitions.len(), 2);
+    let v1 = new_version();
+    let w = UserWrite { state: &state, new_transitions: &transitions, events: &evs, now: 100, new_version: v1 };
     assert!(s.commit_user("alice", 0, w).await.unwrap());
     let loaded = s.load_user("alice", &["e1", "e2", "e3"]).await.unwrap();
-    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.version, v1);
     assert_eq!(loaded.state, state, "state round-trips exactly");
     assert_eq!(loaded.seen, vec![true, true, false]);
 
-    // A stale version is refused and changes nothing.
-    let mut other = UserState::default();
-    other.stage = Some("advocacy".into());
-    let stale = UserWrite { state: &other, new_transitions: &[], events: &[], now: 101 };
+    // A stale version is refused and changes nothing: no state, no dedup mark, no log entry.
+    let other = UserState { stage: Some("advocacy".into()), ..Default::default() };
+    let sneaky = [event("alice", "stale-1", "referral", 15)];
+    let stale =
+        UserWrite { state: &other, new_transitions: &[], events: &sneaky, now: 101, new_version: new_version() };
     assert!(!s.commit_user("alice", 0, stale).await.unwrap());
-    assert_eq!(s.load_user("alice", &[]).await.unwrap().state, state);
+    let after = s.load_user("alice", &["stale-1"]).await.unwrap();
+    assert_eq!((after.state, after.seen, after.version), (state.clone(), vec![false], v1));
 
-    // Dedup memory is bounded per user: the oldest ids go first (max 5 in the suite's retention).
+    // Stage history is append-only: the store appends `new_transitions`, whatever the
+    // state's own list says.
+    let mut rewritten = state.clone();
+    rewritten.transitions.clear();
     let more: Vec<Event> = (3..=7).map(|i| event("alice", &format!("e{i}"), "page_view", 30 + i)).collect();
-    let w = UserWrite { state: &state, new_transitions: &[], events: &more, now: 200 };
-    assert!(s.commit_user("alice", 1, w).await.unwrap());
+    let w = UserWrite { state: &rewritten, new_transitions: &[], events: &more, now: 200, new_version: new_version() };
+    assert!(s.commit_user("alice", v1, w).await.unwrap());
+    assert_eq!(s.load_user("alice", &[]).await.unwrap().state.transitions, state.transitions);
+    // Dedup memory is bounded per user: the oldest ids go first (max 5 in the suite's retention).
     let seen = s.load_user("alice", &["e1", "e2", "e3", "e7"]).await.unwrap().seen;
     assert_eq!(seen, vec![false, false, true, true]);
 
@@ -95,7 +104,7 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let mut logged = Vec::new();
     s.export_journey_log(&mut |e| logged.push(e)).await.unwrap();
     let alice: Vec<&Event> = logged.iter().filter(|e| e.user_id == "alice").collect();
-    assert_eq!(alice.len(), 7);
+    assert_eq!(alice.len(), 7, "the refused write logged nothing");
     assert_eq!(*alice[0], evs[0], "events round-trip through the log");
     assert_eq!(alice[6].event_id, "e7");
 
@@ -104,6 +113,10 @@ pub async fn store_suite(s: Arc<dyn Store>) {
         s.log_decision(&decision("alice", &format!("d{i}"), &["o1", "o2"])).await.unwrap();
     }
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::Linked);
+    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::Duplicate, "a retry");
+    let mut conversion = outcome("alice", "d4", "o2");
+    conversion.outcome = OutcomeKind::Conversion;
+    assert_eq!(s.log_outcome(&conversion).await.unwrap(), OutcomeLink::Linked, "another kind is another outcome");
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o9")).await.unwrap(), OutcomeLink::OfferNotInDecision);
     assert_eq!(
         s.log_outcome(&outcome("alice", "d1", "o1")).await.unwrap(),
@@ -118,25 +131,42 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let outcomes: Vec<&DecisionLogEntry> =
         entries.iter().filter(|e| matches!(e, DecisionLogEntry::Outcome(_))).collect();
     assert_eq!(decisions, 4);
-    assert_eq!(outcomes, vec![&DecisionLogEntry::Outcome(outcome("alice", "d4", "o2"))]);
+    assert_eq!(
+        outcomes,
+        vec![&DecisionLogEntry::Outcome(outcome("alice", "d4", "o2")), &DecisionLogEntry::Outcome(conversion.clone())]
+    );
 
     // Delete erases every record of the user: profile, history, dedup, decisions + index.
-    s.commit_user("bob", 0, UserWrite { state: &state, new_transitions: &[], events: &[], now: 1 }).await.unwrap();
+    let vb = new_version();
+    let bob = UserWrite { state: &state, new_transitions: &[], events: &[], now: 1, new_version: vb };
+    assert!(s.commit_user("bob", 0, bob).await.unwrap());
+    assert_eq!(s.load_user("bob", &[]).await.unwrap().state.transitions, vec![], "no history was appended for bob");
     assert_eq!(s.delete_user("alice").await.unwrap(), 5);
     assert_eq!(s.delete_user("alice").await.unwrap(), 0);
     let gone = s.load_user("alice", &["e7"]).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::UnknownDecision);
-    assert_eq!(s.load_user("bob", &[]).await.unwrap().version, 1, "other users untouched");
+    assert_eq!(s.load_user("bob", &[]).await.unwrap().version, vb, "other users untouched");
+    // After a delete, a writer holding the old version cannot resurrect the user (no ABA).
+    assert_eq!(s.delete_user("bob").await.unwrap(), 1);
+    let fresh = UserWrite { state: &other, new_transitions: &[], events: &[], now: 2, new_version: new_version() };
+    assert!(s.commit_user("bob", 0, fresh).await.unwrap());
+    let late = UserWrite { state: &state, new_transitions: &[], events: &[], now: 3, new_version: new_version() };
+    assert!(!s.commit_user("bob", vb, late).await.unwrap());
 
-    // Optimistic writes under contention: concurrent writers for one user lose nothing.
-    let engine = Arc::new(Engine::new(s.clone(), Config::defaults(), None, vec![]));
+    // Optimistic writes under contention: two engines (as two servers would) race on one
+    // user; the version check must keep every event exactly once.
+    let config = Config::defaults();
+    let engines = [
+        Arc::new(Engine::new(s.clone(), config.clone(), None, vec![])),
+        Arc::new(Engine::new(s.clone(), config, None, vec![])),
+    ];
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
-        let engine = engine.clone();
+        let engine = engines[i % 2].clone();
         tasks.spawn(async move {
-            engine.record_events(vec![event("carol", &format!("c{i}"), "page_view", i)]).await.unwrap()
+            engine.record_events(vec![event("carol", &format!("c{i}"), "page_view", i as i64)]).await.unwrap()
         });
     }
     let mut accepted = 0;
@@ -146,7 +176,9 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     assert_eq!(accepted, 40);
     let carol = s.load_user("carol", &[]).await.unwrap();
     assert_eq!(carol.state.aggregates.count("page_view"), 40);
-    assert_eq!(carol.version, 40);
+    let mut carols = 0;
+    s.export_journey_log(&mut |e| carols += usize::from(e.user_id == "carol")).await.unwrap();
+    assert_eq!(carols, 40, "each event logged once");
 }
 
 #[tokio::test]
