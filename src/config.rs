@@ -1,14 +1,21 @@
 //! Configuration: defaults in code, one TOML file, environment overrides for scalar settings,
 //! and validation that names the entry (and its line) at fault.
+use crate::domain::contact::Limit;
 use crate::domain::journey::{JourneyDef, Trigger};
 use crate::domain::limits::{MAX_LIMIT, check_name};
+use crate::domain::model::{BoundModel, ModelArtifact};
 use crate::domain::offer::{Catalogue, Offer};
+use crate::domain::policy::{Exploration, Fallback, Models, OfferRules, Policy, Priority, Segment};
+use crate::domain::rules::{Expect, Rule, offer_value};
 use crate::domain::{MS_PER_DAY, Millis};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Exit code for a bad configuration (EX_CONFIG is 78; sysexits' EX_USAGE 64 is what the CLI contract names).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -117,12 +124,81 @@ pub struct DecisionsConfig {
     pub channels: Vec<String>,
     /// Offers returned when a request's `limit` is 0.
     pub default_limit: u32,
+    /// CEL priority expression; empty for the built-in default (see `Priority::Default`).
+    pub priority: String,
+    /// How long a decision may wait for the store before answering from the fallback
+    /// (a shorter gRPC deadline on the request wins).
+    pub deadline_ms: u64,
+    pub exploration: ExplorationConfig,
 }
 
 impl Default for DecisionsConfig {
     fn default() -> Self {
-        Self { channels: ["web", "app", "email"].map(String::from).into(), default_limit: 3 }
+        Self {
+            channels: ["web", "app", "email"].map(String::from).into(),
+            default_limit: 3,
+            priority: String::new(),
+            deadline_ms: 50,
+            exploration: ExplorationConfig::default(),
+        }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExplorationConfig {
+    /// `none` or `epsilon_greedy`.
+    pub policy: String,
+    pub epsilon: f64,
+}
+
+impl Default for ExplorationConfig {
+    fn default() -> Self {
+        Self { policy: "none".into(), epsilon: 0.1 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    pub id: String,
+    /// demographic, behavioural, psychographic, geographic (or any label, for reporting).
+    #[serde(default)]
+    pub kind: String,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    pub max: u32,
+    pub days: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactPolicyConfig {
+    pub channel: String,
+    pub limits: Vec<LimitConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    pub channel: String,
+    #[serde(default)]
+    pub stage: Option<String>,
+    pub offers: Vec<String>,
+}
+
+/// Model artifact files, relative to the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    pub churn: Option<String>,
+    pub purchase: Option<String>,
+    /// offer id -> response model file
+    pub response: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +226,16 @@ pub struct OfferConfig {
     /// RFC 3339 time from which the offer may no longer be shown.
     #[serde(default)]
     pub valid_until: Option<String>,
+    /// CEL rule: the offer is a candidate only when it holds.
+    #[serde(default)]
+    pub eligibility: Option<String>,
+    /// At most `max` showings per `days` per user, on any channel.
+    #[serde(default)]
+    pub cap: Option<LimitConfig>,
+    #[serde(default)]
+    pub cooldown_after_dismiss_days: f64,
+    #[serde(default)]
+    pub cooldown_after_accept_days: f64,
 }
 
 fn one_f() -> f64 {
@@ -164,16 +250,19 @@ pub struct FileConfig {
     pub redis: RedisConfig,
     pub journey: JourneyConfig,
     pub decisions: DecisionsConfig,
+    pub segments: Vec<SegmentConfig>,
     pub offers: Vec<OfferConfig>,
+    pub contact_policy: Vec<ContactPolicyConfig>,
+    pub fallbacks: Vec<FallbackConfig>,
+    pub models: ModelsConfig,
 }
 
 /// A validated configuration with its derived domain objects.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: FileConfig,
-    pub journey: JourneyDef,
-    pub catalogue: Catalogue,
-    /// Content hash of the file and overrides: changes whenever the behaviour may change.
+    pub policy: Arc<Policy>,
+    /// Content hash of the file, overrides and model files: changes whenever behaviour may.
     pub version: String,
 }
 
@@ -235,7 +324,8 @@ impl Config {
             entry: "file".into(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::from_toml(&src, &name, vars)
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&src, &name, vars, &base)
     }
 
     /// The built-in defaults (no offers), for the in-memory demo and unit tests.
@@ -243,10 +333,20 @@ impl Config {
         Self::from_toml("", "<defaults>", std::iter::empty()).expect("defaults are valid")
     }
 
+    /// Parses TOML text; relative model paths resolve against the working directory.
     pub fn from_toml(
         src: &str,
         source_name: &str,
         vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse(src, source_name, vars, Path::new("."))
+    }
+
+    fn parse(
+        src: &str,
+        source_name: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+        base: &Path,
     ) -> Result<Config, ConfigError> {
         let err = |line, entry: &str, message: String| ConfigError {
             source_name: source_name.into(),
@@ -289,8 +389,13 @@ impl Config {
         for a in &applied {
             hasher.update(a.as_bytes());
         }
+        let models =
+            load_models(&file.models, base).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))?;
+        for (name, version) in models.versions() {
+            hasher.update(format!("model {name}={version}").as_bytes());
+        }
         let version = hex::encode(&hasher.finalize()[..6]);
-        validate(file, version).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
+        validate(file, models, version).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
     }
 }
 
@@ -309,7 +414,40 @@ fn parse_override(kind: Kind, raw: &str) -> Option<toml::Value> {
 
 type Invalid = (String, String);
 
-fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
+fn read_model(entry: &str, path: &str, base: &Path) -> Result<Arc<BoundModel>, Invalid> {
+    let full: PathBuf = base.join(path);
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| (entry.to_string(), format!("cannot read {}: {e}", full.display())))?;
+    let artifact: ModelArtifact = serde_json::from_str(&text)
+        .map_err(|e| (entry.to_string(), format!("{} is not a model artifact: {e}", full.display())))?;
+    BoundModel::bind(artifact).map(Arc::new).map_err(|e| (entry.to_string(), format!("{}: {e}", full.display())))
+}
+
+fn load_models(m: &ModelsConfig, base: &Path) -> Result<Models, Invalid> {
+    let opt = |entry: &str, p: &Option<String>| p.as_ref().map(|p| read_model(entry, p, base)).transpose();
+    Ok(Models {
+        churn: opt("models.churn", &m.churn)?,
+        purchase: opt("models.purchase", &m.purchase)?,
+        response: m
+            .response
+            .iter()
+            .map(|(offer, p)| Ok((offer.clone(), read_model(&format!("models.response.{offer}"), p, base)?)))
+            .collect::<Result<_, Invalid>>()?,
+    })
+}
+
+fn days_ms(days: f64) -> Millis {
+    (days * MS_PER_DAY as f64) as Millis
+}
+
+fn limit(entry: &str, l: &LimitConfig) -> Result<Limit, Invalid> {
+    if l.max == 0 || !(l.days > 0.0 && l.days.is_finite()) {
+        return Err((entry.to_string(), "needs max >= 1 and days > 0".into()));
+    }
+    Ok(Limit { max: l.max, window_ms: days_ms(l.days) })
+}
+
+fn validate(file: FileConfig, models: Models, version: String) -> Result<Config, Invalid> {
     let bad = |entry: &str, msg: &str| Err((entry.to_string(), msg.to_string()));
     if file.server.listen.parse::<std::net::SocketAddr>().is_err() {
         return bad("server.listen", "must be an address such as 127.0.0.1:50051");
@@ -387,6 +525,7 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
 
     let mut ids = HashSet::new();
     let mut offers = Vec::new();
+    let mut offer_rules = Vec::new();
     for (i, o) in file.offers.iter().enumerate() {
         let entry = format!("offers[{i}]");
         let field = |f: &str| format!("{entry}.{f}");
@@ -427,6 +566,27 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
         {
             return Err((field("valid_until"), format!("offer {:?}: must be after valid_from", o.id)));
         }
+        let eligibility = o
+            .eligibility
+            .as_deref()
+            .map(|src| Rule::compile(src, Expect::Bool, true))
+            .transpose()
+            .map_err(|e| (field("eligibility"), format!("offer {:?}: {e}", o.id)))?;
+        let cap = o.cap.as_ref().map(|c| limit(&field("cap"), c)).transpose()?;
+        for (name, d) in [
+            ("cooldown_after_dismiss_days", o.cooldown_after_dismiss_days),
+            ("cooldown_after_accept_days", o.cooldown_after_accept_days),
+        ] {
+            if !(d >= 0.0 && d.is_finite()) {
+                return Err((field(name), format!("offer {:?}: must be a non-negative number of days", o.id)));
+            }
+        }
+        offer_rules.push((
+            eligibility,
+            cap,
+            days_ms(o.cooldown_after_dismiss_days),
+            days_ms(o.cooldown_after_accept_days),
+        ));
         offers.push(Offer {
             id: o.id.clone(),
             name: if o.name.is_empty() { o.id.clone() } else { o.name.clone() },
@@ -442,7 +602,99 @@ fn validate(file: FileConfig, version: String) -> Result<Config, Invalid> {
             valid_until,
         });
     }
-    Ok(Config { file, journey, catalogue: Catalogue::new(offers), version })
+    let offer_rules: Vec<OfferRules> = offers
+        .iter()
+        .zip(offer_rules)
+        .map(|(o, (eligibility, cap, dismiss, accept))| OfferRules {
+            eligibility,
+            cap,
+            cooldown_after_dismiss_ms: dismiss,
+            cooldown_after_accept_ms: accept,
+            value: offer_value(o),
+        })
+        .collect();
+    let catalogue = Catalogue::new(offers);
+
+    let mut segments = Vec::new();
+    let mut segment_ids = HashSet::new();
+    for (i, s) in file.segments.iter().enumerate() {
+        let entry = format!("segments[{i}]");
+        check_name(&format!("{entry}.id"), &s.id, 128).map_err(|e| (e.field, e.message))?;
+        if !segment_ids.insert(s.id.as_str()) {
+            return Err((format!("{entry}.id"), format!("segment id {:?} is used twice", s.id)));
+        }
+        let rule = Rule::compile(&s.rule, Expect::Bool, false)
+            .map_err(|e| (format!("{entry}.rule"), format!("segment {:?}: {e}", s.id)))?;
+        segments.push(Segment { id: s.id.clone(), kind: s.kind.clone(), rule });
+    }
+
+    let priority = if d.priority.trim().is_empty() {
+        Priority::Default
+    } else {
+        Priority::Rule(
+            Rule::compile(&d.priority, Expect::Number, true).map_err(|e| ("decisions.priority".to_string(), e))?,
+        )
+    };
+    let exploration = match d.exploration.policy.as_str() {
+        "none" => Exploration::None,
+        "epsilon_greedy" if (0.0..=1.0).contains(&d.exploration.epsilon) => {
+            Exploration::EpsilonGreedy { epsilon: d.exploration.epsilon }
+        }
+        "epsilon_greedy" => return bad("decisions.exploration", "epsilon must be within 0..=1"),
+        other => return bad("decisions.exploration", &format!("unknown policy {other:?} (none, epsilon_greedy)")),
+    };
+    if d.deadline_ms == 0 {
+        return bad("decisions.deadline_ms", "must be positive");
+    }
+
+    let mut contact_limits: HashMap<String, Vec<Limit>> = HashMap::new();
+    for (i, c) in file.contact_policy.iter().enumerate() {
+        let entry = format!("contact_policy[{i}]");
+        if !d.channels.contains(&c.channel) {
+            return Err((format!("{entry}.channel"), format!("unknown channel {:?}", c.channel)));
+        }
+        let limits = c.limits.iter().map(|l| limit(&format!("{entry}.limits"), l)).collect::<Result<Vec<_>, _>>()?;
+        contact_limits.entry(c.channel.clone()).or_default().extend(limits);
+    }
+
+    let mut fallbacks = Vec::new();
+    for (i, f) in file.fallbacks.iter().enumerate() {
+        let entry = format!("fallbacks[{i}]");
+        if !d.channels.contains(&f.channel) {
+            return Err((format!("{entry}.channel"), format!("unknown channel {:?}", f.channel)));
+        }
+        if let Some(s) = f.stage.as_ref().filter(|s| !j.stages.contains(s)) {
+            return Err((format!("{entry}.stage"), format!("unknown stage {s:?}")));
+        }
+        for o in &f.offers {
+            match catalogue.get(o) {
+                None => return Err((format!("{entry}.offers"), format!("unknown offer {o:?}"))),
+                Some(offer) if !offer.channels.contains(&f.channel) => {
+                    return Err((format!("{entry}.offers"), format!("offer {o:?} is not for channel {:?}", f.channel)));
+                }
+                Some(_) => {}
+            }
+        }
+        fallbacks.push(Fallback { channel: f.channel.clone(), stage: f.stage.clone(), offers: f.offers.clone() });
+    }
+    if let Some(o) = models.response.keys().find(|o| catalogue.get(o).is_none()) {
+        return Err((format!("models.response.{o}"), format!("unknown offer {o:?}")));
+    }
+
+    let policy = Policy {
+        journey,
+        catalogue,
+        offer_rules,
+        segments,
+        priority,
+        exploration,
+        contact_limits,
+        models,
+        fallbacks,
+        channels: d.channels.clone(),
+        default_limit: d.default_limit,
+    };
+    Ok(Config { file, policy: Arc::new(policy), version })
 }
 
 fn parse_time(s: Option<&str>) -> Result<Option<Millis>, String> {
@@ -555,6 +807,6 @@ content_ref = "cms://b"
     #[test]
     fn default_journey_matches_design() {
         let c = Config::defaults();
-        assert_eq!(c.journey, JourneyDef::default_journey());
+        assert_eq!(c.policy.journey, JourneyDef::default_journey());
     }
 }

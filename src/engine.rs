@@ -6,9 +6,10 @@
 //! started with, so a reload never mixes two configurations in one answer.
 use crate::config::{Config, ConfigError};
 use crate::domain::Millis;
-use crate::domain::decision::{self, DecisionQuery, DecisionRecord, OutcomeRecord};
+use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
 use crate::domain::limits::{FieldError, MAX_ATTRIBUTES_PER_PROFILE};
+use crate::domain::policy::Policy;
 use crate::domain::profile::{AttrValue, Transition, UserState};
 use crate::store::{OutcomeLink, Store, StoreError, UserWrite, new_version};
 use arc_swap::ArcSwap;
@@ -16,9 +17,12 @@ use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Attempts at an optimistic write before giving up with `Error::Contention`.
 const MAX_COMMIT_ATTEMPTS: usize = 32;
+/// Users of one `DecideBatch` in flight at once.
+const BATCH_CONCURRENCY: usize = 256;
 /// Users of one `RecordEvents` call written concurrently.
 const WRITE_CONCURRENCY: usize = 64;
 /// Stripes of the per-user write lock.
@@ -75,6 +79,8 @@ pub struct Decision {
     pub record: DecisionRecord,
     pub offers: Vec<OfferView>,
     pub explain: bool,
+    /// Why the answer is degraded (store unavailable or too slow), when it is.
+    pub degraded_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,6 +101,7 @@ pub struct ProfileView {
 pub struct Status {
     pub started_at: Millis,
     pub config_version: String,
+    pub model_versions: BTreeMap<String, String>,
     pub config_loaded_at: Millis,
     pub store_kind: &'static str,
     pub store_error: Option<String>,
@@ -154,6 +161,7 @@ impl Engine {
         Status {
             started_at: self.started_at,
             config_version: s.config.version.clone(),
+            model_versions: s.config.policy.models.versions(),
             config_loaded_at: s.loaded_at,
             store_kind: self.store.kind(),
             store_error: self.store.ping().await.err().map(|e| e.to_string()),
@@ -174,57 +182,172 @@ impl Engine {
     }
 
     fn check_channel(config: &Config, field: &str, channel: &str) -> Result<(), Error> {
-        if config.file.decisions.channels.iter().any(|c| c == channel) {
+        if config.policy.channels.iter().any(|c| c == channel) {
             Ok(())
         } else {
-            let known = config.file.decisions.channels.join(", ");
+            let known = config.policy.channels.join(", ");
             Err(FieldError::new(field, format!("unknown channel {channel:?} (known: {known})")).into())
         }
     }
 
-    /// One decision: one read, ranking, one write to the decision log.
-    pub async fn decide(&self, mut query: DecisionQuery) -> Result<Decision, Error> {
-        let snap = self.snapshot();
-        let config = &snap.config;
-        Self::check_channel(config, "channel", &query.channel)?;
-        if query.limit == 0 {
-            query.limit = config.file.decisions.default_limit as usize;
+    /// How long a decision may wait for the store: the configured `decisions.deadline_ms`,
+    /// or less when the caller's own deadline is shorter (minus a margin to answer in time).
+    fn budget(snap: &Snapshot, deadline: Option<Duration>) -> Duration {
+        let configured = Duration::from_millis(snap.config.file.decisions.deadline_ms);
+        match deadline {
+            Some(d) => {
+                let margin = (d / 10).max(Duration::from_millis(1));
+                configured.min(d.saturating_sub(margin)).max(Duration::from_micros(500))
+            }
+            None => configured,
         }
-        let loaded = self.store.load_user(&query.user_id, &[]).await?;
-        let now = now_ms();
-        let stage = config.journey.stage_of(&loaded.state).to_string();
-        let lapsed = config.journey.is_lapsed(&loaded.state, now);
-        let ranking = decision::rank(&config.catalogue, &stage, &query, now);
-        let record = DecisionRecord {
-            decision_id: uuid::Uuid::now_v7().to_string(),
-            user_id: query.user_id.clone(),
-            at: now,
-            channel: query.channel.clone(),
-            placement: query.placement.clone(),
-            stage,
-            lapsed,
-            config_version: config.version.clone(),
-            degraded: false,
-            chosen: ranking.chosen,
-            candidates: ranking.candidates,
-        };
-        self.store.log_decision(&record).await?;
+    }
+
+    /// One decision: one read, the pure decision, one atomic write (decision log, contacts).
+    /// When the store is unreachable or slower than the budget, the answer comes from the
+    /// configured fallback with `degraded` set, in time, instead of an error.
+    pub async fn decide(&self, query: DecisionQuery, deadline: Option<Duration>) -> Result<Decision, Error> {
+        let snap = self.snapshot();
+        Self::check_channel(&snap.config, "channel", &query.channel)?;
+        let budget = Self::budget(&snap, deadline);
+        match tokio::time::timeout(budget, self.decide_online(&snap, query.clone())).await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(Error::Unavailable(reason))) => {
+                Ok(Self::fallback(&snap, query, format!("store unavailable: {reason}")))
+            }
+            Err(_) => Ok(Self::fallback(&snap, query, format!("store slower than the {budget:?} budget"))),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// The whole flow against the store, no fallback (a campaign send wants errors, not
+    /// fallbacks). Re-decides when a concurrent decision used up a cap or contact limit.
+    async fn decide_online(&self, snap: &Snapshot, mut query: DecisionQuery) -> Result<Decision, Error> {
+        let policy = &snap.config.policy;
+        if query.limit == 0 {
+            query.limit = policy.default_limit as usize;
+        }
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let now = now_ms();
+            let loaded = self.store.load_user(&query.user_id, &[], Some(now - policy.longest_window())).await?;
+            let seed = rand::random::<u64>();
+            let input = DecisionInputs { query: &query, state: &loaded.state, contacts: &loaded.contacts, now, seed };
+            let outcome = decision::decide(policy, &input);
+            let guard = decision::guard(policy, &query, &outcome, now);
+            let state = UserState { transitions: vec![], ..loaded.state };
+            let record = DecisionRecord {
+                decision_id: uuid::Uuid::now_v7().to_string(),
+                user_id: query.user_id.clone(),
+                at: now,
+                channel: query.channel.clone(),
+                placement: query.placement.clone(),
+                limit: query.limit,
+                context: query.context.clone(),
+                stage: outcome.stage,
+                lapsed: outcome.lapsed,
+                segments: outcome.segments,
+                config_version: snap.config.version.clone(),
+                model_versions: policy.models.versions(),
+                features: DecisionRecord::features_by_name(&outcome.features),
+                scores: outcome.scores,
+                degraded: false,
+                seed,
+                chosen: outcome.chosen,
+                candidates: outcome.candidates,
+                suppression: outcome.suppression,
+                state,
+                contacts: loaded.contacts,
+            };
+            if self.store.log_decision(&record, &guard).await? {
+                return Ok(Self::decision_view(policy, record, query.explain, None));
+            }
+        }
+        Err(Error::Contention(query.user_id))
+    }
+
+    fn decision_view(
+        policy: &Policy,
+        record: DecisionRecord,
+        explain: bool,
+        degraded_reason: Option<String>,
+    ) -> Decision {
         let offers = record
             .chosen
             .iter()
             .filter_map(|c| {
-                let o = config.catalogue.get(&c.offer_id)?;
+                let o = policy.catalogue.get(&c.offer_id)?;
                 Some(OfferView {
                     offer_id: o.id.clone(),
                     name: o.name.clone(),
                     content_ref: o.content_ref.clone(),
-                    channel: query.channel.clone(),
+                    channel: record.channel.clone(),
                     score: c.score,
                     selection_probability: c.selection_probability,
                 })
             })
             .collect();
-        Ok(Decision { record, offers, explain: query.explain })
+        Decision { record, offers, explain, degraded_reason }
+    }
+
+    /// The degraded answer: the configured fallback offers of the channel, nothing read or written.
+    fn fallback(snap: &Snapshot, query: DecisionQuery, reason: String) -> Decision {
+        metrics::counter!("touchpoint_decisions_degraded_total").increment(1);
+        tracing::warn!(user_id = %query.user_id, %reason, "degraded decision");
+        let policy = &snap.config.policy;
+        let limit = if query.limit == 0 { policy.default_limit as usize } else { query.limit };
+        let fallback = policy.fallback(&query.channel);
+        let chosen: Vec<Chosen> = fallback
+            .into_iter()
+            .flat_map(|f| &f.offers)
+            .filter_map(|id| policy.catalogue.get(id))
+            .take(limit)
+            .map(|o| Chosen { offer_id: o.id.clone(), score: o.priority, selection_probability: 1.0 })
+            .collect();
+        let record = DecisionRecord {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            user_id: query.user_id,
+            at: now_ms(),
+            channel: query.channel,
+            placement: query.placement,
+            limit,
+            context: query.context,
+            stage: fallback.and_then(|f| f.stage.clone()).unwrap_or_default(),
+            lapsed: false,
+            segments: vec![],
+            config_version: snap.config.version.clone(),
+            model_versions: policy.models.versions(),
+            features: BTreeMap::new(),
+            scores: BTreeMap::new(),
+            degraded: true,
+            seed: 0,
+            suppression: chosen.is_empty().then(|| "degraded: no fallback offer for this channel".to_string()),
+            chosen,
+            candidates: vec![],
+            state: UserState::default(),
+            contacts: Default::default(),
+        };
+        Self::decision_view(policy, record, query.explain, Some(reason))
+    }
+
+    /// Decisions for many users of one channel (a campaign send), in input order, all under
+    /// one configuration snapshot. Reads and writes of up to `BATCH_CONCURRENCY` users are in
+    /// flight at once, which the multiplexed Redis connection pipelines.
+    pub fn decide_batch(
+        self: &Arc<Self>,
+        template: DecisionQuery,
+        users: Vec<String>,
+    ) -> Result<impl futures::Stream<Item = Result<Decision, Error>> + Send + 'static, Error> {
+        let snap = self.snapshot();
+        Self::check_channel(&snap.config, "channel", &template.channel)?;
+        let engine = self.clone();
+        Ok(futures::stream::iter(users)
+            .map(move |user_id| {
+                let engine = engine.clone();
+                let snap = snap.clone();
+                let query = DecisionQuery { user_id, ..template.clone() };
+                async move { engine.decide_online(&snap, query).await }
+            })
+            .buffered(BATCH_CONCURRENCY))
     }
 
     /// Applies events: per user, one read, the journey engine, one atomic conditional write.
@@ -248,7 +371,7 @@ impl Engine {
                 summary.duplicates += 1;
             }
         }
-        let journey = &snap.config.journey;
+        let journey = &snap.config.policy.journey;
         let mut results = futures::stream::iter(by_user)
             .map(|(user, evs)| async move { self.apply_user_events(journey, &user, evs).await })
             .buffer_unordered(WRITE_CONCURRENCY);
@@ -282,7 +405,7 @@ impl Engine {
             if attempt > 0 {
                 Self::backoff(attempt).await;
             }
-            let loaded = self.store.load_user(user, &ids).await?;
+            let loaded = self.store.load_user(user, &ids, None).await?;
             let fresh: Vec<&Event> =
                 events.iter().zip(&loaded.seen).filter(|(_, seen)| !**seen).map(|(e, _)| e).collect();
             let duplicates = (events.len() - fresh.len()) as u32;
@@ -326,7 +449,7 @@ impl Engine {
     }
 
     async fn load_existing(&self, user: &str) -> Result<(u64, UserState), Error> {
-        let loaded = self.store.load_user(user, &[]).await?;
+        let loaded = self.store.load_user(user, &[], None).await?;
         if loaded.version == 0 {
             return Err(Error::NotFound(format!("user {user} has no profile")));
         }
@@ -335,7 +458,7 @@ impl Engine {
 
     fn view(&self, user: &str, state: UserState) -> ProfileView {
         let snap = self.snapshot();
-        let journey = &snap.config.journey;
+        let journey = &snap.config.policy.journey;
         ProfileView {
             user_id: user.to_string(),
             stage: journey.stage_of(&state).to_string(),
@@ -361,10 +484,15 @@ impl Engine {
             if attempt > 0 {
                 Self::backoff(attempt).await;
             }
-            let loaded = self.store.load_user(user, &[]).await?;
+            let loaded = self.store.load_user(user, &[], None).await?;
             let mut state = loaded.state;
             for name in &remove {
                 state.attributes.remove(name);
+            }
+            if let Some(name) = set.keys().find(|k| decision::RESERVED_PROFILE_NAMES.contains(&k.as_str())) {
+                return Err(
+                    FieldError::new(format!("attributes[{name:?}]"), "is the name of an aggregate rules read").into()
+                );
             }
             state.attributes.extend(set.clone());
             if state.attributes.len() > MAX_ATTRIBUTES_PER_PROFILE {

@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         t.elapsed(),
         args.seed
     );
-    let stages: Vec<String> = engine.snapshot().config.journey.stages().to_vec();
+    let stages: Vec<String> = engine.snapshot().config.policy.journey.stages().to_vec();
     for s in &stages {
         println!("  {:<14} {:>6} users", s, by_stage.get(s).map_or(0, Vec::len));
     }

@@ -84,8 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{}: ok (version {}, {} stages, {} offers, channels {})",
                     file.display(),
                     c.version,
-                    c.journey.stages().len(),
-                    c.catalogue.offers().len(),
+                    c.policy.journey.stages().len(),
+                    c.policy.catalogue.offers().len(),
                     c.file.decisions.channels.join(", ")
                 );
                 ExitCode::SUCCESS

@@ -8,6 +8,7 @@ pub const MAX_CONTEXT_ENTRIES: usize = 64;
 pub const MAX_KEY_BYTES: usize = 128;
 pub const MAX_STRING_VALUE_BYTES: usize = 1024;
 pub const MAX_EVENTS_PER_CALL: usize = 1000;
+pub const MAX_BATCH_USERS: usize = 10_000;
 pub const MAX_PROPERTIES: usize = 64;
 pub const MAX_ATTRIBUTES_PER_CALL: usize = 256;
 pub const MAX_EVENT_TYPE_BYTES: usize = 64;

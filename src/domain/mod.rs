@@ -2,12 +2,17 @@
 //!
 //! Nothing in this module imports tokio, tonic, prost or redis; times are milliseconds
 //! since the Unix epoch passed in by the caller, so every function is deterministic.
+pub mod contact;
 pub mod decision;
 pub mod event;
+pub mod features;
 pub mod journey;
 pub mod limits;
+pub mod model;
 pub mod offer;
+pub mod policy;
 pub mod profile;
+pub mod rules;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;

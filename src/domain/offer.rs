@@ -32,6 +32,7 @@ impl Offer {
 pub struct Catalogue {
     offers: Vec<Offer>,
     by_stage: HashMap<String, Vec<usize>>,
+    by_id: HashMap<String, usize>,
 }
 
 impl Catalogue {
@@ -42,7 +43,8 @@ impl Catalogue {
                 by_stage.entry(s.clone()).or_default().push(i);
             }
         }
-        Self { offers, by_stage }
+        let by_id = offers.iter().enumerate().map(|(i, o)| (o.id.clone(), i)).collect();
+        Self { offers, by_stage, by_id }
     }
 
     pub fn offers(&self) -> &[Offer] {
@@ -50,11 +52,20 @@ impl Catalogue {
     }
 
     pub fn get(&self, id: &str) -> Option<&Offer> {
-        self.offers.iter().find(|o| o.id == id)
+        self.index_of(id).map(|i| &self.offers[i])
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Positions of a stage's offers, in catalogue order.
+    pub fn stage_indices(&self, stage: &str) -> &[usize] {
+        self.by_stage.get(stage).map_or(&[], Vec::as_slice)
     }
 
     /// Every offer of a stage, in catalogue order.
     pub fn for_stage(&self, stage: &str) -> impl Iterator<Item = &Offer> {
-        self.by_stage.get(stage).into_iter().flatten().map(|&i| &self.offers[i])
+        self.stage_indices(stage).iter().map(|&i| &self.offers[i])
     }
 }

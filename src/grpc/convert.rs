@@ -205,12 +205,16 @@ impl From<Decision> for pb::DecideResponse {
         let explanation = if d.explain {
             r.candidates
                 .iter()
-                .map(|c| pb::CandidateExplanation {
-                    offer_id: c.offer_id.clone(),
-                    kept: c.dropped.is_none(),
-                    reason: c.dropped.map(|d| d.as_str().to_string()).unwrap_or_default(),
-                    score: c.score,
-                    scores: Default::default(),
+                .map(|c| {
+                    let mut scores: HashMap<String, f64> = r.scores.clone().into_iter().collect();
+                    scores.extend(c.scores.clone());
+                    pb::CandidateExplanation {
+                        offer_id: c.offer_id.clone(),
+                        kept: c.dropped.is_none(),
+                        reason: c.dropped.clone().unwrap_or_default(),
+                        score: c.score,
+                        scores,
+                    }
                 })
                 .collect()
         } else {
@@ -235,15 +239,58 @@ impl From<Decision> for pb::DecideResponse {
                 })
                 .collect(),
             degraded: r.degraded,
-            degraded_reason: String::new(),
+            degraded_reason: d.degraded_reason.unwrap_or_default(),
             lapsed: r.lapsed,
-            segments: vec![],
-            model_versions: Default::default(),
+            segments: r.segments,
+            model_versions: r.model_versions.into_iter().collect(),
             assignments: vec![],
             config_version: r.config_version,
             explanation,
         }
     }
+}
+
+/// `DecideBatch`: the shared query (user id left empty) and the users, in order.
+pub fn decide_batch(r: pb::DecideBatchRequest) -> Result<(DecisionQuery, Vec<String>), FieldError> {
+    if r.user_ids.is_empty() {
+        return Err(FieldError::new("user_ids", "is empty"));
+    }
+    if r.user_ids.len() > MAX_BATCH_USERS {
+        return Err(FieldError::new(
+            "user_ids",
+            format!("has {} ids, at most {MAX_BATCH_USERS} per call", r.user_ids.len()),
+        ));
+    }
+    for (i, u) in r.user_ids.iter().enumerate() {
+        check_id(&format!("user_ids[{i}]"), u, MAX_USER_ID_BYTES)?;
+    }
+    let template = pb::DecideRequest {
+        user_id: "batch".into(),
+        channel: r.channel,
+        placement: r.placement,
+        context: r.context,
+        limit: r.limit,
+        explain: false,
+    };
+    let query = DecisionQuery::try_from(template)?;
+    Ok((DecisionQuery { user_id: String::new(), ..query }, r.user_ids))
+}
+
+/// The `grpc-timeout` header (e.g. `100m`, `2S`), if the caller set a deadline.
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    use std::time::Duration as D;
+    Some(match unit {
+        "H" => D::from_secs(n * 3600),
+        "M" => D::from_secs(n * 60),
+        "S" => D::from_secs(n),
+        "m" => D::from_millis(n),
+        "u" => D::from_micros(n),
+        "n" => D::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl From<ProfileView> for pb::Profile {

@@ -35,8 +35,9 @@ type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 impl Decisions for Services {
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
         observed("Decide", async {
+            let deadline = convert::grpc_timeout(req.metadata());
             let query = DecisionQuery::try_from(req.into_inner()).map_err(Error::from)?;
-            let decision = self.engine.decide(query).await?;
+            let decision = self.engine.decide(query, deadline).await?;
             Ok(Response::new(decision.into()))
         })
         .await
@@ -154,7 +155,7 @@ impl Admin for Services {
             Ok(Response::new(pb::ServerStatus {
                 server_version: crate::VERSION.to_string(),
                 config_version: s.config_version,
-                model_versions: Default::default(),
+                model_versions: s.model_versions.into_iter().collect(),
                 store_kind: s.store_kind.to_string(),
                 store_healthy: s.store_error.is_none(),
                 store_error: s.store_error.unwrap_or_default(),

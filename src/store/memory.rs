@@ -2,6 +2,8 @@
 //! It mirrors the Redis store's records one for one, so both report the same key counts.
 use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
+use crate::domain::contact::{Contact, ContactGuard, ContactState};
+use crate::domain::decision::OutcomeKind;
 use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
 use crate::domain::profile::UserState;
@@ -17,6 +19,8 @@ struct User {
     seen: HashMap<String, Millis>,
     /// (time, decision id) -> offer ids and the outcomes recorded; the first key is the oldest
     decisions: BTreeMap<(Millis, String), Decided>,
+    /// contacts and dismiss/accept marks
+    contacts: ContactState,
 }
 
 #[derive(Default)]
@@ -66,13 +70,25 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError> {
+    async fn load_user(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError> {
         let inner = self.lock();
         Ok(match inner.users.get(user_id) {
             Some(u) => LoadedUser {
                 version: u.version,
                 state: u.state.clone(),
                 seen: event_ids.iter().map(|id| u.seen.contains_key(*id)).collect(),
+                contacts: match contacts_since {
+                    Some(since) => ContactState {
+                        contacts: u.contacts.contacts.iter().filter(|c| c.at >= since).cloned().collect(),
+                        ..u.contacts.clone()
+                    },
+                    None => ContactState::default(),
+                },
             },
             None => LoadedUser { seen: vec![false; event_ids.len()], ..Default::default() },
         })
@@ -114,13 +130,29 @@ impl Store for MemoryStore {
         // The Redis layout: profile hash, stage-history list, dedup set, decision hash + index.
         let keys =
             [u.version > 0, !u.state.transitions.is_empty(), !u.seen.is_empty()].into_iter().filter(|&b| b).count()
-                + if u.decisions.is_empty() { 0 } else { 2 };
+                + if u.decisions.is_empty() { 0 } else { 2 }
+                + usize::from(!u.contacts.contacts.is_empty())
+                + usize::from(!u.contacts.dismissed.is_empty() || !u.contacts.accepted.is_empty());
         Ok(keys as u64)
     }
 
-    async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError> {
+    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         let user = inner.users.entry(record.user_id.clone()).or_default();
+        if !guard.holds(&user.contacts) {
+            return Ok(false);
+        }
+        for offer in &guard.offers {
+            user.contacts.contacts.push(Contact {
+                at: record.at,
+                decision_id: record.decision_id.clone(),
+                channel: guard.channel.clone(),
+                offer_id: offer.clone(),
+            });
+        }
+        if !guard.offers.is_empty() {
+            user.contacts.contacts.retain(|c| c.at >= guard.keep_since);
+        }
         let offers = record.chosen.iter().map(|c| c.offer_id.clone()).collect();
         user.decisions.insert((record.at, record.decision_id.clone()), Decided { offers, outcomes: HashSet::new() });
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
@@ -131,7 +163,7 @@ impl Store for MemoryStore {
             DecisionLogEntry::Decision(record.clone()),
             self.retention.decision_log_maxlen,
         );
-        Ok(())
+        Ok(true)
     }
 
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
@@ -152,6 +184,17 @@ impl Store for MemoryStore {
             }
         };
         if link == OutcomeLink::Linked {
+            if let Some(user) = inner.users.get_mut(&record.user_id) {
+                let marks = match record.outcome {
+                    OutcomeKind::Dismiss => Some(&mut user.contacts.dismissed),
+                    OutcomeKind::Accept => Some(&mut user.contacts.accepted),
+                    _ => None,
+                };
+                if let Some(marks) = marks {
+                    let t = marks.entry(record.offer_id.clone()).or_insert(record.at);
+                    *t = (*t).max(record.at);
+                }
+            }
             push_bounded(
                 &mut inner.decision_log,
                 DecisionLogEntry::Outcome(record.clone()),

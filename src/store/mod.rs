@@ -7,6 +7,7 @@
 //! the applied event ids as seen and appends the events to the journey log, so an
 //! acknowledged event is stored exactly once.
 use crate::domain::Millis;
+use crate::domain::contact::{ContactGuard, ContactState};
 use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
 use crate::domain::profile::{Transition, UserState};
@@ -33,6 +34,8 @@ pub struct LoadedUser {
     pub state: UserState,
     /// For each event id asked about: already stored (a duplicate)?
     pub seen: Vec<bool>,
+    /// Contacts since the time asked for, and dismiss/accept marks (empty when not asked).
+    pub contacts: ContactState,
 }
 
 /// A user's new state plus what to append, applied atomically by `commit_user`.
@@ -101,22 +104,32 @@ pub trait Store: Send + Sync + 'static {
 
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Profile, stage, stage history, version and which of `event_ids` are stored: one round trip.
-    async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError>;
+    /// Profile, stage, stage history, version, which of `event_ids` are stored and, when
+    /// `contacts_since` is given, the contact history since then: one round trip.
+    async fn load_user(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError>;
 
     /// Applies `write` if the user's version is still `expected_version`; false on a conflict.
     async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>)
     -> Result<bool, StoreError>;
 
-    /// Erases every record of the user (profile, history, dedup markers, recent decisions);
+    /// Erases every record of the user (profile, history, dedup markers, recent decisions,
+    /// contacts, dismiss/accept marks);
     /// returns how many keys were removed. The shared log streams are not per-user keys.
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
 
-    /// Appends a decision to the decision log and remembers it for outcome linking.
-    async fn log_decision(&self, record: &DecisionRecord) -> Result<(), StoreError>;
+    /// Atomically: if `guard` still holds (no cap or contact limit would be exceeded), records
+    /// the guard's offers as contacts, appends the decision to the decision log and remembers
+    /// it for outcome linking. False (and nothing written) when the guard no longer holds.
+    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError>;
 
     /// Appends an outcome if its decision is one of the user's recent decisions and this
-    /// outcome kind was not yet recorded for that offer of that decision.
+    /// outcome kind was not yet recorded for that offer of that decision. A dismiss or an
+    /// accept also marks the offer for cooldowns.
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError>;
 
     /// Every journey-log entry, oldest first within each shard, handed to `sink`.

@@ -10,6 +10,8 @@
 //! | `tp:{u}:e` | sorted set | event ids already applied, scored by store time (de-duplication) |
 //! | `tp:{u}:d` | hash | recent decision id -> `,offer,offer,` (links outcomes to decisions) |
 //! | `tp:{u}:di` | sorted set | recent decision ids by time, to trim `:d` |
+//! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
+//! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |
 //! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event |
 //! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`json` field) |
 //!
@@ -18,6 +20,8 @@
 //! to the same slot as the user, which keeps "apply the event and log it" one atomic script.
 use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::config::RedisConfig;
+use crate::domain::Millis;
+use crate::domain::contact::{Contact, ContactGuard, ContactState};
 use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
 use crate::domain::profile::{AttrValue, Transition, UserState};
@@ -65,9 +69,23 @@ impl Keys {
     pub fn decision_index(&self, user: &str) -> String {
         self.user(user, "di")
     }
+    pub fn contacts(&self, user: &str) -> String {
+        self.user(user, "c")
+    }
+    pub fn marks(&self, user: &str) -> String {
+        self.user(user, "o")
+    }
     /// Every per-user key (what `DeleteProfile` erases).
-    pub fn all_of_user(&self, user: &str) -> [String; 5] {
-        [self.profile(user), self.journey(user), self.dedup(user), self.decisions(user), self.decision_index(user)]
+    pub fn all_of_user(&self, user: &str) -> [String; 7] {
+        [
+            self.profile(user),
+            self.journey(user),
+            self.dedup(user),
+            self.decisions(user),
+            self.decision_index(user),
+            self.contacts(user),
+            self.marks(user),
+        ]
     }
     fn log(&self, name: &str, user: &str) -> String {
         if self.cluster {
@@ -199,15 +217,23 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+// KEYS: profile, history, dedup, contacts, marks. ARGV: contacts since ('' = not needed), event ids...
 const LOAD: &str = r#"
 local p = redis.call('HGETALL', KEYS[1])
 local j = redis.call('LRANGE', KEYS[2], 0, -1)
 local seen = {}
-if #ARGV > 0 then
-  local s = redis.call('ZMSCORE', KEYS[3], unpack(ARGV))
-  for i = 1, #ARGV do seen[i] = s[i] and 1 or 0 end
+if #ARGV > 1 then
+  local ids = {}
+  for i = 2, #ARGV do ids[i - 1] = ARGV[i] end
+  local s = redis.call('ZMSCORE', KEYS[3], unpack(ids))
+  for i = 1, #ids do seen[i] = s[i] and 1 or 0 end
 end
-return {p, j, seen}
+local contacts, marks = {}, {}
+if ARGV[1] ~= '' then
+  contacts = redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[1], '+inf', 'WITHSCORES')
+  marks = redis.call('HGETALL', KEYS[5])
+end
+return {p, j, seen, contacts, marks}
 "#;
 
 // ARGV: expected version, now, dedup cutoff, dedup max, jlog maxlen, new version,
@@ -244,10 +270,46 @@ redis.call('PEXPIRE', KEYS[3], tonumber(now) - tonumber(ARGV[3]))
 return 1
 "#;
 
-// KEYS: decisions hash, decision index, decision log.
-// ARGV: id, now, ",offers,|", keep, json, maxlen, ttl ms
+// KEYS: decisions hash, decision index, decision log, contacts.
+// ARGV: id, now, ",offers,|", keep, json, maxlen, ttl ms, channel, keep contacts since,
+//       nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...
 // A decision's hash value is its offers then the outcomes recorded: ",o1,o2,|o1:click|".
+// The guard re-counts contacts here, atomically with recording the new ones.
 const DECISION: &str = r#"
+local i = 10
+local limits, caps, offers = {}, {}, {}
+for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
+i = i + 1
+for k = 1, tonumber(ARGV[i]) do caps[k] = {ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}; i = i + 3 end
+i = i + 1
+for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
+if #limits > 0 or #caps > 0 then
+  local since = math.huge
+  for _, l in ipairs(limits) do since = math.min(since, l[2]) end
+  for _, c in ipairs(caps) do since = math.min(since, c[3]) end
+  local m = redis.call('ZRANGEBYSCORE', KEYS[4], since, '+inf', 'WITHSCORES')
+  for _, l in ipairs(limits) do
+    local seen, n = {}, 0
+    for j = 1, #m, 2 do
+      local d, ch = string.match(m[j], '^([^|]*)|([^|]*)|')
+      if ch == ARGV[8] and tonumber(m[j + 1]) >= l[2] and not seen[d] then seen[d] = true; n = n + 1 end
+    end
+    if n >= l[1] then return 0 end
+  end
+  for _, c in ipairs(caps) do
+    local n = 0
+    for j = 1, #m, 2 do
+      local o = string.match(m[j], '^[^|]*|[^|]*|(.*)$')
+      if o == c[1] and tonumber(m[j + 1]) >= c[3] then n = n + 1 end
+    end
+    if n >= c[2] then return 0 end
+  end
+end
+if #offers > 0 then
+  for _, o in ipairs(offers) do redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
+  redis.call('PEXPIRE', KEYS[4], ARGV[7])
+end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -261,7 +323,8 @@ redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1
 "#;
 
-// KEYS: decisions hash, decision log. ARGV: decision id, offer id, json, maxlen, outcome kind
+// KEYS: decisions hash, decision log, marks.
+// ARGV: decision id, offer id, json, maxlen, outcome kind, at, ttl ms
 const OUTCOME: &str = r#"
 local d = redis.call('HGET', KEYS[1], ARGV[1])
 if not d then return 0 end
@@ -270,6 +333,12 @@ if not string.find(string.sub(d, 1, bar), ',' .. ARGV[2] .. ',', 1, true) then r
 local mark = ARGV[2] .. ':' .. ARGV[5] .. '|'
 if string.find(d, '|' .. mark, 1, true) then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1], d .. mark)
+if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
+  local field = ARGV[5] .. ':' .. ARGV[2]
+  local prev = tonumber(redis.call('HGET', KEYS[3], field) or '0')
+  if tonumber(ARGV[6]) > prev then redis.call('HSET', KEYS[3], field, ARGV[6]) end
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'json', ARGV[3])
 return 1
 "#;
@@ -410,6 +479,30 @@ fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64,
     Ok((version, s))
 }
 
+/// Contacts (`decision|channel|offer`, score) and marks (`dismiss:<offer>`, time).
+fn decode_contacts(contacts: Vec<String>, marks: Vec<String>) -> Result<ContactState, StoreError> {
+    let mut state = ContactState::default();
+    let mut it = contacts.into_iter();
+    while let (Some(member), Some(score)) = (it.next(), it.next()) {
+        let mut parts = member.splitn(3, '|');
+        let (Some(d), Some(ch), Some(o)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(StoreError::Corrupt(format!("contact {member:?}")));
+        };
+        let at = score.parse::<f64>().map_err(|_| StoreError::Corrupt(format!("contact time {score:?}")))? as Millis;
+        state.contacts.push(Contact { at, decision_id: d.into(), channel: ch.into(), offer_id: o.into() });
+    }
+    let mut it = marks.into_iter();
+    while let (Some(field), Some(t)) = (it.next(), it.next()) {
+        let at: Millis = t.parse().map_err(|_| StoreError::Corrupt(format!("mark {field}={t}")))?;
+        match field.split_once(':') {
+            Some(("dismiss", offer)) => state.dismissed.insert(offer.to_string(), at),
+            Some(("accept", offer)) => state.accepted.insert(offer.to_string(), at),
+            _ => return Err(StoreError::Corrupt(format!("mark {field:?}"))),
+        };
+    }
+    Ok(state)
+}
+
 fn encode_event(e: &Event) -> Vec<(&'static str, String)> {
     let mut f = vec![
         ("event_id", e.event_id.clone()),
@@ -461,17 +554,33 @@ impl Store for RedisStore {
         self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
     }
 
-    async fn load_user(&self, user_id: &str, event_ids: &[&str]) -> Result<LoadedUser, StoreError> {
+    async fn load_user(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError> {
         let k = &self.keys;
         let mut inv = self.scripts.load.prepare_invoke();
-        inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id));
+        inv.key(k.profile(user_id))
+            .key(k.journey(user_id))
+            .key(k.dedup(user_id))
+            .key(k.contacts(user_id))
+            .key(k.marks(user_id));
+        inv.arg(contacts_since.map(|t| t.to_string()).unwrap_or_default());
         for id in event_ids {
             inv.arg(*id);
         }
-        let (fields, transitions, seen): (Vec<String>, Vec<String>, Vec<i64>) =
+        type Loaded = (Vec<String>, Vec<String>, Vec<i64>, Vec<String>, Vec<String>);
+        let (fields, transitions, seen, contacts, marks): Loaded =
             self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         let (version, state) = decode_profile(fields, transitions)?;
-        Ok(LoadedUser { version, state, seen: seen.into_iter().map(|s| s == 1).collect() })
+        Ok(LoadedUser {
+            version,
+            state,
+            seen: seen.into_iter().map(|s| s == 1).collect(),
+            contacts: decode_contacts(contacts, marks)?,
+        })
     }
 
     async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
@@ -511,32 +620,52 @@ impl Store for RedisStore {
         self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
     }
 
-    async fn log_decision(&self, rec: &DecisionRecord) -> Result<(), StoreError> {
+    async fn log_decision(&self, rec: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
         let k = &self.keys;
         let offers: String = rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",") + "|";
         let json = serde_json::to_string(rec).expect("decision record serialises");
         let mut inv = self.scripts.decision.prepare_invoke();
-        inv.key(k.decisions(&rec.user_id)).key(k.decision_index(&rec.user_id)).key(k.decision_log(&rec.user_id));
+        inv.key(k.decisions(&rec.user_id))
+            .key(k.decision_index(&rec.user_id))
+            .key(k.decision_log(&rec.user_id))
+            .key(k.contacts(&rec.user_id));
         inv.arg(&rec.decision_id)
             .arg(rec.at)
             .arg(offers)
             .arg(self.retention.recent_decisions_per_user)
             .arg(json)
             .arg(self.retention.decision_log_maxlen)
-            .arg(DECISION_MEMORY_MS);
-        self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(|_| ())
+            .arg(DECISION_MEMORY_MS)
+            .arg(&guard.channel)
+            .arg(guard.keep_since)
+            .arg(guard.channel_limits.len());
+        for (max, since) in &guard.channel_limits {
+            inv.arg(max).arg(since);
+        }
+        inv.arg(guard.offer_caps.len());
+        for (offer, max, since) in &guard.offer_caps {
+            inv.arg(offer).arg(max).arg(since);
+        }
+        inv.arg(guard.offers.len());
+        for offer in &guard.offers {
+            inv.arg(offer);
+        }
+        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(r == 1)
     }
 
     async fn log_outcome(&self, rec: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
         let k = &self.keys;
         let json = serde_json::to_string(rec).expect("outcome record serialises");
         let mut inv = self.scripts.outcome.prepare_invoke();
-        inv.key(k.decisions(&rec.user_id)).key(k.decision_log(&rec.user_id));
+        inv.key(k.decisions(&rec.user_id)).key(k.decision_log(&rec.user_id)).key(k.marks(&rec.user_id));
         inv.arg(&rec.decision_id)
             .arg(&rec.offer_id)
             .arg(json)
             .arg(self.retention.decision_log_maxlen)
-            .arg(rec.outcome.as_str());
+            .arg(rec.outcome.as_str())
+            .arg(rec.at)
+            .arg(DECISION_MEMORY_MS);
         let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(match r {
             1 => OutcomeLink::Linked,

@@ -136,7 +136,7 @@ async fn delete_profile_leaves_no_key_of_the_user() {
             redis::cmd("SCAN").cursor_arg(0).arg("MATCH").arg(pattern).clone().iter(&mut conn).unwrap();
         keys.map(Result::unwrap).collect()
     };
-    assert_eq!(scan("*{gone}*").len(), 5, "profile, history, dedup, decisions, decision index");
+    assert_eq!(scan("*{gone}*").len(), 5, "profile, history, dedup, decisions, decision index (no caps: no contacts)");
     let r = p.delete_profile(pb::DeleteProfileRequest { user_id: "gone".into() }).await.unwrap().into_inner();
     assert_eq!(r.keys_deleted, 5);
     assert!(scan("*{gone}*").is_empty(), "SCAN finds no key of the user");
@@ -156,7 +156,7 @@ async fn decide_returns_offers_of_the_users_stage_and_channel() {
     let srv = served(&redis).await;
     let mut d = srv.decisions();
     let snap = srv.engine.snapshot();
-    let catalogue = &snap.config.catalogue;
+    let catalogue = &snap.config.policy.catalogue;
     let events = walk("s");
     for (n, stage) in STAGES.iter().enumerate() {
         let user = format!("stage{n}");

@@ -3,6 +3,7 @@
 use crate::harness::{RedisCluster, RedisServer, redis_store, retention};
 use std::sync::Arc;
 use touchpoint::config::Config;
+use touchpoint::domain::contact::ContactGuard;
 use touchpoint::domain::decision::{Chosen, DecisionRecord, OutcomeKind, OutcomeRecord};
 use touchpoint::domain::event::Event;
 use touchpoint::domain::profile::{AttrValue, UserState};
@@ -30,15 +31,25 @@ fn decision(user: &str, id: &str, offers: &[&str]) -> DecisionRecord {
         at: 1_000,
         channel: "web".into(),
         placement: String::new(),
+        limit: 3,
+        context: Default::default(),
         stage: "awareness".into(),
         lapsed: false,
+        segments: vec![],
         config_version: "v".into(),
+        model_versions: Default::default(),
+        features: Default::default(),
+        scores: Default::default(),
         degraded: false,
+        seed: 7,
         chosen: offers
             .iter()
             .map(|o| Chosen { offer_id: o.to_string(), score: 1.0, selection_probability: 1.0 })
             .collect(),
         candidates: vec![],
+        suppression: None,
+        state: Default::default(),
+        contacts: Default::default(),
     }
 }
 
@@ -56,10 +67,10 @@ fn outcome(user: &str, decision: &str, offer: &str) -> OutcomeRecord {
 /// Every store passes exactly these checks.
 pub async fn store_suite(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
-    let journey = Config::defaults().journey;
+    let journey = Config::defaults().policy.journey.clone();
 
     // An unknown user reads as empty, version 0.
-    let fresh = s.load_user("alice", &["e1"]).await.unwrap();
+    let fresh = s.load_user("alice", &["e1"], None).await.unwrap();
     assert_eq!((fresh.version, fresh.seen.as_slice()), (0, &[false][..]));
     assert!(fresh.state.is_empty());
 
@@ -74,7 +85,7 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let v1 = new_version();
     let w = UserWrite { state: &state, new_transitions: &transitions, events: &evs, now: 100, new_version: v1 };
     assert!(s.commit_user("alice", 0, w).await.unwrap());
-    let loaded = s.load_user("alice", &["e1", "e2", "e3"]).await.unwrap();
+    let loaded = s.load_user("alice", &["e1", "e2", "e3"], None).await.unwrap();
     assert_eq!(loaded.version, v1);
     assert_eq!(loaded.state, state, "state round-trips exactly");
     assert_eq!(loaded.seen, vec![true, true, false]);
@@ -85,7 +96,7 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let stale =
         UserWrite { state: &other, new_transitions: &[], events: &sneaky, now: 101, new_version: new_version() };
     assert!(!s.commit_user("alice", 0, stale).await.unwrap());
-    let after = s.load_user("alice", &["stale-1"]).await.unwrap();
+    let after = s.load_user("alice", &["stale-1"], None).await.unwrap();
     assert_eq!((after.state, after.seen, after.version), (state.clone(), vec![false], v1));
 
     // Stage history is append-only: the store appends `new_transitions`, whatever the
@@ -95,9 +106,9 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let more: Vec<Event> = (3..=7).map(|i| event("alice", &format!("e{i}"), "page_view", 30 + i)).collect();
     let w = UserWrite { state: &rewritten, new_transitions: &[], events: &more, now: 200, new_version: new_version() };
     assert!(s.commit_user("alice", v1, w).await.unwrap());
-    assert_eq!(s.load_user("alice", &[]).await.unwrap().state.transitions, state.transitions);
+    assert_eq!(s.load_user("alice", &[], None).await.unwrap().state.transitions, state.transitions);
     // Dedup memory is bounded per user: the oldest ids go first (max 5 in the suite's retention).
-    let seen = s.load_user("alice", &["e1", "e2", "e3", "e7"]).await.unwrap().seen;
+    let seen = s.load_user("alice", &["e1", "e2", "e3", "e7"], None).await.unwrap().seen;
     assert_eq!(seen, vec![false, false, true, true]);
 
     // The journey log holds every applied event, in order for the user.
@@ -110,7 +121,11 @@ pub async fn store_suite(s: Arc<dyn Store>) {
 
     // Decisions are logged and remembered; outcomes link to them.
     for i in 1..=4 {
-        s.log_decision(&decision("alice", &format!("d{i}"), &["o1", "o2"])).await.unwrap();
+        assert!(
+            s.log_decision(&decision("alice", &format!("d{i}"), &["o1", "o2"]), &ContactGuard::default())
+                .await
+                .unwrap()
+        );
     }
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::Linked);
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::Duplicate, "a retry");
@@ -140,14 +155,18 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let vb = new_version();
     let bob = UserWrite { state: &state, new_transitions: &[], events: &[], now: 1, new_version: vb };
     assert!(s.commit_user("bob", 0, bob).await.unwrap());
-    assert_eq!(s.load_user("bob", &[]).await.unwrap().state.transitions, vec![], "no history was appended for bob");
+    assert_eq!(
+        s.load_user("bob", &[], None).await.unwrap().state.transitions,
+        vec![],
+        "no history was appended for bob"
+    );
     assert_eq!(s.delete_user("alice").await.unwrap(), 5);
     assert_eq!(s.delete_user("alice").await.unwrap(), 0);
-    let gone = s.load_user("alice", &["e7"]).await.unwrap();
+    let gone = s.load_user("alice", &["e7"], None).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::UnknownDecision);
-    assert_eq!(s.load_user("bob", &[]).await.unwrap().version, vb, "other users untouched");
+    assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, vb, "other users untouched");
     // After a delete, a writer holding the old version cannot resurrect the user (no ABA).
     assert_eq!(s.delete_user("bob").await.unwrap(), 1);
     let fresh = UserWrite { state: &other, new_transitions: &[], events: &[], now: 2, new_version: new_version() };
@@ -174,7 +193,7 @@ pub async fn store_suite(s: Arc<dyn Store>) {
         accepted += r.unwrap().accepted;
     }
     assert_eq!(accepted, 40);
-    let carol = s.load_user("carol", &[]).await.unwrap();
+    let carol = s.load_user("carol", &[], None).await.unwrap();
     assert_eq!(carol.state.aggregates.count("page_view"), 40);
     let mut carols = 0;
     s.export_journey_log(&mut |e| carols += usize::from(e.user_id == "carol")).await.unwrap();

@@ -1,0 +1,112 @@
+//! The compiled decision policy: everything a decision needs from configuration and models,
+//! built once at load (rules compiled, offer values precomputed) and shared read-only.
+use super::Millis;
+use super::contact::Limit;
+use super::journey::JourneyDef;
+use super::model::BoundModel;
+use super::offer::Catalogue;
+use super::rules::Rule;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub id: String,
+    /// demographic, behavioural, psychographic, geographic, or anything else (reporting only).
+    pub kind: String,
+    pub rule: Rule,
+}
+
+/// How eligible candidates are ranked.
+#[derive(Debug, Clone)]
+pub enum Priority {
+    /// `scores.response * offer.value * offer.weight` where the offer has a response model;
+    /// else `scores.purchase * offer.value * offer.weight` where a purchase model is loaded;
+    /// else the offer's static `priority * weight`. Computed natively (no interpreter).
+    Default,
+    /// A CEL expression over the rule variables, `offer` included.
+    Rule(Rule),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exploration {
+    None,
+    /// At each rank: with probability `epsilon` a uniformly random remaining candidate,
+    /// otherwise the best remaining one.
+    EpsilonGreedy {
+        epsilon: f64,
+    },
+}
+
+/// Per-offer rules and limits, parallel to the catalogue's offers.
+#[derive(Debug, Clone)]
+pub struct OfferRules {
+    pub eligibility: Option<Rule>,
+    pub cap: Option<Limit>,
+    pub cooldown_after_dismiss_ms: Millis,
+    pub cooldown_after_accept_ms: Millis,
+    /// The offer as the CEL `offer` variable, built once.
+    pub value: cel::Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    pub churn: Option<Arc<BoundModel>>,
+    pub purchase: Option<Arc<BoundModel>>,
+    /// offer id -> response model
+    pub response: BTreeMap<String, Arc<BoundModel>>,
+}
+
+impl Models {
+    /// Model name -> version, for responses, logs and status.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        let named = [("churn", &self.churn), ("purchase", &self.purchase)];
+        named
+            .into_iter()
+            .filter_map(|(n, m)| m.as_ref().map(|m| (n.to_string(), m.version().to_string())))
+            .chain(self.response.iter().map(|(o, m)| (format!("response:{o}"), m.version().to_string())))
+            .collect()
+    }
+}
+
+/// A degraded answer's offers for a channel (and optionally a stage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    pub channel: String,
+    pub stage: Option<String>,
+    pub offers: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub journey: JourneyDef,
+    pub catalogue: Catalogue,
+    pub offer_rules: Vec<OfferRules>,
+    pub segments: Vec<Segment>,
+    pub priority: Priority,
+    pub exploration: Exploration,
+    /// channel -> limits
+    pub contact_limits: HashMap<String, Vec<Limit>>,
+    pub models: Models,
+    pub fallbacks: Vec<Fallback>,
+    pub channels: Vec<String>,
+    pub default_limit: u32,
+}
+
+impl Policy {
+    /// The longest window any cap or contact limit looks back over.
+    pub fn longest_window(&self) -> Millis {
+        let caps = self.offer_rules.iter().filter_map(|r| r.cap.map(|c| c.window_ms));
+        let limits = self.contact_limits.values().flatten().map(|l| l.window_ms);
+        caps.chain(limits).max().unwrap_or(0)
+    }
+
+    /// The fallback for a channel when the user's stage is unknown: the entry without a stage,
+    /// else the first stage's.
+    pub fn fallback(&self, channel: &str) -> Option<&Fallback> {
+        let of_channel = || self.fallbacks.iter().filter(move |f| f.channel == channel);
+        of_channel()
+            .find(|f| f.stage.is_none())
+            .or_else(|| of_channel().find(|f| f.stage.as_deref() == Some(self.journey.first_stage())))
+    }
+}

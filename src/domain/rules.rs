@@ -1,0 +1,207 @@
+//! Rules in CEL (the Common Expression Language, via the `cel` crate): segment rules, offer
+//! eligibility and the arbitration priority. Compiled once at load; evaluated per decision.
+//!
+//! Variables a rule may read:
+//! - `profile`: the user's attributes plus aggregates (`purchase_count`, `monetary_total`,
+//!   `events` (map event type -> count), `days_since_last_seen`, `days_since_first_seen`,
+//!   `days_since_last_purchase` (absent when never), `cart_abandoned`). Numbers are doubles.
+//! - `context`: the request's context map. `stage` (string), `lapsed` (bool), `now` (timestamp).
+//! - `scores`: model outputs, `churn`, `purchase`, and per offer `response`; a score whose
+//!   model is not loaded is absent, so reading it is an error and the rule counts as false.
+//! - `offer` (eligibility and priority only): `id`, `name`, `value`, `cost`, `weight`,
+//!   `priority`, `stages`, `channels`, `content_ref`.
+//!
+//! A rule that fails at run time (a missing attribute or score) counts as false, and the
+//! reason is reported in explanations. Load rejects syntax errors (with the position),
+//! unknown variables, and type errors found by evaluating the rule against a probe profile.
+use super::offer::Offer;
+use cel::{Context, ExecutionError, Program, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const VARIABLES: [&str; 7] = ["profile", "context", "scores", "offer", "stage", "lapsed", "now"];
+
+/// What a rule must evaluate to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Bool,
+    Number,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub source: String,
+    program: Arc<Program>,
+    expect: Expect,
+}
+
+thread_local! {
+    /// The root context with CEL's standard functions: costly to build (tens of µs), so once
+    /// per thread; each decision adds its variables in a cheap child scope.
+    static ROOT: Context<'static, 'static> = Context::default();
+}
+
+/// Runs `f` with a scope holding `vars` on top of the standard functions.
+pub fn with_scope<R>(vars: Vec<(&'static str, Value)>, f: impl FnOnce(&Context) -> R) -> R {
+    ROOT.with(|root| {
+        let mut scope = root.new_inner_scope();
+        for (name, value) in vars {
+            scope.add_variable_from_value(name, value);
+        }
+        f(&scope)
+    })
+}
+
+pub fn map(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let m: HashMap<String, Value> = pairs.into_iter().collect();
+    m.into()
+}
+
+pub fn string(s: &str) -> Value {
+    Value::String(Arc::new(s.to_string()))
+}
+
+/// The `offer` variable of an offer (built once at load).
+pub fn offer_value(o: &Offer) -> Value {
+    let list = |v: &[String]| Value::List(Arc::new(v.iter().map(|s| string(s)).collect()));
+    map([
+        ("id".to_string(), string(&o.id)),
+        ("name".to_string(), string(&o.name)),
+        ("content_ref".to_string(), string(&o.content_ref)),
+        ("value".to_string(), Value::Float(o.value)),
+        ("cost".to_string(), Value::Float(o.cost)),
+        ("weight".to_string(), Value::Float(o.weight)),
+        ("priority".to_string(), Value::Float(o.priority)),
+        ("stages".to_string(), list(&o.stages)),
+        ("channels".to_string(), list(&o.channels)),
+    ])
+}
+
+fn describe(e: &ExecutionError) -> String {
+    match e {
+        ExecutionError::NoSuchKey(k) => format!("no value for {k:?}"),
+        other => other.to_string(),
+    }
+}
+
+impl Rule {
+    /// Compiles `source`; `allow_offer` says whether the rule may read `offer`.
+    pub fn compile(source: &str, expect: Expect, allow_offer: bool) -> Result<Rule, String> {
+        let program = Program::compile(source).map_err(|e| e.to_string().replace("<input>", "rule"))?;
+        let refs = program.references();
+        for v in refs.variables() {
+            if !VARIABLES.contains(&v) {
+                return Err(format!("unknown variable {v:?} (rules may read {})", VARIABLES.join(", ")));
+            }
+            if v == "offer" && !allow_offer {
+                return Err("a segment rule cannot read `offer` (it is evaluated once per user)".into());
+            }
+        }
+        let rule = Rule { source: source.to_string(), program: Arc::new(program), expect };
+        rule.probe()?;
+        Ok(rule)
+    }
+
+    /// Evaluates against a probe user that has every aggregate and score but no attributes:
+    /// type errors surface now; a missing attribute does not (it may exist at run time).
+    fn probe(&self) -> Result<(), String> {
+        let probe_offer = Offer {
+            id: "probe".into(),
+            name: "probe".into(),
+            stages: vec!["probe".into()],
+            channels: vec!["web".into()],
+            placements: vec![],
+            content_ref: "probe".into(),
+            priority: 1.0,
+            value: 1.0,
+            cost: 0.0,
+            weight: 1.0,
+            valid_from: None,
+            valid_until: None,
+        };
+        let scores = map(["churn", "purchase", "response"].map(|s| (s.to_string(), Value::Float(0.5))));
+        let profile = map([
+            "purchase_count",
+            "monetary_total",
+            "days_since_last_seen",
+            "days_since_first_seen",
+            "days_since_last_purchase",
+        ]
+        .map(|s| (s.to_string(), Value::Float(1.0)))
+        .into_iter()
+        .chain([("events".to_string(), map([])), ("cart_abandoned".to_string(), Value::Bool(false))]));
+        let vars = vec![
+            ("profile", profile),
+            ("context", map([])),
+            ("scores", scores),
+            ("offer", offer_value(&probe_offer)),
+            ("stage", string("probe")),
+            ("lapsed", Value::Bool(false)),
+            ("now", Value::Timestamp(chrono::DateTime::UNIX_EPOCH.fixed_offset())),
+        ];
+        with_scope(vars, |ctx| match self.program.execute(ctx) {
+            Err(ExecutionError::NoSuchKey(_)) => Ok(()),
+            Err(e) => Err(format!("type error: {}", describe(&e))),
+            Ok(v) => self.check_type(&v).map(|_| ()),
+        })
+    }
+
+    fn check_type(&self, v: &Value) -> Result<f64, String> {
+        match (self.expect, v) {
+            (Expect::Bool, Value::Bool(b)) => Ok(f64::from(u8::from(*b))),
+            (Expect::Number, Value::Float(x)) => Ok(*x),
+            (Expect::Number, Value::Int(x)) => Ok(*x as f64),
+            (Expect::Number, Value::UInt(x)) => Ok(*x as f64),
+            (Expect::Bool, other) => Err(format!("must evaluate to a bool, got {:?}", other.type_of())),
+            (Expect::Number, other) => Err(format!("must evaluate to a number, got {:?}", other.type_of())),
+        }
+    }
+
+    /// True/false, or why it could not be evaluated.
+    pub fn eval_bool(&self, ctx: &Context) -> Result<bool, String> {
+        let v = self.program.execute(ctx).map_err(|e| describe(&e))?;
+        self.check_type(&v).map(|x| x != 0.0)
+    }
+
+    pub fn eval_number(&self, ctx: &Context) -> Result<f64, String> {
+        let v = self.program.execute(ctx).map_err(|e| describe(&e))?;
+        let x = self.check_type(&v)?;
+        if x.is_finite() { Ok(x) } else { Err(format!("evaluated to {x}")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(source: &str, expect: Expect, allow_offer: bool, error: Option<&str>) {
+        match (Rule::compile(source, expect, allow_offer), error) {
+            (Ok(_), None) => {}
+            (Err(e), Some(want)) => assert!(e.contains(want), "{source}: {e:?} should contain {want:?}"),
+            (got, want) => panic!("{source}: got {got:?}, want error {want:?}"),
+        }
+    }
+
+    #[test]
+    fn load_time_checks() {
+        check("profile.age >= 30.0 && profile.country in ['FR', 'DE']", Expect::Bool, false, None);
+        check("profile.interests.contains('books')", Expect::Bool, false, None);
+        check("scores.response * offer.value * offer.weight", Expect::Number, true, None);
+        check("profile.age >= ", Expect::Bool, false, Some("rule:1:16"));
+        check("user.age > 3.0", Expect::Bool, false, Some("unknown variable \"user\""));
+        check("offer.value > 1.0", Expect::Bool, false, Some("cannot read `offer`"));
+        check("profile.purchase_count + 1", Expect::Number, false, Some("type error"));
+        check("profile.purchase_count", Expect::Bool, false, Some("must evaluate to a bool"));
+        check("stage == 'retention'", Expect::Number, true, Some("must evaluate to a number"));
+    }
+
+    #[test]
+    fn run_time_missing_values_are_errors_not_panics() {
+        let r = Rule::compile("scores.churn > 0.5", Expect::Bool, false).unwrap();
+        let no_models = with_scope(vec![("scores", map([]))], |ctx| r.eval_bool(ctx));
+        assert_eq!(no_models, Err("no value for \"churn\"".to_string()));
+        let with =
+            with_scope(vec![("scores", map([("churn".to_string(), Value::Float(0.7))]))], |ctx| r.eval_bool(ctx));
+        assert_eq!(with, Ok(true));
+    }
+}
