@@ -329,6 +329,21 @@ impl Engine {
         Self::decision_view(policy, record, query.explain, Some(reason))
     }
 
+    /// Finds a logged decision by id (scans the decision log: an offline tool, not a hot path).
+    pub async fn find_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, Error> {
+        let mut found = None;
+        self.store
+            .export_decision_log(&mut |e| {
+                if let crate::store::DecisionLogEntry::Decision(d) = e
+                    && d.decision_id == decision_id
+                {
+                    found = Some(d);
+                }
+            })
+            .await?;
+        Ok(found)
+    }
+
     /// Decisions for many users of one channel (a campaign send), in input order, all under
     /// one configuration snapshot. Reads and writes of up to `BATCH_CONCURRENCY` users are in
     /// flight at once, which the multiplexed Redis connection pipelines.

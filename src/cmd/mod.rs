@@ -40,6 +40,16 @@ enum Command {
     Demo(demo::Args),
     /// Call a running server.
     Client(client::Args),
+    /// Re-run a logged decision under the current config and models and show what differs
+    /// (exit code 3 when the decision would now differ).
+    Replay {
+        decision_id: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// Redis URL (overrides redis.url).
+        #[arg(long)]
+        redis_url: Option<String>,
+    },
 }
 
 /// Loads a config with environment and command-line overrides; a bad one ends the process with 64.
@@ -93,6 +103,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => code,
         }),
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Replay { decision_id, config, redis_url } => {
+            let overrides = redis_url.map(|u| ("TOUCHPOINT_REDIS_URL".to_string(), u)).into_iter().collect();
+            let (cfg, _) = match load_config(&config, overrides) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let store = touchpoint::store::open(&cfg.file.redis).await.context("opening the store")?;
+            let policy = cfg.policy.clone();
+            let version = cfg.version.clone();
+            let engine = Engine::new(store, cfg, None, vec![]);
+            let Some(record) = engine.find_decision(&decision_id).await? else {
+                eprintln!("decision {decision_id} is not in the decision log");
+                return Ok(ExitCode::from(2));
+            };
+            println!(
+                "decision {} for {} on {} at {} (config {}, models {:?})",
+                record.decision_id,
+                record.user_id,
+                record.channel,
+                record.at,
+                record.config_version,
+                record.model_versions
+            );
+            let chosen: Vec<&str> = record.chosen.iter().map(|c| c.offer_id.as_str()).collect();
+            println!("logged: stage {}, segments {:?}, chosen {:?}", record.stage, record.segments, chosen);
+            let replayed = record.replay(&policy);
+            let now: Vec<&str> = replayed.chosen.iter().map(|c| c.offer_id.as_str()).collect();
+            println!(
+                "now (config {version}): stage {}, segments {:?}, chosen {:?}",
+                replayed.stage, replayed.segments, now
+            );
+            let diffs = record.differences(&replayed);
+            if diffs.is_empty() {
+                println!("same decision");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("differs:");
+                for d in diffs {
+                    println!("  {d}");
+                }
+                Ok(ExitCode::from(3))
+            }
+        }
         Command::Client(args) => client::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }

@@ -458,3 +458,258 @@ impl OutcomeKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::contact::Contact;
+
+    const DAY: Millis = MS_PER_DAY;
+    const NOW: Millis = 1_000 * DAY;
+
+    fn policy(extra: &str) -> std::sync::Arc<Policy> {
+        let src = format!(
+            r#"
+{extra}
+[[segments]]
+id = "adults"
+kind = "demographic"
+rule = "has(profile.age) && profile.age >= 18.0"
+
+[[segments]]
+id = "buyers"
+kind = "behavioural"
+rule = "profile.purchase_count >= 1.0"
+
+[[offers]]
+id = "a"
+stages = ["awareness"]
+channels = ["web", "email"]
+content_ref = "cms://a"
+priority = 50
+cap = {{ max = 2, days = 7 }}
+
+[[offers]]
+id = "b"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://b"
+priority = 40
+cooldown_after_dismiss_days = 3
+
+[[offers]]
+id = "c"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://c"
+priority = 30
+eligibility = "profile.country == 'FR'"
+
+[[offers]]
+id = "d"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://d"
+priority = 20
+eligibility = "scores.churn > 0.5"
+
+[[offers]]
+id = "e"
+stages = ["awareness"]
+channels = ["app"]
+content_ref = "cms://e"
+priority = 90
+
+[[contact_policy]]
+channel = "email"
+limits = [{{ max = 1, days = 3 }}]
+"#
+        );
+        Config::from_toml(&src, "test.toml", std::iter::empty()).unwrap().policy
+    }
+
+    fn query(channel: &str, limit: usize) -> DecisionQuery {
+        DecisionQuery {
+            user_id: "u".into(),
+            channel: channel.into(),
+            placement: String::new(),
+            context: Default::default(),
+            limit,
+            explain: true,
+        }
+    }
+
+    fn user(country: &str, age: f64) -> UserState {
+        let mut s = UserState::default();
+        s.attributes.insert("country".into(), AttrValue::Str(country.into()));
+        s.attributes.insert("age".into(), AttrValue::Num(age));
+        s
+    }
+
+    fn run(p: &Policy, q: &DecisionQuery, s: &UserState, c: &ContactState, seed: u64) -> DecisionOutcome {
+        decide(p, &DecisionInputs { query: q, state: s, contacts: c, now: NOW, seed })
+    }
+
+    fn reasons(o: &DecisionOutcome) -> Vec<(String, String)> {
+        o.candidates.iter().map(|c| (c.offer_id.clone(), c.dropped.clone().unwrap_or_else(|| "kept".into()))).collect()
+    }
+
+    fn check(o: &DecisionOutcome, expected: &[(&str, &str)]) {
+        let got = reasons(o);
+        for (id, want) in expected {
+            let (_, reason) = got.iter().find(|(i, _)| i == id).unwrap_or_else(|| panic!("{id} missing in {got:?}"));
+            assert!(reason.contains(want), "{id}: {reason:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn every_candidate_is_kept_or_dropped_with_its_reason() {
+        let p = policy("");
+        let contacts = ContactState {
+            contacts: vec![
+                Contact { at: NOW - DAY, decision_id: "d1".into(), channel: "web".into(), offer_id: "a".into() },
+                Contact { at: NOW - 2 * DAY, decision_id: "d2".into(), channel: "web".into(), offer_id: "a".into() },
+            ],
+            dismissed: [("b".to_string(), NOW - DAY)].into(),
+            accepted: Default::default(),
+        };
+        let o = run(&p, &query("web", 5), &user("DE", 40.0), &contacts, 1);
+        check(
+            &o,
+            &[
+                ("a", "capped: shown 2 time(s) in 7 day(s)"),
+                ("b", "cooling down for 3 day(s) after a dismiss"),
+                ("c", "eligibility rule is false"),
+                ("d", "eligibility rule could not be evaluated: no value for \"churn\""),
+                ("e", "wrong channel"),
+            ],
+        );
+        assert!(o.chosen.is_empty());
+        assert_eq!(o.suppression.as_deref(), Some("no eligible offer"));
+        assert_eq!(o.segments, vec!["adults"]);
+
+        // Without the history, a, b and c (for a French user) are eligible, ranked by priority.
+        let o = run(&p, &query("web", 2), &user("FR", 12.0), &ContactState::default(), 1);
+        let chosen: Vec<&str> = o.chosen.iter().map(|c| c.offer_id.as_str()).collect();
+        assert_eq!(chosen, ["a", "b"]);
+        check(&o, &[("c", "ranked below the limit")]);
+        assert!(o.segments.is_empty());
+    }
+
+    #[test]
+    fn contact_limit_suppresses_the_channel() {
+        let p = policy("");
+        let contacts = ContactState {
+            contacts: vec![Contact {
+                at: NOW - DAY,
+                decision_id: "d1".into(),
+                channel: "email".into(),
+                offer_id: "a".into(),
+            }],
+            ..Default::default()
+        };
+        let o = run(&p, &query("email", 1), &user("FR", 30.0), &contacts, 1);
+        assert!(o.chosen.is_empty());
+        assert_eq!(o.suppression.as_deref(), Some("contact limit: at most 1 email contact(s) per 3 day(s)"));
+        let later = ContactState {
+            contacts: vec![Contact { at: NOW - 4 * DAY, ..contacts.contacts[0].clone() }],
+            ..Default::default()
+        };
+        assert_eq!(run(&p, &query("email", 1), &user("FR", 30.0), &later, 1).chosen.len(), 1);
+        // The guard carries the limit and the cap so the write re-checks them atomically.
+        let o = run(&p, &query("email", 1), &user("FR", 30.0), &later, 1);
+        let g = guard(&p, &query("email", 1), &o, NOW);
+        assert_eq!(g.channel_limits, vec![(1, NOW - 3 * DAY)]);
+        assert_eq!(g.offer_caps, vec![("a".to_string(), 2, NOW - 7 * DAY)]);
+        assert_eq!(g.offers, vec!["a"]);
+    }
+
+    #[test]
+    fn ties_break_on_offer_id_and_decisions_are_deterministic() {
+        let p = policy("[decisions]\npriority = \"1.0\"");
+        let o = run(&p, &query("web", 5), &user("FR", 30.0), &ContactState::default(), 9);
+        let order: Vec<&str> = o.chosen.iter().map(|c| c.offer_id.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        assert_eq!(o, run(&p, &query("web", 5), &user("FR", 30.0), &ContactState::default(), 9));
+    }
+
+    /// With epsilon-greedy exploration, each returned probability is the true probability of
+    /// that pick: over many seeded decisions, frequencies match the logged probabilities.
+    #[test]
+    fn exploration_probabilities_match_observed_frequencies() {
+        let eps = 0.3;
+        let n_offers = 5;
+        let trials = 40_000u64;
+        let mut first = [0u64; 5];
+        let mut logged_first = [0.0f64; 5];
+        let mut second_given_best_first = [0u64; 5];
+        let mut best_first = 0u64;
+        for seed in 0..trials {
+            let picks = arbitrate(n_offers, 2, Exploration::EpsilonGreedy { epsilon: eps }, seed);
+            let (f, pf) = picks[0];
+            first[f] += 1;
+            logged_first[f] += pf;
+            if f == 0 {
+                best_first += 1;
+                second_given_best_first[picks[1].0] += 1;
+            }
+        }
+        let within = |count: u64, n: u64, p: f64| {
+            let freq = count as f64 / n as f64;
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            (freq - p).abs() < 4.5 * sd
+        };
+        let truth_first: Vec<f64> = (0..5).map(|i| eps / 5.0 + if i == 0 { 1.0 - eps } else { 0.0 }).collect();
+        assert!((truth_first.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        for i in 0..5 {
+            assert!(within(first[i], trials, truth_first[i]), "rank 1, offer {i}: {} vs {}", first[i], truth_first[i]);
+            // The logged probability of each pick is exactly the truth for that offer.
+            assert!((logged_first[i] / first[i] as f64 - truth_first[i]).abs() < 1e-12);
+        }
+        // Rank 2 given the best was first: the next best with 1-eps+eps/4, the others eps/4.
+        for (i, &count) in second_given_best_first.iter().enumerate().skip(1) {
+            let p = eps / 4.0 + if i == 1 { 1.0 - eps } else { 0.0 };
+            assert!(within(count, best_first, p), "rank 2, offer {i}: {count}/{best_first} vs {p}");
+        }
+        assert_eq!(arbitrate(5, 2, Exploration::None, 3), vec![(0, 1.0), (1, 1.0)]);
+    }
+
+    #[test]
+    fn replay_reproduces_and_reports_differences() {
+        let p = policy("[decisions.exploration]\npolicy = \"epsilon_greedy\"\nepsilon = 0.5");
+        let q = query("web", 2);
+        let state = user("FR", 30.0);
+        let contacts = ContactState::default();
+        let o = run(&p, &q, &state, &contacts, 42);
+        let record = DecisionRecord {
+            decision_id: "d".into(),
+            user_id: "u".into(),
+            at: NOW,
+            channel: q.channel.clone(),
+            placement: String::new(),
+            limit: q.limit,
+            context: Default::default(),
+            stage: o.stage.clone(),
+            lapsed: o.lapsed,
+            segments: o.segments.clone(),
+            config_version: "v".into(),
+            model_versions: Default::default(),
+            features: DecisionRecord::features_by_name(&o.features),
+            scores: o.scores.clone(),
+            degraded: false,
+            seed: 42,
+            chosen: o.chosen.clone(),
+            candidates: o.candidates.clone(),
+            suppression: o.suppression.clone(),
+            state,
+            contacts,
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        let back: DecisionRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.differences(&back.replay(&p)).is_empty(), "{:?}", back.differences(&back.replay(&p)));
+        let changed = policy("[decisions]\npriority = \"offer.priority * -1.0\"");
+        let diffs = back.differences(&back.replay(&changed));
+        assert!(diffs.iter().any(|d| d.starts_with("chosen:")), "{diffs:?}");
+    }
+}

@@ -3,7 +3,7 @@
 use crate::harness::{RedisCluster, RedisServer, redis_store, retention};
 use std::sync::Arc;
 use touchpoint::config::Config;
-use touchpoint::domain::contact::ContactGuard;
+use touchpoint::domain::contact::{Contact, ContactGuard, ContactState};
 use touchpoint::domain::decision::{Chosen, DecisionRecord, OutcomeKind, OutcomeRecord};
 use touchpoint::domain::event::Event;
 use touchpoint::domain::profile::{AttrValue, UserState};
@@ -150,6 +150,84 @@ pub async fn store_suite(s: Arc<dyn Store>) {
         outcomes,
         vec![&DecisionLogEntry::Outcome(outcome("alice", "d4", "o2")), &DecisionLogEntry::Outcome(conversion.clone())]
     );
+
+    // Contacts: a decision's write re-checks its guard atomically and records its offers.
+    let guard = |channel: &str, offers: &[&str], limits: Vec<(u32, i64)>, caps: Vec<(String, u32, i64)>| ContactGuard {
+        channel: channel.into(),
+        channel_limits: limits,
+        offer_caps: caps,
+        offers: offers.iter().map(|o| o.to_string()).collect(),
+        keep_since: 0,
+    };
+    let at = |mut d: DecisionRecord, t: i64| {
+        d.at = t;
+        d
+    };
+    assert!(
+        s.log_decision(
+            &at(decision("dave", "d5", &["o1", "o2"]), 1_000),
+            &guard("email", &["o1", "o2"], vec![(1, 0)], vec![])
+        )
+        .await
+        .unwrap()
+    );
+    let refused = at(decision("dave", "d6", &["o3"]), 2_000);
+    assert!(
+        !s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 0)], vec![])).await.unwrap(),
+        "1 e-mail allowed"
+    );
+    assert_eq!(
+        s.log_outcome(&outcome("dave", "d6", "o3")).await.unwrap(),
+        OutcomeLink::UnknownDecision,
+        "a refused decision is not logged"
+    );
+    assert!(
+        s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 1_500)], vec![])).await.unwrap(),
+        "outside the window"
+    );
+    let capped = guard("web", &["o1"], vec![], vec![("o1".into(), 1, 0)]);
+    assert!(!s.log_decision(&at(decision("dave", "d7", &["o1"]), 3_000), &capped).await.unwrap(), "o1 capped at 1");
+    let web = guard("web", &["o4"], vec![(1, 0)], vec![("o4".into(), 1, 0)]);
+    assert!(
+        s.log_decision(&at(decision("dave", "d8", &["o4"]), 3_000), &web).await.unwrap(),
+        "other channel, other offer"
+    );
+    let contact = |t: i64, d: &str, ch: &str, o: &str| Contact {
+        at: t,
+        decision_id: d.into(),
+        channel: ch.into(),
+        offer_id: o.into(),
+    };
+    let mut contacts = s.load_user("dave", &[], Some(0)).await.unwrap().contacts.contacts;
+    contacts.sort_by(|a, b| (a.at, &a.offer_id).cmp(&(b.at, &b.offer_id)));
+    assert_eq!(
+        contacts,
+        vec![
+            contact(1_000, "d5", "email", "o1"),
+            contact(1_000, "d5", "email", "o2"),
+            contact(2_000, "d6", "email", "o3"),
+            contact(3_000, "d8", "web", "o4")
+        ]
+    );
+    assert_eq!(
+        s.load_user("dave", &[], Some(2_500)).await.unwrap().contacts.contacts,
+        vec![contact(3_000, "d8", "web", "o4")]
+    );
+    assert_eq!(s.load_user("dave", &[], None).await.unwrap().contacts, ContactState::default(), "not asked, not read");
+    // Dismiss and accept mark the offer for cooldowns (the latest time wins).
+    let mut dismiss = outcome("dave", "d5", "o1");
+    dismiss.outcome = OutcomeKind::Dismiss;
+    dismiss.at = 5_000;
+    assert_eq!(s.log_outcome(&dismiss).await.unwrap(), OutcomeLink::Linked);
+    let mut accept = outcome("dave", "d8", "o4");
+    accept.outcome = OutcomeKind::Accept;
+    accept.at = 6_000;
+    assert_eq!(s.log_outcome(&accept).await.unwrap(), OutcomeLink::Linked);
+    let marks = s.load_user("dave", &[], Some(0)).await.unwrap().contacts;
+    assert_eq!(marks.dismissed, [("o1".to_string(), 5_000)].into());
+    assert_eq!(marks.accepted, [("o4".to_string(), 6_000)].into());
+    assert_eq!(s.delete_user("dave").await.unwrap(), 4, "decisions, decision index, contacts, marks");
+    assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
 
     // Delete erases every record of the user: profile, history, dedup, decisions + index.
     let vb = new_version();
