@@ -196,7 +196,7 @@ impl Engine {
         let configured = Duration::from_millis(snap.config.file.decisions.deadline_ms);
         match deadline {
             Some(d) => {
-                let margin = (d / 10).max(Duration::from_millis(1));
+                let margin = (d / 5).max(Duration::from_millis(2));
                 configured.min(d.saturating_sub(margin)).max(Duration::from_micros(500))
             }
             None => configured,
@@ -337,7 +337,7 @@ impl Engine {
                 if let crate::store::DecisionLogEntry::Decision(d) = e
                     && d.decision_id == decision_id
                 {
-                    found = Some(d);
+                    found = Some(*d);
                 }
             })
             .await?;

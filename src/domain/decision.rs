@@ -192,12 +192,11 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                     Some(format!("cooling down for {} day(s) after a dismiss", days(rules.cooldown_after_dismiss_ms)))
                 } else if cooling(&input.contacts.accepted, rules.cooldown_after_accept_ms) {
                     Some(format!("cooling down for {} day(s) after an accept", days(rules.cooldown_after_accept_ms)))
-                } else if let Some(cap) =
-                    rules.cap.filter(|c| input.contacts.offer_contacts(&offer.id, since(c.window_ms)) >= c.max as usize)
-                {
-                    Some(format!("capped: shown {} time(s) in {} day(s)", cap.max, days(cap.window_ms)))
                 } else {
-                    None
+                    rules
+                        .cap
+                        .filter(|c| input.contacts.offer_contacts(&offer.id, since(c.window_ms)) >= c.max as usize)
+                        .map(|cap| format!("capped: shown {} time(s) in {} day(s)", cap.max, days(cap.window_ms)))
                 };
                 if cand.dropped.is_some() {
                     return cand;

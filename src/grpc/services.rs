@@ -7,6 +7,7 @@ use super::pb::{
 use crate::domain::decision::DecisionQuery;
 use crate::engine::Engine;
 use crate::engine::Error;
+use futures::StreamExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -47,9 +48,23 @@ impl Decisions for Services {
 
     async fn decide_batch(
         &self,
-        _req: Request<pb::DecideBatchRequest>,
+        req: Request<pb::DecideBatchRequest>,
     ) -> Result<Response<Self::DecideBatchStream>, Status> {
-        observed("DecideBatch", async { Err(later("DecideBatch")) }).await
+        observed("DecideBatch", async {
+            let (template, users) = convert::decide_batch(req.into_inner()).map_err(Error::from)?;
+            let decisions = self.engine.decide_batch(template, users)?;
+            let items = decisions.enumerate().map(|(i, d)| {
+                let d = d?;
+                Ok(pb::DecideBatchItem {
+                    index: i as u32,
+                    user_id: d.record.user_id.clone(),
+                    suppression_reason: d.record.suppression.clone().unwrap_or_default(),
+                    decision: Some(d.into()),
+                })
+            });
+            Ok(Response::new(Box::pin(items) as Self::DecideBatchStream))
+        })
+        .await
     }
 
     async fn record_events(

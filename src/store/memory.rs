@@ -160,7 +160,7 @@ impl Store for MemoryStore {
         }
         push_bounded(
             &mut inner.decision_log,
-            DecisionLogEntry::Decision(record.clone()),
+            DecisionLogEntry::Decision(Box::new(record.clone())),
             self.retention.decision_log_maxlen,
         );
         Ok(true)

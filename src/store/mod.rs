@@ -71,7 +71,7 @@ pub enum OutcomeLink {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionLogEntry {
-    Decision(DecisionRecord),
+    Decision(Box<DecisionRecord>),
     Outcome(OutcomeRecord),
 }
 

@@ -693,7 +693,7 @@ impl Store for RedisStore {
                 let json = fields.iter().find(|(k, _)| k == "json").map(|(_, v)| v.as_str()).unwrap_or("");
                 let kind = fields.iter().find(|(k, _)| k == "kind").map(|(_, v)| v.as_str()).unwrap_or("");
                 let parsed = match kind {
-                    "decision" => serde_json::from_str(json).map(DecisionLogEntry::Decision),
+                    "decision" => serde_json::from_str(json).map(|d| DecisionLogEntry::Decision(Box::new(d))),
                     _ => serde_json::from_str(json).map(DecisionLogEntry::Outcome),
                 };
                 match parsed {

@@ -1,5 +1,6 @@
 //! One integration-test binary: real Redis, real gRPC over real sockets.
 mod cli;
+mod decisioning;
 mod grpc_e2e;
 mod harness;
 mod store_suite;

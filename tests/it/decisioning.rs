@@ -1,0 +1,421 @@
+//! Decisioning end to end over a real gRPC socket and a real redis-server: segments,
+//! eligibility, models, caps and contact limits under concurrency, DecideBatch, fallback
+//! within the deadline, reload under load, replay.
+use crate::grpc_e2e::ev;
+use crate::harness::{RedisServer, TestServer, example_config, example_path, redis_store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use touchpoint::config::Config;
+use touchpoint::engine::Engine;
+use touchpoint::grpc::convert::parse_cli_value;
+use touchpoint::grpc::pb;
+
+fn attrs(pairs: &[(&str, &str)]) -> HashMap<String, pb::Value> {
+    pairs.iter().map(|(k, v)| (k.to_string(), parse_cli_value(v))).collect()
+}
+
+fn decide(user: &str, channel: &str, limit: u32) -> pb::DecideRequest {
+    pb::DecideRequest { user_id: user.into(), channel: channel.into(), limit, explain: true, ..Default::default() }
+}
+
+/// A config with `body` on top of the example's journey, pointing at `redis`.
+fn config(body: &str, redis: &str) -> Config {
+    let src = format!("[redis]\nurl = \"{redis}\"\n{body}");
+    Config::from_toml(&src, "test.toml", std::iter::empty()).unwrap()
+}
+
+async fn served_example(redis: &RedisServer) -> TestServer {
+    TestServer::with_store(redis_store(&redis.url(), false).await, example_config(&redis.url())).await
+}
+
+#[tokio::test]
+async fn segments_of_every_kind_and_offer_eligibility() {
+    let redis = RedisServer::start();
+    let srv = served_example(&redis).await;
+    let (mut d, mut p) = (srv.decisions(), srv.profiles());
+    let a = [("age", "25"), ("income_band", "high"), ("country", "DE"), ("interests", "electronics,books")];
+    p.put_profile(pb::PutProfileRequest { user_id: "ana".into(), attributes: attrs(&a), remove_attributes: vec![] })
+        .await
+        .unwrap();
+    let events = ["page_view", "add_to_cart", "purchase", "add_to_cart", "purchase", "add_to_cart"];
+    let evs = events.iter().enumerate().map(|(i, t)| ev("ana", &format!("ana-{i}"), t, i as i64, 30.0)).collect();
+    d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
+    let r = d.decide(decide("ana", "web", 3)).await.unwrap().into_inner();
+    let mut segments = r.segments.clone();
+    segments.sort();
+    assert_eq!(
+        segments,
+        [
+            "cart_abandoners",
+            "eu_customers",
+            "high_income",
+            "recently_active",
+            "repeat_buyers",
+            "tech_enthusiasts",
+            "young_adults"
+        ],
+        "demographic, behavioural, psychographic and geographic segments"
+    );
+
+    // Eligibility in the consideration stage: interest- and country-led offers.
+    let b = [("age", "52"), ("income_band", "low"), ("country", "US"), ("interests", "books")];
+    for (user, a) in [("ben", &b[..]), ("cai", &a[..])] {
+        p.put_profile(pb::PutProfileRequest { user_id: user.into(), attributes: attrs(a), remove_attributes: vec![] })
+            .await
+            .unwrap();
+        let evs = vec![ev(user, &format!("{user}-1"), "product_view", 1, 0.0)];
+        d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
+    }
+    let explain = |r: &pb::DecideResponse, id: &str| r.explanation.iter().find(|c| c.offer_id == id).cloned().unwrap();
+    let ben = d.decide(decide("ben", "web", 5)).await.unwrap().into_inner();
+    assert_eq!(ben.segments, ["recently_active"]);
+    for offer in ["gadget_guide", "eu_free_returns"] {
+        let c = explain(&ben, offer);
+        assert!(!c.kept && c.reason == "eligibility rule is false", "{c:?}");
+    }
+    let cai = d.decide(decide("cai", "web", 5)).await.unwrap().into_inner();
+    let ids: Vec<&str> = cai.offers.iter().map(|o| o.offer_id.as_str()).collect();
+    assert_eq!(ids[..2], ["gadget_guide", "similar_items"], "ranked by priority: 55, 50, then 48");
+    assert!(ids.contains(&"eu_free_returns"));
+    assert!(cai.segments.contains(&"eu_customers".to_string()));
+}
+
+#[tokio::test]
+async fn models_score_offers_and_a_missing_score_is_explained() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = |name: &str, version: &str, coef: f64| {
+        let a = serde_json::json!({
+            "name": name, "version": version, "kind": "logistic_regression",
+            "feature_names": ["log_purchases", "log_recency_days"],
+            "scaling": { "mean": [0.0, 0.0], "std": [1.0, 1.0] },
+            "intercept": -1.0, "coefficients": [coef, -0.2]
+        });
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, a.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let purchase = artifact("purchase", "p-7", 1.0);
+    let body = format!(
+        r#"
+[models]
+purchase = "{purchase}"
+
+[[segments]]
+id = "likely_buyers"
+rule = "scores.purchase > 0.3"
+
+[[segments]]
+id = "churn_risk"
+rule = "scores.churn > 0.5"
+
+[[offers]]
+id = "cheap"
+stages = ["awareness", "retention"]
+channels = ["web"]
+content_ref = "cms://cheap"
+value = 2.0
+
+[[offers]]
+id = "dear"
+stages = ["awareness", "retention"]
+channels = ["web"]
+content_ref = "cms://dear"
+value = 10.0
+weight = 0.5
+
+[[offers]]
+id = "rescue"
+stages = ["awareness", "retention"]
+channels = ["web"]
+content_ref = "cms://rescue"
+value = 100.0
+eligibility = "scores.churn > 0.5"
+"#
+    );
+    let cfg = config(&body, &redis.url());
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
+    let mut d = srv.decisions();
+    let evs = (0..3).map(|i| ev("m", &format!("m{i}"), "purchase", i, 20.0)).collect();
+    d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
+    let r = d.decide(decide("m", "web", 3)).await.unwrap().into_inner();
+    assert_eq!(r.model_versions.get("purchase").map(String::as_str), Some("p-7"));
+    let p = r.explanation[0].scores["purchase"];
+    // purchases = 3, recency about an hour: z = -1 + ln(4) - 0.2 ln(1 + 1/24)
+    let z: f64 = -1.0 + 4f64.ln() - 0.2 * (1.0f64 + 1.0 / 24.0).ln();
+    assert!((p - 1.0 / (1.0 + (-z).exp())).abs() < 1e-3, "{p}");
+    let ids: Vec<&str> = r.offers.iter().map(|o| o.offer_id.as_str()).collect();
+    assert_eq!(ids, ["dear", "cheap"], "default priority: purchase score * value * weight (5 vs 2)");
+    assert!((r.offers[0].score - p * 10.0 * 0.5).abs() < 1e-9);
+    assert_eq!(r.segments, ["likely_buyers"], "a segment reading a missing score is false");
+    let rescue = r.explanation.iter().find(|c| c.offer_id == "rescue").unwrap();
+    assert_eq!(rescue.reason, "eligibility rule could not be evaluated: no value for \"churn\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_and_contact_limits_hold_under_concurrent_decide_and_decide_batch() {
+    let redis = RedisServer::start();
+    // A generous store budget: this test is about limits, not about degrading under load.
+    let body = r#"
+[decisions]
+deadline_ms = 10000
+
+[[offers]]
+id = "promo"
+stages = ["awareness"]
+channels = ["web", "email"]
+content_ref = "cms://promo"
+cap = { max = 2, days = 7 }
+
+[[offers]]
+id = "newsletter"
+stages = ["awareness"]
+channels = ["email"]
+content_ref = "cms://newsletter"
+priority = -1
+
+[[contact_policy]]
+channel = "email"
+limits = [{ max = 1, days = 3 }]
+"#;
+    let srv =
+        Arc::new(TestServer::with_store(redis_store(&redis.url(), false).await, config(body, &redis.url())).await);
+
+    // 30 concurrent web decisions for one user: the cap lets exactly 2 show the promo.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let mut d = srv.decisions();
+        tasks.spawn(async move { d.decide(decide("hot", "web", 1)).await.unwrap().into_inner() });
+    }
+    let mut shown = 0;
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert!(!r.degraded, "{r:?}");
+        shown += r.offers.iter().filter(|o| o.offer_id == "promo").count();
+        if r.offers.is_empty() {
+            let promo = r.explanation.iter().find(|c| c.offer_id == "promo").unwrap();
+            assert!(promo.reason.starts_with("capped"), "{promo:?}");
+        }
+    }
+    assert_eq!(shown, 2, "cap of 2 per 7 days holds under concurrency");
+
+    // E-mail: concurrent Decide calls and DecideBatch sends naming the same user: one contact.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut d = srv.decisions();
+        if i % 4 == 0 {
+            tasks.spawn(async move {
+                let req = pb::DecideBatchRequest {
+                    user_ids: vec!["mailee".into(); 5],
+                    channel: "email".into(),
+                    limit: 1,
+                    ..Default::default()
+                };
+                let mut stream = d.decide_batch(req).await.unwrap().into_inner();
+                let mut mailed = 0;
+                while let Some(item) = stream.message().await.unwrap() {
+                    mailed += usize::from(!item.decision.unwrap().offers.is_empty());
+                }
+                mailed
+            });
+        } else {
+            tasks.spawn(async move {
+                usize::from(!d.decide(decide("mailee", "email", 1)).await.unwrap().into_inner().offers.is_empty())
+            });
+        }
+    }
+    let mut mailed = 0;
+    while let Some(r) = tasks.join_next().await {
+        mailed += r.unwrap();
+    }
+    assert_eq!(mailed, 1, "at most 1 e-mail per 3 days, whatever the concurrency");
+    let r = srv.decisions().decide(decide("mailee", "email", 1)).await.unwrap().into_inner();
+    assert!(r.offers.is_empty());
+    assert!(
+        r.explanation.iter().all(|c| c.reason == "contact limit: at most 1 email contact(s) per 3 day(s)"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn decide_batch_keeps_input_order_and_says_why_users_get_nothing() {
+    let redis = RedisServer::start();
+    let srv = served_example(&redis).await;
+    let mut d = srv.decisions();
+    // u1 was mailed already: suppressed by the contact policy.
+    d.decide(decide("u1", "email", 1)).await.unwrap();
+    let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+    let req =
+        pb::DecideBatchRequest { user_ids: users.clone(), channel: "email".into(), limit: 1, ..Default::default() };
+    let mut stream = d.decide_batch(req).await.unwrap().into_inner();
+    let mut items = Vec::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        items.push(item);
+    }
+    assert_eq!(items.len(), 300);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!((item.index as usize, item.user_id.as_str()), (i, users[i].as_str()));
+    }
+    assert_eq!(items[1].suppression_reason, "contact limit: at most 1 email contact(s) per 3 day(s)");
+    assert!(items[1].decision.as_ref().unwrap().offers.is_empty());
+    assert!(items.iter().enumerate().filter(|(i, _)| *i != 1).all(|(_, it)| it.suppression_reason.is_empty()
+        && it.decision.as_ref().unwrap().offers[0].offer_id == "bestsellers_email"));
+    let e = d
+        .decide_batch(pb::DecideBatchRequest {
+            user_ids: vec!["ok".into(), String::new()],
+            channel: "email".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("user_ids[1]"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_answers_from_the_fallback_within_the_deadline_when_redis_is_down_or_slow() {
+    let mut redis = RedisServer::start();
+    let srv = served_example(&redis).await;
+    let mut d = srv.decisions();
+    let timed = |limit: u32| {
+        let mut req = tonic::Request::new(decide("f", "web", limit));
+        req.set_timeout(Duration::from_millis(200));
+        req
+    };
+    assert!(!d.decide(timed(2)).await.unwrap().into_inner().degraded);
+
+    // Slow: every client paused for 2 s, far beyond the 50 ms decision budget.
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2000).arg("ALL").query(&mut conn).unwrap();
+    let t = Instant::now();
+    let r = d.decide(timed(2)).await.unwrap().into_inner();
+    assert!(t.elapsed() < Duration::from_millis(200), "answered in {:?}", t.elapsed());
+    assert!(r.degraded && r.degraded_reason.contains("slower"), "{r:?}");
+    let ids: Vec<&str> = r.offers.iter().map(|o| o.offer_id.as_str()).collect();
+    assert_eq!(ids, ["welcome_banner", "newsletter_signup"]);
+    let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut conn).unwrap();
+
+    // Down: the same, and the request's own shorter deadline is honoured too.
+    redis.stop();
+    for deadline_ms in [200, 40] {
+        let mut req = tonic::Request::new(decide("f", "email", 1));
+        req.set_timeout(Duration::from_millis(deadline_ms));
+        let t = Instant::now();
+        let r = d
+            .decide(req)
+            .await
+            .unwrap_or_else(|e| panic!("{deadline_ms} ms deadline: {e:?} after {:?}", t.elapsed()))
+            .into_inner();
+        assert!(t.elapsed() < Duration::from_millis(deadline_ms), "answered in {:?}", t.elapsed());
+        assert!(r.degraded);
+        assert_eq!(r.offers[0].offer_id, "bestsellers_email");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request_and_later_answers_use_the_new_version() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("touchpoint.toml");
+    let example = std::fs::read_to_string(example_path()).unwrap();
+    std::fs::write(&path, &example).unwrap();
+    let vars = vec![("TOUCHPOINT_REDIS_URL".to_string(), redis.url())];
+    let cfg = Config::load(&path, vars.clone()).unwrap();
+    let old = cfg.version.clone();
+    let engine = Arc::new(Engine::new(redis_store(&redis.url(), false).await, cfg, Some(path.clone()), vars));
+    let srv = Arc::new(TestServer::start(engine).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut load = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let (stop, done, mut d) = (stop.clone(), done.clone(), srv.decisions());
+        load.spawn(async move {
+            let mut versions = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let r = d
+                    .decide(decide(&format!("w{w}-{}", i % 20), "web", 1))
+                    .await
+                    .expect("no request fails during reload");
+                versions.push(r.into_inner().config_version);
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            versions
+        });
+    }
+    while done.load(Ordering::Relaxed) < 200 {
+        tokio::task::yield_now().await;
+    }
+    std::fs::write(&path, example.replace("priority = 50\nvalue = 1.0", "priority = 5\nvalue = 1.0")).unwrap();
+    let mut admin = pb::admin_client::AdminClient::new(srv.channel.clone());
+    let new = admin.reload(pb::ReloadRequest {}).await.unwrap().into_inner().config_version;
+    assert_ne!(new, old);
+    let after = done.load(Ordering::Relaxed);
+    while done.load(Ordering::Relaxed) < after + 200 {
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut seen_new = 0;
+    while let Some(versions) = load.join_next().await {
+        let versions = versions.unwrap();
+        assert!(versions.iter().all(|v| *v == old || *v == new));
+        // Once a worker saw the new version, it never sees the old one again.
+        let first_new = versions.iter().position(|v| *v == new).expect("new version reached every worker");
+        assert!(versions[first_new..].iter().all(|v| *v == new));
+        seen_new += versions.len() - first_new;
+    }
+    assert!(seen_new >= 200);
+    // The new config is in force: welcome_banner lost its priority.
+    let r = srv.decisions().decide(decide("fresh", "web", 1)).await.unwrap().into_inner();
+    assert_eq!(r.offers[0].offer_id, "newsletter_signup");
+    // A broken file is refused and the server keeps serving the version it had.
+    std::fs::write(&path, "[journey]\nstages = []\n").unwrap();
+    let e = admin.reload(pb::ReloadRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("journey.stages"), "{e:?}");
+    assert_eq!(admin.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner().config_version, new);
+}
+
+#[tokio::test]
+async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("touchpoint.toml");
+    let example = std::fs::read_to_string(example_path())
+        .unwrap()
+        .replace("policy = \"none\"\nepsilon = 0.1", "policy = \"epsilon_greedy\"\nepsilon = 0.5")
+        .replace("url = \"memory://\"", &format!("url = \"{}\"", redis.url()));
+    std::fs::write(&path, &example).unwrap();
+    let cfg = Config::load(&path, std::iter::empty()).unwrap();
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
+    let mut d = srv.decisions();
+    let evs = vec![ev("rita", "r1", "product_view", 1, 0.0)];
+    d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
+    let mut req = decide("rita", "web", 3);
+    req.context = attrs(&[("basket_value", "80")]);
+    let r = d.decide(req).await.unwrap().into_inner();
+
+    let replay = |config: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+            .args(["replay", &r.decision_id, "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, out) = replay(&path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("same decision"), "{out}");
+    let chosen: Vec<String> = r.offers.iter().map(|o| format!("{:?}", o.offer_id)).collect();
+    assert!(out.contains(&format!("chosen [{}]", chosen.join(", "))), "{out}");
+
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(&changed, example.replace("priority = \"\"", "priority = \"0.0 - offer.priority\"")).unwrap();
+    let (code, out) = replay(&changed);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("differs:") && out.contains("candidate"), "{out}");
+}
