@@ -6,7 +6,7 @@ use crate::domain::limits::{MAX_LIMIT, check_name};
 use crate::domain::model::{BoundModel, ModelArtifact};
 use crate::domain::offer::{Catalogue, Offer};
 use crate::domain::policy::{Exploration, Fallback, Models, OfferRules, Policy, Priority, Segment};
-use crate::domain::rules::{Expect, Rule, offer_value};
+use crate::domain::rules::{Expect, Prepared, Rule, offer_value};
 use crate::domain::{MS_PER_DAY, Millis};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -610,7 +610,7 @@ fn validate(file: FileConfig, models: Models, version: String) -> Result<Config,
             cap,
             cooldown_after_dismiss_ms: dismiss,
             cooldown_after_accept_ms: accept,
-            value: offer_value(o),
+            value: Prepared::new(offer_value(o)),
         })
         .collect();
     let catalogue = Catalogue::new(offers);

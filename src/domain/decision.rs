@@ -203,24 +203,21 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                 }
                 let needs_scope = rules.eligibility.is_some() || matches!(policy.priority, Priority::Rule(_));
                 let outcome = if needs_scope {
-                    let mut scope = ctx.new_inner_scope();
-                    scope.add_variable_from_value("offer", rules.value.clone());
-                    if response.is_some() {
-                        scope.add_variable_from_value("scores", score_map(response));
-                    }
-                    let eligible = match &rules.eligibility {
-                        None => Ok(()),
-                        Some(rule) => match rule.eval_bool(&scope) {
-                            Ok(true) => Ok(()),
-                            Ok(false) => Err("eligibility rule is false".to_string()),
-                            Err(e) => Err(format!("eligibility rule could not be evaluated: {e}")),
-                        },
-                    };
-                    eligible.and_then(|()| match &policy.priority {
-                        Priority::Rule(rule) => {
-                            rule.eval_number(&scope).map_err(|e| format!("priority could not be evaluated: {e}"))
-                        }
-                        Priority::Default => Ok(default_priority(offer, response, scores.get("purchase").copied())),
+                    rules::with_offer(ctx, &rules.value, response.map(|r| score_map(Some(r))), |scope| {
+                        let eligible = match &rules.eligibility {
+                            None => Ok(()),
+                            Some(rule) => match rule.eval_bool(scope) {
+                                Ok(true) => Ok(()),
+                                Ok(false) => Err("eligibility rule is false".to_string()),
+                                Err(e) => Err(format!("eligibility rule could not be evaluated: {e}")),
+                            },
+                        };
+                        eligible.and_then(|()| match &policy.priority {
+                            Priority::Rule(rule) => {
+                                rule.eval_number(scope).map_err(|e| format!("priority could not be evaluated: {e}"))
+                            }
+                            Priority::Default => Ok(default_priority(offer, response, scores.get("purchase").copied())),
+                        })
                     })
                 } else {
                     Ok(default_priority(offer, response, scores.get("purchase").copied()))

@@ -45,8 +45,8 @@ pub struct OfferRules {
     pub cap: Option<Limit>,
     pub cooldown_after_dismiss_ms: Millis,
     pub cooldown_after_accept_ms: Millis,
-    /// The offer as the CEL `offer` variable, built once.
-    pub value: cel::Value,
+    /// The offer as the CEL `offer` variable, prepared once.
+    pub value: super::rules::Prepared,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -15,6 +15,8 @@
 //! reason is reported in explanations. Load rejects syntax errors (with the position),
 //! unknown variables, and type errors found by evaluating the rule against a probe profile.
 use super::offer::Offer;
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, ExecutionError, Program, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +52,53 @@ pub fn with_scope<R>(vars: Vec<(&'static str, Value)>, f: impl FnOnce(&Context) 
         }
         f(&scope)
     })
+}
+
+/// A value converted once into the interpreter's representation. Binding a `Value` to a
+/// scope converts it deeply (about 1.5 µs for a 9-field map), so per-offer values are
+/// prepared at load and lent to each decision's scope without copying.
+pub struct Prepared(Box<dyn Val>);
+
+impl Prepared {
+    pub fn new(v: Value) -> Self {
+        Prepared(v.try_into().expect("plain maps, lists and scalars convert"))
+    }
+}
+
+impl Clone for Prepared {
+    fn clone(&self) -> Self {
+        Prepared(self.0.clone_as_boxed())
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Lends one prepared value to a scope under a name.
+struct Lend<'a> {
+    name: &'static str,
+    value: &'a dyn Val,
+}
+
+impl VariableResolver for Lend<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        (variable == self.name).then_some(CowVal::Borrowed(self.value))
+    }
+}
+
+/// Runs `f` in a child of `ctx` where `offer` is the prepared offer (and `scores`, when
+/// given, replaces the decision's scores, e.g. to add the offer's response score).
+pub fn with_offer<R>(ctx: &Context, offer: &Prepared, scores: Option<Value>, f: impl FnOnce(&Context) -> R) -> R {
+    let lend = Lend { name: "offer", value: offer.0.as_ref() };
+    let mut scope = ctx.new_inner_scope();
+    scope.set_variable_resolver(&lend);
+    if let Some(s) = scores {
+        scope.add_variable_from_value("scores", s);
+    }
+    f(&scope)
 }
 
 pub fn map(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
