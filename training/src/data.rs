@@ -1,0 +1,162 @@
+//! Reading inputs: journey logs (JSON Lines or CSV of events) with bad-row accounting.
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use touchpoint::domain::Millis;
+use touchpoint::domain::event::Event;
+
+/// Rows skipped as unreadable: the count and the first few messages (with line numbers).
+#[derive(Debug, Default)]
+pub struct BadRows {
+    pub count: usize,
+    pub examples: Vec<String>,
+    pub max: usize,
+}
+
+impl BadRows {
+    pub fn new(max: usize) -> Self {
+        Self { max, ..Default::default() }
+    }
+
+    /// Records a bad row; fails once more than `max` rows were bad.
+    pub fn add(&mut self, line: usize, message: impl std::fmt::Display) -> anyhow::Result<()> {
+        self.count += 1;
+        let msg = format!("line {line}: {message}");
+        if self.examples.len() < 10 {
+            eprintln!("skipping bad row, {msg}");
+            self.examples.push(msg);
+        }
+        if self.count > self.max {
+            bail!("more than {} bad rows (--max-bad-rows); the last was {}", self.max, self.examples.last().cloned().unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    pub fn report(&self) {
+        if self.count > 0 {
+            eprintln!("skipped {} bad row(s)", self.count);
+        }
+    }
+}
+
+/// A date (`YYYY-MM-DD`, midnight UTC), an RFC 3339 time, or milliseconds since the epoch.
+pub fn parse_time(s: &str) -> anyhow::Result<Millis> {
+    let s = s.trim();
+    let date = |fmt| chrono::NaiveDate::parse_from_str(s, fmt).ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis());
+    // Eight digits read as a date (CDNOW's YYYYMMDD), not as milliseconds after 1970.
+    if let Some(ms) = date("%Y-%m-%d").or_else(|| if s.len() == 8 { date("%Y%m%d") } else { None }) {
+        return Ok(ms);
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).with_context(|| format!("{s:?} is not a date, an RFC 3339 time or epoch milliseconds"))
+}
+
+/// Reads a journey log: `.jsonl`/`.json` (one `RecordEvents` event per line, timestamp in ms)
+/// or `.csv` (columns event_id,user_id,event_type,timestamp[,channel,offer_id,value]).
+pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = crate::progress::bytes(size, &format!("reading {}", path.display()));
+    let reader = BufReader::new(bar.wrap_read(file));
+    let mut events = Vec::new();
+    if path.extension().is_some_and(|e| e == "csv") {
+        let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        let headers = csv.headers()?.clone();
+        let col = |name: &str| headers.iter().position(|h| h == name);
+        let (Some(id), Some(user), Some(kind), Some(ts)) = (col("event_id"), col("user_id"), col("event_type"), col("timestamp")) else {
+            bail!("{}: the header needs event_id, user_id, event_type and timestamp", path.display());
+        };
+        let (channel, offer, value) = (col("channel"), col("offer_id"), col("value"));
+        for (i, row) in csv.records().enumerate() {
+            let line = i + 2;
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    bad.add(line, e)?;
+                    continue;
+                }
+            };
+            let get = |c: Option<usize>| c.and_then(|c| row.get(c)).unwrap_or("").to_string();
+            let timestamp = match parse_time(&get(Some(ts))) {
+                Ok(t) => t,
+                Err(e) => {
+                    bad.add(line, e)?;
+                    continue;
+                }
+            };
+            let value = match get(value).as_str() {
+                "" => 0.0,
+                v => match v.parse::<f64>() {
+                    Ok(v) if v.is_finite() => v,
+                    _ => {
+                        bad.add(line, format!("value {v:?} is not a number"))?;
+                        continue;
+                    }
+                },
+            };
+            let (event_id, user_id, event_type) = (get(Some(id)), get(Some(user)), get(Some(kind)));
+            if event_id.is_empty() || user_id.is_empty() || event_type.is_empty() {
+                bad.add(line, "event_id, user_id and event_type are required")?;
+                continue;
+            }
+            events.push(Event { event_id, user_id, event_type, timestamp, channel: get(channel), offer_id: get(offer), value, properties: Default::default() });
+        }
+    } else {
+        for (i, line) in reader.lines().enumerate() {
+            let line_no = i + 1;
+            let line = line.with_context(|| format!("reading line {line_no}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Event>(&line) {
+                Ok(e) if !e.event_id.is_empty() && !e.user_id.is_empty() && e.value.is_finite() => events.push(e),
+                Ok(_) => bad.add(line_no, "event_id and user_id are required, value must be finite")?,
+                Err(e) => bad.add(line_no, e)?,
+            }
+        }
+    }
+    bar.finish_and_clear();
+    events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp).then_with(|| a.event_id.cmp(&b.event_id)));
+    Ok(events)
+}
+
+/// A short content hash of a file: what a model was trained on.
+pub fn fingerprint(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(&hasher.finalize()[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1970-01-02").unwrap(), 86_400_000);
+        assert_eq!(parse_time("19700102").unwrap(), 86_400_000);
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(parse_time("1234").unwrap(), 1234);
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn bad_rows_are_counted_with_line_numbers_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.csv");
+        std::fs::write(&p, "event_id,user_id,event_type,timestamp,value\ne1,u,page_view,1970-01-02,\ne2,u,purchase,nope,3\ne3,u,purchase,5,x\ne4,u,purchase,6,4.5\n").unwrap();
+        let mut bad = BadRows::new(5);
+        let events = read_events(&p, &mut bad).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(bad.count, 2);
+        assert!(bad.examples[0].starts_with("line 3:"), "{:?}", bad.examples);
+        assert!(bad.examples[1].starts_with("line 4:"), "{:?}", bad.examples);
+        let mut strict = BadRows::new(1);
+        let err = read_events(&p, &mut strict).unwrap_err().to_string();
+        assert!(err.contains("more than 1 bad rows"), "{err}");
+    }
+}
