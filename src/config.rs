@@ -192,13 +192,25 @@ pub struct FallbackConfig {
 }
 
 /// Model artifact files, relative to the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
     pub churn: Option<String>,
     pub purchase: Option<String>,
     /// offer id -> response model file
     pub response: BTreeMap<String, String>,
+    /// Models to follow in the Redis registry (`churn`, `purchase`, `response:<offer id>`):
+    /// when `touchpoint-train publish` moves a model's `current` pointer, running servers
+    /// switch to it without a restart (it replaces the file model of the same name).
+    pub registry: Vec<String>,
+    /// How often the registry pointers are checked.
+    pub poll_seconds: f64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { churn: None, purchase: None, response: BTreeMap::new(), registry: vec![], poll_seconds: 5.0 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -676,6 +688,19 @@ fn validate(file: FileConfig, models: Models, version: String) -> Result<Config,
             }
         }
         fallbacks.push(Fallback { channel: f.channel.clone(), stage: f.stage.clone(), offers: f.offers.clone() });
+    }
+    for (i, name) in file.models.registry.iter().enumerate() {
+        let known = matches!(name.as_str(), "churn" | "purchase")
+            || name.strip_prefix("response:").is_some_and(|o| catalogue.get(o).is_some());
+        if !known {
+            return Err((
+                format!("models.registry[{i}]"),
+                format!("{name:?} is not churn, purchase or response:<offer id>"),
+            ));
+        }
+    }
+    if !(file.models.poll_seconds > 0.0 && file.models.poll_seconds.is_finite()) {
+        return Err(("models.poll_seconds".into(), "must be a positive number of seconds".into()));
     }
     if let Some(o) = models.response.keys().find(|o| catalogue.get(o).is_none()) {
         return Err((format!("models.response.{o}"), format!("unknown offer {o:?}")));

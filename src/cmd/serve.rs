@@ -30,6 +30,7 @@ pub async fn run(
         touchpoint::telemetry::prometheus();
     }
     tokio::spawn(signals(engine.clone(), stop_tx));
+    let _watcher = engine.spawn_model_watcher();
     tracing::info!(%addr, store = engine.store().kind(), config_version = %engine.snapshot().config.version, "touchpoint serving");
     if let Some(ready) = ready {
         let _ = ready.send(addr);
@@ -61,7 +62,12 @@ async fn signals(engine: Arc<Engine>, stop: watch::Sender<bool>) {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
                 _ = hup.recv() => match engine.reload() {
-                    Ok(s) => tracing::info!(config_version = %s.config.version, "reloaded on SIGHUP"),
+                    Ok(s) => {
+                        tracing::info!(config_version = %s.config.version, "reloaded on SIGHUP");
+                        if let Err(e) = engine.refresh_models().await {
+                            tracing::warn!(error = %e, "model registry check after reload failed");
+                        }
+                    }
                     Err(e) => tracing::error!(error = %e, "reload rejected, keeping the old config"),
                 },
             }

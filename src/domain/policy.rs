@@ -58,6 +58,27 @@ pub struct Models {
 }
 
 impl Models {
+    /// The model slot a registry name refers to (`churn`, `purchase`, `response:<offer>`).
+    pub fn get(&self, name: &str) -> Option<&Arc<BoundModel>> {
+        match name {
+            "churn" => self.churn.as_ref(),
+            "purchase" => self.purchase.as_ref(),
+            other => other.strip_prefix("response:").and_then(|o| self.response.get(o)),
+        }
+    }
+
+    pub fn set(&mut self, name: &str, model: Arc<BoundModel>) {
+        match name {
+            "churn" => self.churn = Some(model),
+            "purchase" => self.purchase = Some(model),
+            other => {
+                if let Some(o) = other.strip_prefix("response:") {
+                    self.response.insert(o.to_string(), model);
+                }
+            }
+        }
+    }
+
     /// Model name -> version, for responses, logs and status.
     pub fn versions(&self) -> BTreeMap<String, String> {
         let named = [("churn", &self.churn), ("purchase", &self.purchase)];

@@ -152,13 +152,20 @@ impl Experiments for Services {
 impl Admin for Services {
     async fn reload(&self, _req: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
         observed("Reload", async {
-            let snap = self
-                .engine
-                .reload()
-                .map_err(|e| Status::failed_precondition(format!("config rejected, still serving the old one: {e}")))?;
+            // Reading the file is blocking I/O: keep it off the runtime's workers.
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || engine.reload())
+                .await
+                .map_err(|e| Status::internal(format!("reload task failed: {e}")))?
+                .map_err(Error::from)?;
+            // The file models are back in force; published models take over again at once.
+            if let Err(e) = self.engine.refresh_models().await {
+                tracing::warn!(error = %e, "model registry check after reload failed");
+            }
+            let snap = self.engine.snapshot();
             Ok(Response::new(pb::ReloadResponse {
                 config_version: snap.config.version.clone(),
-                model_versions: Default::default(),
+                model_versions: snap.config.policy.models.versions().into_iter().collect(),
             }))
         })
         .await

@@ -30,8 +30,16 @@ struct Decided {
 }
 
 #[derive(Default)]
+struct Registry {
+    versions: HashMap<String, String>,
+    current: Option<String>,
+    history: Vec<String>,
+}
+
+#[derive(Default)]
 struct Inner {
     users: HashMap<String, User>,
+    models: HashMap<String, Registry>,
     journey_log: VecDeque<Event>,
     decision_log: VecDeque<DecisionLogEntry>,
 }
@@ -202,6 +210,43 @@ impl Store for MemoryStore {
             );
         }
         Ok(link)
+    }
+
+    async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError> {
+        self.lock()
+            .models
+            .entry(name.to_string())
+            .or_default()
+            .versions
+            .insert(version.to_string(), artifact.to_string());
+        Ok(())
+    }
+
+    async fn get_model(&self, name: &str, version: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().models.get(name).and_then(|r| r.versions.get(version).cloned()))
+    }
+
+    async fn current_model(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().models.get(name).and_then(|r| r.current.clone()))
+    }
+
+    async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let r = inner.models.entry(name.to_string()).or_default();
+        if let Some(prev) = r.current.replace(version.to_string()) {
+            r.history.push(prev);
+        }
+        Ok(())
+    }
+
+    async fn rollback_model(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let mut inner = self.lock();
+        let Some(r) = inner.models.get_mut(name) else { return Ok(None) };
+        let prev = r.history.pop();
+        if let Some(p) = &prev {
+            r.current = Some(p.clone());
+        }
+        Ok(prev)
     }
 
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {

@@ -132,6 +132,20 @@ pub trait Store: Send + Sync + 'static {
     /// accept also marks the offer for cooldowns.
     async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError>;
 
+    /// Stores a model artifact (JSON) under its name and version.
+    async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError>;
+
+    async fn get_model(&self, name: &str, version: &str) -> Result<Option<String>, StoreError>;
+
+    /// The version the `current` pointer of a model names.
+    async fn current_model(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Points `current` at `version`, remembering the previous pointer for rollback.
+    async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError>;
+
+    /// Moves `current` back to the previous version and returns it (None: nothing to go back to).
+    async fn rollback_model(&self, name: &str) -> Result<Option<String>, StoreError>;
+
     /// Every journey-log entry, oldest first within each shard, handed to `sink`.
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError>;
 

@@ -13,6 +13,9 @@
 //! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
 //! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |
 //! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event |
+//! | `tp:{model:<name>}:v` | hash | model registry: version -> artifact JSON |
+//! | `tp:{model:<name>}:current` | string | the version in use |
+//! | `tp:{model:<name>}:history` | list | earlier `current` versions, for rollback |
 //! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`json` field) |
 //!
 //! On a single node the logs are one stream each. On a cluster, a Lua script may only touch
@@ -86,6 +89,18 @@ impl Keys {
             self.contacts(user),
             self.marks(user),
         ]
+    }
+    fn model(&self, name: &str, suffix: &str) -> String {
+        format!("{}:{{model:{name}}}:{suffix}", self.prefix)
+    }
+    pub fn model_versions(&self, name: &str) -> String {
+        self.model(name, "v")
+    }
+    pub fn model_current(&self, name: &str) -> String {
+        self.model(name, "current")
+    }
+    pub fn model_history(&self, name: &str) -> String {
+        self.model(name, "history")
     }
     fn log(&self, name: &str, user: &str) -> String {
         if self.cluster {
@@ -198,7 +213,25 @@ impl ConnectionLike for Conn {
     }
 }
 
+// KEYS: current, history. ARGV: new version. Moves the pointer, remembering the old one.
+const SET_CURRENT: &str = r#"
+local prev = redis.call('GET', KEYS[1])
+if prev and prev ~= ARGV[1] then redis.call('RPUSH', KEYS[2], prev) end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"#;
+
+// KEYS: current, history. Moves the pointer back; nil when there is no earlier version.
+const ROLLBACK: &str = r#"
+local prev = redis.call('RPOP', KEYS[2])
+if not prev then return false end
+redis.call('SET', KEYS[1], prev)
+return prev
+"#;
+
 struct Scripts {
+    set_current: Script,
+    rollback: Script,
     load: Script,
     commit: Script,
     decision: Script,
@@ -369,6 +402,8 @@ impl RedisStore {
             Conn::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?)
         };
         let scripts = Scripts {
+            set_current: Script::new(SET_CURRENT),
+            rollback: Script::new(ROLLBACK),
             load: Script::new(LOAD),
             commit: Script::new(COMMIT),
             decision: Script::new(DECISION),
@@ -673,6 +708,37 @@ impl Store for RedisStore {
             0 => OutcomeLink::UnknownDecision,
             _ => OutcomeLink::OfferNotInDecision,
         })
+    }
+
+    async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError> {
+        let key = self.keys.model_versions(name);
+        self.run(|mut c| async move {
+            redis::cmd("HSET").arg(&key).arg(version).arg(artifact).query_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_model(&self, name: &str, version: &str) -> Result<Option<String>, StoreError> {
+        let key = self.keys.model_versions(name);
+        self.run(|mut c| async move { redis::cmd("HGET").arg(&key).arg(version).query_async(&mut c).await }).await
+    }
+
+    async fn current_model(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = self.keys.model_current(name);
+        self.run(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }).await
+    }
+
+    async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let mut inv = self.scripts.set_current.prepare_invoke();
+        inv.key(self.keys.model_current(name)).key(self.keys.model_history(name)).arg(version);
+        self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn rollback_model(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let mut inv = self.scripts.rollback.prepare_invoke();
+        inv.key(self.keys.model_current(name)).key(self.keys.model_history(name));
+        self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await
     }
 
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {

@@ -27,7 +27,11 @@ impl BadRows {
             self.examples.push(msg);
         }
         if self.count > self.max {
-            bail!("more than {} bad rows (--max-bad-rows); the last was {}", self.max, self.examples.last().cloned().unwrap_or_default());
+            bail!(
+                "more than {} bad rows (--max-bad-rows); the last was {}",
+                self.max,
+                self.examples.last().cloned().unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -42,7 +46,11 @@ impl BadRows {
 /// A date (`YYYY-MM-DD`, midnight UTC), an RFC 3339 time, or milliseconds since the epoch.
 pub fn parse_time(s: &str) -> anyhow::Result<Millis> {
     let s = s.trim();
-    let date = |fmt| chrono::NaiveDate::parse_from_str(s, fmt).ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis());
+    let date = |fmt| {
+        chrono::NaiveDate::parse_from_str(s, fmt)
+            .ok()
+            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis())
+    };
     // Eight digits read as a date (CDNOW's YYYYMMDD), not as milliseconds after 1970.
     if let Some(ms) = date("%Y-%m-%d").or_else(|| if s.len() == 8 { date("%Y%m%d") } else { None }) {
         return Ok(ms);
@@ -50,7 +58,9 @@ pub fn parse_time(s: &str) -> anyhow::Result<Millis> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).with_context(|| format!("{s:?} is not a date, an RFC 3339 time or epoch milliseconds"))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .with_context(|| format!("{s:?} is not a date, an RFC 3339 time or epoch milliseconds"))
 }
 
 /// Reads a journey log: `.jsonl`/`.json` (one `RecordEvents` event per line, timestamp in ms)
@@ -65,7 +75,9 @@ pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>>
         let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
         let headers = csv.headers()?.clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
-        let (Some(id), Some(user), Some(kind), Some(ts)) = (col("event_id"), col("user_id"), col("event_type"), col("timestamp")) else {
+        let (Some(id), Some(user), Some(kind), Some(ts)) =
+            (col("event_id"), col("user_id"), col("event_type"), col("timestamp"))
+        else {
             bail!("{}: the header needs event_id, user_id, event_type and timestamp", path.display());
         };
         let (channel, offer, value) = (col("channel"), col("offer_id"), col("value"));
@@ -101,7 +113,16 @@ pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>>
                 bad.add(line, "event_id, user_id and event_type are required")?;
                 continue;
             }
-            events.push(Event { event_id, user_id, event_type, timestamp, channel: get(channel), offer_id: get(offer), value, properties: Default::default() });
+            events.push(Event {
+                event_id,
+                user_id,
+                event_type,
+                timestamp,
+                channel: get(channel),
+                offer_id: get(offer),
+                value,
+                properties: Default::default(),
+            });
         }
     } else {
         for (i, line) in reader.lines().enumerate() {

@@ -136,7 +136,8 @@ pub fn fit_view(params: &Irls, x: ArrayView2<f64>, y: &[bool]) -> Result<IrlsFit
             hessian[[j, j]] += lambda;
             grad[j] -= lambda * beta[j];
         }
-        let step = solve_spd(&hessian, &grad).ok_or_else(|| linfa::Error::Parameters("Hessian not positive definite".into()))?;
+        let step = solve_spd(&hessian, &grad)
+            .ok_or_else(|| linfa::Error::Parameters("Hessian not positive definite".into()))?;
         beta += &step;
         if step.iter().fold(0.0f64, |m, v| m.max(v.abs())) < params.tol {
             converged = true;
@@ -185,8 +186,10 @@ mod tests {
         }
         // Probability of `true`, in the right direction.
         let p = fit.predict(&x);
-        let mean_true = p.iter().zip(&y).filter(|(_, t)| **t).map(|(p, _)| p).sum::<f64>() / y.iter().filter(|t| **t).count() as f64;
-        let mean_false = p.iter().zip(&y).filter(|(_, t)| !**t).map(|(p, _)| p).sum::<f64>() / y.iter().filter(|t| !**t).count() as f64;
+        let mean_true = p.iter().zip(&y).filter(|(_, t)| **t).map(|(p, _)| p).sum::<f64>()
+            / y.iter().filter(|t| **t).count() as f64;
+        let mean_false = p.iter().zip(&y).filter(|(_, t)| !**t).map(|(p, _)| p).sum::<f64>()
+            / y.iter().filter(|t| !**t).count() as f64;
         assert!(mean_true > mean_false + 0.2);
     }
 

@@ -47,7 +47,8 @@ pub fn build(events: &[Event], journey: &JourneyDef, target: Target, cutoff: Mil
     for e in events {
         by_user.entry(e.user_id.as_str()).or_default().push(e);
     }
-    let mut users: Vec<&str> = by_user.iter().filter(|(_, evs)| evs.iter().any(|e| e.timestamp <= cutoff)).map(|(u, _)| *u).collect();
+    let mut users: Vec<&str> =
+        by_user.iter().filter(|(_, evs)| evs.iter().any(|e| e.timestamp <= cutoff)).map(|(u, _)| *u).collect();
     users.sort_unstable();
     let mut x = Array2::<f64>::zeros((users.len(), N_FEATURES));
     let mut y = Vec::with_capacity(users.len());

@@ -1,8 +1,10 @@
 //! The offline trainer: journey logs and feature tables in, evaluated model artifacts out.
+pub mod bench;
 pub mod data;
 pub mod irls;
 pub mod journey;
 pub mod metrics;
 pub mod progress;
+pub mod report;
 pub mod table;
 pub mod train;

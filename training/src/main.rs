@@ -1,12 +1,499 @@
-//! touchpoint-train: the offline trainer (journey logs -> propensity model artifacts).
-use clap::Parser;
+//! touchpoint-train: journey logs and feature tables in, evaluated model artifacts out;
+//! publishing to and rolling back in the Redis model registry.
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use touchpoint::domain::MS_PER_DAY;
+use touchpoint::domain::features::FEATURE_NAMES;
+use touchpoint::domain::journey::JourneyDef;
+use touchpoint::domain::model::{BoundModel, ModelArtifact};
+use touchpoint_train::data::{BadRows, fingerprint, parse_time, read_events};
+use touchpoint_train::irls::Irls;
+use touchpoint_train::journey::{Target, build};
+use touchpoint_train::metrics::evaluate;
+use touchpoint_train::train::{self, ArtifactInfo};
+use touchpoint_train::{bench, report, table};
 
 #[derive(Parser)]
 #[command(name = "touchpoint-train", version, about = "Offline trainer for Touchpoint propensity models")]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!("touchpoint-train {} (library touchpoint {})", env!("CARGO_PKG_VERSION"), touchpoint::VERSION);
+#[derive(clap::Args)]
+struct Store {
+    /// Redis URL (with --cluster: comma-separated seed nodes).
+    #[arg(long)]
+    redis_url: String,
+    #[arg(long)]
+    cluster: bool,
+    #[arg(long, default_value = "tp")]
+    key_prefix: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic journey log (JSON Lines) and each user's ground truth (CSV).
+    Simulate {
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// End of the simulated window (date); default: now.
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Ground truth (user, churned, P(churn), P(purchase) within --horizon, attributes).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        horizon: u32,
+    },
+    /// Dump the server's journey-log stream as JSON Lines.
+    Export {
+        #[command(flatten)]
+        store: Store,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fit a churn or purchase model on a journey log, with a time-based holdout.
+    FitJourney {
+        /// JSON Lines or CSV of events.
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long, value_enum)]
+        target: Target,
+        /// Features as of this date; labels from the horizon after it (the holdout).
+        #[arg(long)]
+        cutoff: String,
+        #[arg(long, default_value_t = 30)]
+        horizon: u32,
+        /// Inverse L2 strength (scikit-learn's C).
+        #[arg(long, default_value_t = 1.0)]
+        c: f64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Also write the training and holdout feature tables (CSV) for outside comparison.
+        #[arg(long)]
+        export_features: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        max_bad_rows: usize,
+    },
+    /// Fit a model on a feature table (CSV) with a named 0/1 label column.
+    FitTable {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        label: String,
+        /// Columns to leave out (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        drop: Vec<String>,
+        /// Keep only rows where COLUMN=VALUE.
+        #[arg(long = "where")]
+        filter: Option<String>,
+        /// Stratified cross-validation folds (0: none).
+        #[arg(long, default_value_t = 0)]
+        cv: usize,
+        #[arg(long, default_value_t = 1.0)]
+        c: f64,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value = "table")]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        max_bad_rows: usize,
+    },
+    /// Put a model in the registry and point `current` at it, unless it scores worse than the
+    /// current model on the same holdout (--force publishes anyway).
+    Publish {
+        #[command(flatten)]
+        store: Store,
+        model: PathBuf,
+        /// Journey log to evaluate both models on the new model's holdout.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Point a model's `current` back at the previous version.
+    Rollback {
+        #[command(flatten)]
+        store: Store,
+        name: String,
+    },
+    /// Logistic regression speed: IRLS vs linfa's stock solver on synthetic rows; writes
+    /// the data as .npy for the scikit-learn comparison script.
+    BenchLr(bench::Args),
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
+}
+
+async fn open_store(s: &Store) -> anyhow::Result<std::sync::Arc<dyn touchpoint::store::Store>> {
+    let cfg = touchpoint::config::RedisConfig {
+        url: s.redis_url.clone(),
+        cluster: s.cluster,
+        key_prefix: s.key_prefix.clone(),
+        command_timeout_ms: 10_000,
+        ..Default::default()
+    };
+    Ok(touchpoint::store::open(&cfg).await?)
+}
+
+fn write_features(
+    path: &Path,
+    names: &[String],
+    sets: &[(&str, &ndarray::Array2<f64>, &[bool])],
+) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    let mut header = vec!["set".to_string()];
+    header.extend(names.iter().cloned());
+    header.push("label".into());
+    w.write_record(&header)?;
+    for (set, x, y) in sets {
+        for (row, label) in x.rows().into_iter().zip(y.iter()) {
+            let mut rec = vec![set.to_string()];
+            rec.extend(row.iter().map(|v| v.to_string()));
+            rec.push(u8::from(*label).to_string());
+            w.write_record(&rec)?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn fit_journey(
+    events: &Path,
+    target: Target,
+    cutoff: &str,
+    horizon: u32,
+    c: f64,
+    out: &Path,
+    report_path: Option<&Path>,
+    export: Option<&Path>,
+    max_bad_rows: usize,
+) -> anyhow::Result<()> {
+    let mut bad = BadRows::new(max_bad_rows);
+    let log = read_events(events, &mut bad)?;
+    bad.report();
+    let journey = JourneyDef::default_journey();
+    let cutoff_ms = parse_time(cutoff)?;
+    let h = i64::from(horizon) * MS_PER_DAY;
+    // Time-based split: learn from the window before the cutoff, judge on the one after it.
+    let mut trainset = build(&log, &journey, target, cutoff_ms - h, h);
+    let mut holdout = build(&log, &journey, target, cutoff_ms, h);
+    if trainset.y.is_empty() || holdout.y.is_empty() {
+        bail!("no users active before {cutoff} (train: {}, holdout: {})", trainset.y.len(), holdout.y.len());
+    }
+    let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+    if let Some(p) = export {
+        write_features(p, &names, &[("train", &trainset.x, &trainset.y), ("holdout", &holdout.x, &holdout.y)])?;
+        println!("feature tables written to {}", p.display());
+    }
+    let params = Irls { c, ..Default::default() };
+    let fitted = train::fit(&mut trainset.x, &trainset.y, &params)?;
+    let train_eval = evaluate(&train::predict(&fitted.fit, &trainset.x), &trainset.y);
+    train::apply_scaling(&mut holdout.x, &fitted.scaling);
+    let holdout_eval = evaluate(&train::predict(&fitted.fit, &holdout.x), &holdout.y);
+    print!(
+        "{}",
+        train_eval.table(&format!("{} model, training window ending {}", target.name(), chrono_date(cutoff_ms - h)))
+    );
+    print!(
+        "{}",
+        holdout_eval.table(&format!(
+            "{} model, holdout: features at {cutoff}, labels over the next {horizon} days",
+            target.name()
+        ))
+    );
+    let mut metrics = holdout_eval.metrics("holdout_");
+    metrics.extend(train_eval.metrics("train_"));
+    metrics.push(("iterations".into(), fitted.fit.iterations as f64));
+    let fp = fingerprint(events)?;
+    let holdout_id = format!("{fp}:{}:{cutoff_ms}:{horizon}", target.name());
+    let mut p = BTreeMap::new();
+    p.insert("c".to_string(), serde_json::json!(c));
+    p.insert("target".to_string(), serde_json::json!(target.name()));
+    p.insert("cutoff_ms".to_string(), serde_json::json!(cutoff_ms));
+    p.insert("horizon_days".to_string(), serde_json::json!(horizon));
+    p.insert("holdout".to_string(), serde_json::json!(holdout_id));
+    p.insert("solver".to_string(), serde_json::json!("irls"));
+    let info = ArtifactInfo {
+        name: target.name(),
+        target: match target {
+            Target::Churn => format!("no activity within {horizon} days"),
+            Target::Purchase => format!("a purchase within {horizon} days"),
+        },
+        training_window: format!("events up to {}, labels to {cutoff}", chrono_date(cutoff_ms - h)),
+        data_fingerprint: fp,
+        feature_names: names,
+        encodings: Default::default(),
+        params: p,
+        metrics,
+    };
+    let a = train::artifact(info, &fitted);
+    BoundModel::bind(a.clone()).map_err(anyhow::Error::msg)?;
+    write_json(out, &a)?;
+    println!("model {} written to {}", a.version, out.display());
+    if let Some(r) = report_path {
+        std::fs::write(r, report::html(&a, &holdout_eval, "time-based holdout"))?;
+        println!("report written to {}", r.display());
+    }
+    Ok(())
+}
+
+fn chrono_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_table(
+    csv_path: &Path,
+    label: &str,
+    drop: &[String],
+    filter: Option<&str>,
+    cv: usize,
+    c: f64,
+    seed: u64,
+    name: &str,
+    out: &Path,
+    report_path: Option<&Path>,
+    max_bad_rows: usize,
+) -> anyhow::Result<()> {
+    let filter = filter
+        .map(|f| f.split_once('=').with_context(|| format!("--where {f:?}: expected COLUMN=VALUE")))
+        .transpose()?;
+    let mut bad = BadRows::new(max_bad_rows);
+    let mut t = table::read(csv_path, &table::Options { label, drop, filter }, &mut bad)?;
+    bad.report();
+    let params = Irls { c, ..Default::default() };
+    let mut metrics = Vec::new();
+    let mut shown = None;
+    if cv > 1 {
+        let r = train::cross_validate(&t.x, &t.y, cv, &params, seed)?;
+        println!(
+            "{cv}-fold stratified CV: ROC AUC per fold {:?}",
+            r.fold_aucs.iter().map(|a| format!("{a:.4}")).collect::<Vec<_>>()
+        );
+        print!("{}", r.oof.table(&format!("{name}: out-of-fold predictions")));
+        metrics.push(("cv_auc".to_string(), train::mean(&r.fold_aucs)));
+        metrics.push(("cv_auc_std".to_string(), train::std_dev(&r.fold_aucs)));
+        metrics.extend(r.oof.metrics("cv_oof_"));
+        println!("cv_auc {:.4} ± {:.4}", train::mean(&r.fold_aucs), train::std_dev(&r.fold_aucs));
+        shown = Some((r.oof, "out-of-fold predictions"));
+    }
+    let fitted = train::fit(&mut t.x, &t.y, &params)?;
+    let train_eval = evaluate(&train::predict(&fitted.fit, &t.x), &t.y);
+    print!("{}", train_eval.table(&format!("{name}: fitted on all {} rows (in-sample)", t.y.len())));
+    metrics.extend(train_eval.metrics("train_"));
+    let mean_predicted = train::mean(&train::predict(&fitted.fit, &t.x));
+    metrics.push(("mean_predicted".to_string(), mean_predicted));
+    let mut p = BTreeMap::new();
+    p.insert("c".to_string(), serde_json::json!(c));
+    p.insert("label".to_string(), serde_json::json!(label));
+    p.insert("cv_folds".to_string(), serde_json::json!(cv));
+    p.insert("seed".to_string(), serde_json::json!(seed));
+    p.insert("where".to_string(), serde_json::json!(filter.map(|(a, b)| format!("{a}={b}"))));
+    p.insert("dropped".to_string(), serde_json::json!(drop));
+    let fp = fingerprint(csv_path)?;
+    p.insert("holdout".to_string(), serde_json::json!(format!("{fp}:cv{cv}:seed{seed}")));
+    let info = ArtifactInfo {
+        name,
+        target: format!("{label} is true"),
+        training_window: format!("{} ({} rows)", csv_path.display(), t.y.len()),
+        data_fingerprint: fp,
+        feature_names: t.feature_names.clone(),
+        encodings: t.encodings.clone(),
+        params: p,
+        metrics,
+    };
+    let a = train::artifact(info, &fitted);
+    write_json(out, &a)?;
+    println!("model {} written to {}", a.version, out.display());
+    if let Some(r) = report_path {
+        let (eval, what) = shown.unwrap_or((train_eval, "training data (in-sample)"));
+        std::fs::write(r, report::html(&a, &eval, what))?;
+        println!("report written to {}", r.display());
+    }
+    Ok(())
+}
+
+/// AUC of a journey model on the holdout that `reference` (a journey artifact) describes.
+fn holdout_auc(events: &Path, reference: &ModelArtifact, model: &ModelArtifact) -> anyhow::Result<f64> {
+    let target = match reference.params.get("target").and_then(|v| v.as_str()) {
+        Some("churn") => Target::Churn,
+        Some("purchase") => Target::Purchase,
+        _ => bail!("{} is not a journey model (no target in its params)", reference.version),
+    };
+    let cutoff = reference.params.get("cutoff_ms").and_then(|v| v.as_i64()).context("no cutoff_ms in params")?;
+    let horizon = reference.params.get("horizon_days").and_then(|v| v.as_i64()).context("no horizon_days in params")?;
+    let mut bad = BadRows::new(usize::MAX);
+    let log = read_events(events, &mut bad)?;
+    let journey = JourneyDef::default_journey();
+    let ex = build(&log, &journey, target, cutoff, horizon * MS_PER_DAY);
+    let bound = BoundModel::bind(model.clone()).map_err(anyhow::Error::msg)?;
+    let p: Vec<f64> =
+        ex.x.rows()
+            .into_iter()
+            .map(|r| {
+                let mut x = [0.0; FEATURE_NAMES.len()];
+                x.copy_from_slice(r.as_slice().expect("standard layout"));
+                bound.score(&x)
+            })
+            .collect();
+    Ok(touchpoint_train::metrics::auc(&p, &ex.y))
+}
+
+async fn publish(store: &Store, path: &Path, events: Option<&Path>, force: bool) -> anyhow::Result<()> {
+    let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let new: ModelArtifact =
+        serde_json::from_str(&json).with_context(|| format!("{} is not a model artifact", path.display()))?;
+    new.check().map_err(anyhow::Error::msg)?;
+    let s = open_store(store).await?;
+    if let Some(cur_version) = s.current_model(&new.name).await? {
+        let cur_json =
+            s.get_model(&new.name, &cur_version).await?.context("the registry's current version has no artifact")?;
+        let cur: ModelArtifact = serde_json::from_str(&cur_json)?;
+        let (new_auc, cur_auc, how) = match events {
+            Some(ev) => (
+                holdout_auc(ev, &new, &new)?,
+                holdout_auc(ev, &new, &cur)?,
+                format!("both evaluated on the new model's holdout from {}", ev.display()),
+            ),
+            None => {
+                let key = |a: &ModelArtifact| a.params.get("holdout").cloned();
+                let metric =
+                    |a: &ModelArtifact| a.metrics.get("holdout_auc").or_else(|| a.metrics.get("cv_auc")).copied();
+                match (key(&new) == key(&cur) && key(&new).is_some(), metric(&new), metric(&cur)) {
+                    (true, Some(n), Some(c)) => (n, c, "stored metrics on the same holdout".to_string()),
+                    _ if force => (f64::NAN, f64::NAN, "not compared (--force)".to_string()),
+                    _ => bail!(
+                        "{} ({}) and the current {} were not evaluated on the same holdout: pass --events to evaluate both on the same data, or --force",
+                        new.version,
+                        path.display(),
+                        cur.version
+                    ),
+                }
+            }
+        };
+        println!("holdout ROC AUC: new {} {new_auc:.4}, current {} {cur_auc:.4} ({how})", new.version, cur.version);
+        if new_auc < cur_auc && !force {
+            bail!(
+                "refusing to publish {}: it scores worse than the current {} on the same holdout (use --force to publish anyway)",
+                new.version,
+                cur.version
+            );
+        }
+    }
+    s.put_model(&new.name, &new.version, &json).await?;
+    s.set_current_model(&new.name, &new.version).await?;
+    println!("published {}: {} is now current", new.name, new.version);
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Simulate { users, days, seed, end, out, truth, horizon } => {
+            let end = match end {
+                Some(e) => parse_time(&e)?,
+                None => touchpoint::engine::now_ms(),
+            };
+            let sim = touchpoint::sim::simulate(&touchpoint::sim::SimConfig { users, days, seed, end });
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            for e in &sim.events {
+                serde_json::to_writer(&mut w, e)?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()?;
+            println!("{} events of {} users over {days} days written to {}", sim.events.len(), users, out.display());
+            if let Some(t) = truth {
+                let mut w = csv::Writer::from_path(&t)?;
+                w.write_record(["user_id", "churned", "p_churn", "p_purchase", "horizon_days", "attributes"])?;
+                for u in &sim.users {
+                    let (pc, pp) = u.ground_truth(horizon);
+                    w.write_record([
+                        u.user_id.clone(),
+                        u.churned.to_string(),
+                        pc.to_string(),
+                        pp.to_string(),
+                        horizon.to_string(),
+                        serde_json::to_string(&u.attributes)?,
+                    ])?;
+                }
+                w.flush()?;
+                println!("ground truth written to {}", t.display());
+            }
+        }
+        Command::Export { store, out } => {
+            let s = open_store(&store).await?;
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            let mut err = None;
+            let n = s
+                .export_journey_log(&mut |e| {
+                    if err.is_none()
+                        && let Err(e) = serde_json::to_writer(&mut w, &e)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|()| Ok(w.write_all(b"\n")?))
+                    {
+                        err = Some(e);
+                    }
+                })
+                .await?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            w.flush()?;
+            println!("{n} events written to {}", out.display());
+        }
+        Command::FitJourney { events, target, cutoff, horizon, c, out, report, export_features, max_bad_rows } => {
+            fit_journey(
+                &events,
+                target,
+                &cutoff,
+                horizon,
+                c,
+                &out,
+                report.as_deref(),
+                export_features.as_deref(),
+                max_bad_rows,
+            )?
+        }
+        Command::FitTable { csv, label, drop, filter, cv, c, seed, name, out, report, max_bad_rows } => fit_table(
+            &csv,
+            &label,
+            &drop,
+            filter.as_deref(),
+            cv,
+            c,
+            seed,
+            &name,
+            &out,
+            report.as_deref(),
+            max_bad_rows,
+        )?,
+        Command::Publish { store, model, events, force } => publish(&store, &model, events.as_deref(), force).await?,
+        Command::Rollback { store, name } => {
+            let s = open_store(&store).await?;
+            match s.rollback_model(&name).await? {
+                Some(v) => println!("{name}: {v} is current again"),
+                None => bail!("{name}: no earlier version to roll back to"),
+            }
+        }
+        Command::BenchLr(args) => bench::run(args)?,
+    }
     Ok(())
 }

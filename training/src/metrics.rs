@@ -80,7 +80,11 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Evaluation {
     let (mut tp, mut fp) = (0.0, 0.0);
     let every = (n / 200).max(1);
     for (k, &i) in order.iter().rev().enumerate() {
-        if y[i] { tp += 1.0 } else { fp += 1.0 }
+        if y[i] {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
         if k % every == 0 || k + 1 == n {
             roc.push((fp / neg.max(1.0), tp / pos.max(1.0)));
         }

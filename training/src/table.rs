@@ -35,18 +35,28 @@ pub struct Options<'a> {
 
 pub fn read(path: &Path, opts: &Options, bad: &mut BadRows) -> anyhow::Result<Table> {
     let open = || -> anyhow::Result<csv::Reader<std::fs::File>> {
-        Ok(csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(path).with_context(|| format!("opening {}", path.display()))?)
+        Ok(csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .with_context(|| format!("opening {}", path.display()))?)
     };
     let mut reader = open()?;
     let headers: Vec<String> = reader.headers()?.iter().map(String::from).collect();
-    let find = |name: &str| headers.iter().position(|h| h == name).with_context(|| format!("no column {name:?} in {} (columns: {})", path.display(), headers.join(", ")));
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("no column {name:?} in {} (columns: {})", path.display(), headers.join(", ")))
+    };
     let label = find(opts.label)?;
     for d in opts.drop {
         find(d)?;
     }
     let filter = opts.filter.map(|(c, v)| find(c).map(|i| (i, v.to_string()))).transpose()?;
-    let features: Vec<usize> =
-        (0..headers.len()).filter(|&i| i != label && !opts.drop.contains(&headers[i]) && filter.as_ref().is_none_or(|(f, _)| *f != i)).collect();
+    let features: Vec<usize> = (0..headers.len())
+        .filter(|&i| i != label && !opts.drop.contains(&headers[i]) && filter.as_ref().is_none_or(|(f, _)| *f != i))
+        .collect();
 
     // Pass 1: column types and categories.
     let mut non_numeric = vec![0usize; headers.len()];
@@ -166,7 +176,9 @@ mod tests {
 
     #[test]
     fn labels() {
-        for (v, want) in [("TRUE", Some(true)), ("no", Some(false)), ("1", Some(true)), ("0.0", Some(false)), ("2", None)] {
+        for (v, want) in
+            [("TRUE", Some(true)), ("no", Some(false)), ("1", Some(true)), ("0.0", Some(false)), ("2", None)]
+        {
             assert_eq!(parse_label(v), want, "{v}");
         }
     }
