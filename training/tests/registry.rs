@@ -1,0 +1,159 @@
+//! The trainer against the server: identical feature vectors, and publishing to the Redis
+//! registry (the gate, --force, rollback) picked up by a running server without a restart.
+#[allow(dead_code)]
+#[path = "../../tests/it/harness.rs"]
+mod harness;
+
+use harness::{RedisServer, TestServer, redis_store};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use touchpoint::config::Config;
+use touchpoint::domain::MS_PER_DAY;
+use touchpoint::domain::decision::DecisionQuery;
+use touchpoint::domain::features::FEATURE_NAMES;
+use touchpoint::domain::journey::JourneyDef;
+use touchpoint::engine::Engine;
+use touchpoint::grpc::pb;
+use touchpoint::sim::{SimConfig, simulate};
+
+fn train(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_touchpoint-train")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The server's decision logs the feature vector it used; the trainer, folding the same
+/// events up to the decision's time, computes the same vector.
+#[tokio::test]
+async fn trainer_and_server_compute_identical_feature_vectors() {
+    let now = touchpoint::engine::now_ms();
+    let sim = simulate(&SimConfig { users: 40, days: 60, seed: 3, end: now - MS_PER_DAY });
+    let redis = RedisServer::start();
+    let cfg = Config::from_toml(&format!("[redis]\nurl = \"{}\"", redis.url()), "t", std::iter::empty()).unwrap();
+    let engine = Engine::new(redis_store(&redis.url(), false).await, cfg, None, vec![]);
+    for chunk in sim.events.chunks(500) {
+        engine.record_events(chunk.to_vec()).await.unwrap();
+    }
+    let journey = JourneyDef::default_journey();
+    let mut compared = 0;
+    for u in sim.users.iter().take(25) {
+        let q = DecisionQuery {
+            user_id: u.user_id.clone(),
+            channel: "web".into(),
+            placement: String::new(),
+            context: Default::default(),
+            limit: 1,
+            explain: false,
+        };
+        let d = engine.decide(q, None).await.unwrap();
+        assert!(!d.record.degraded);
+        let events: Vec<&touchpoint::domain::event::Event> =
+            sim.events.iter().filter(|e| e.user_id == u.user_id).collect();
+        let state = touchpoint_train::journey::state_at(&journey, &events, d.record.at);
+        let trainer = touchpoint::domain::features::features(&state, &journey, d.record.at);
+        let server: Vec<f64> = FEATURE_NAMES.iter().map(|n| d.record.features[*n]).collect();
+        assert_eq!(server, trainer.to_vec(), "user {}", u.user_id);
+        compared += 1;
+    }
+    assert_eq!(compared, 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_gate_and_hot_pickup_by_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let sim_args = ["simulate", "--users", "3000", "--days", "120", "--end", "2026-06-01", "--seed", "5", "--out"];
+    let (ok, out) = train(&[&sim_args[..], &[&path("ev.jsonl")]].concat());
+    assert!(ok, "{out}");
+    let fit = |c: &str, cutoff: &str, out_file: &str| {
+        let events = path("ev.jsonl");
+        let out = path(out_file);
+        train(&[
+            "fit-journey",
+            "--events",
+            &events,
+            "--target",
+            "purchase",
+            "--cutoff",
+            cutoff,
+            "--horizon",
+            "30",
+            "--c",
+            c,
+            "--out",
+            &out,
+        ])
+    };
+    let (ok, out) = fit("1.0", "2026-05-01", "good.json");
+    assert!(ok, "{out}");
+    assert!(out.contains("ROC AUC"), "prints the metrics table: {out}");
+    let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path("good.json")).unwrap()).unwrap();
+    let good_version = good["version"].as_str().unwrap().to_string();
+    // A worse model on the same holdout: the same artifact with its coefficients flipped.
+    let mut bad = good.clone();
+    bad["version"] = "purchase-flipped".into();
+    for c in bad["coefficients"].as_array_mut().unwrap() {
+        *c = (-c.as_f64().unwrap()).into();
+    }
+    let auc = good["metrics"]["holdout_auc"].as_f64().unwrap();
+    bad["metrics"]["holdout_auc"] = (1.0 - auc).into();
+    std::fs::write(path("bad.json"), bad.to_string()).unwrap();
+
+    let redis = RedisServer::start();
+    let body = format!("[redis]\nurl = \"{}\"\n[models]\nregistry = [\"purchase\"]\npoll_seconds = 0.1\n", redis.url());
+    let cfg = Config::from_toml(&body, "t", std::iter::empty()).unwrap();
+    let engine = Arc::new(Engine::new(redis_store(&redis.url(), false).await, cfg, None, vec![]));
+    let _watcher = engine.spawn_model_watcher();
+    let srv = TestServer::start(engine).await;
+    let d = srv.decisions();
+    // Decides until the purchase model version in the answer is `want` (or 10 s passed).
+    let version_in_decisions = |want: Option<String>| {
+        let mut d = d.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let req = pb::DecideRequest { user_id: "x".into(), channel: "web".into(), ..Default::default() };
+                let got = d.decide(req).await.unwrap().into_inner().model_versions.get("purchase").cloned();
+                if got == want || Instant::now() > deadline {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(version_in_decisions(None).await, None);
+
+    let url = redis.url();
+    let publish = |model: &str, extra: &[&str]| {
+        let mut args = vec!["publish", "--redis-url", &url, model];
+        args.extend_from_slice(extra);
+        train(&args)
+    };
+    let (ok, out) = publish(&path("good.json"), &[]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        version_in_decisions(Some(good_version.clone())).await,
+        Some(good_version.clone()),
+        "picked up without a restart"
+    );
+
+    let (ok, out) = publish(&path("bad.json"), &[]);
+    assert!(!ok && out.contains("refusing to publish"), "{out}");
+    let (ok, out) = publish(&path("bad.json"), &["--events", &path("ev.jsonl")]);
+    assert!(!ok && out.contains("refusing to publish") && out.contains("both evaluated"), "{out}");
+    let (ok, out) = publish(&path("bad.json"), &["--force"]);
+    assert!(ok, "{out}");
+    assert_eq!(version_in_decisions(Some("purchase-flipped".into())).await.as_deref(), Some("purchase-flipped"));
+
+    let (ok, out) = train(&["rollback", "--redis-url", &url, "purchase"]);
+    assert!(ok && out.contains(&good_version), "{out}");
+    assert_eq!(version_in_decisions(Some(good_version.clone())).await, Some(good_version));
+    let (ok, out) = train(&["rollback", "--redis-url", &url, "purchase"]);
+    assert!(!ok && out.contains("no earlier version"), "{out}");
+    // A model fitted on another holdout cannot be compared from stored metrics alone.
+    let (ok, out) = fit("1.0", "2026-04-20", "other.json");
+    assert!(ok, "{out}");
+    let (ok, out) = publish(&path("other.json"), &[]);
+    assert!(!ok && out.contains("not evaluated on the same holdout"), "{out}");
+}
