@@ -112,6 +112,9 @@ enum Command {
         out: PathBuf,
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write each row's cross-validation fold (CSV: row,fold) for outside comparison.
+        #[arg(long)]
+        folds_out: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         max_bad_rows: usize,
     },
@@ -271,6 +274,7 @@ fn fit_table(
     name: &str,
     out: &Path,
     report_path: Option<&Path>,
+    folds_out: Option<&Path>,
     max_bad_rows: usize,
 ) -> anyhow::Result<()> {
     let filter = filter
@@ -292,6 +296,16 @@ fn fit_table(
         metrics.push(("cv_auc".to_string(), train::mean(&r.fold_aucs)));
         metrics.push(("cv_auc_std".to_string(), train::std_dev(&r.fold_aucs)));
         metrics.extend(r.oof.metrics("cv_oof_"));
+        metrics.push(("cv_oof_mean_predicted".to_string(), r.oof_mean_predicted));
+        println!("out-of-fold mean predicted {:.5} vs observed rate {:.5}", r.oof_mean_predicted, r.oof.base_rate);
+        if let Some(p) = folds_out {
+            let mut w = csv::Writer::from_path(p)?;
+            w.write_record(["row", "fold"])?;
+            for (i, f) in r.folds.iter().enumerate() {
+                w.write_record([i.to_string(), f.to_string()])?;
+            }
+            w.flush()?;
+        }
         println!("cv_auc {:.4} ± {:.4}", train::mean(&r.fold_aucs), train::std_dev(&r.fold_aucs));
         shown = Some((r.oof, "out-of-fold predictions"));
     }
@@ -472,19 +486,22 @@ async fn main() -> anyhow::Result<()> {
                 max_bad_rows,
             )?
         }
-        Command::FitTable { csv, label, drop, filter, cv, c, seed, name, out, report, max_bad_rows } => fit_table(
-            &csv,
-            &label,
-            &drop,
-            filter.as_deref(),
-            cv,
-            c,
-            seed,
-            &name,
-            &out,
-            report.as_deref(),
-            max_bad_rows,
-        )?,
+        Command::FitTable { csv, label, drop, filter, cv, c, seed, name, out, report, folds_out, max_bad_rows } => {
+            fit_table(
+                &csv,
+                &label,
+                &drop,
+                filter.as_deref(),
+                cv,
+                c,
+                seed,
+                &name,
+                &out,
+                report.as_deref(),
+                folds_out.as_deref(),
+                max_bad_rows,
+            )?
+        }
         Command::Publish { store, model, events, force } => publish(&store, &model, events.as_deref(), force).await?,
         Command::Rollback { store, name } => {
             let s = open_store(&store).await?;

@@ -57,7 +57,10 @@ pub fn stratified_folds(y: &[bool], k: usize, seed: u64) -> Vec<usize> {
 }
 
 pub struct CvResult {
+    /// The fold of each row.
+    pub folds: Vec<usize>,
     pub fold_aucs: Vec<f64>,
+    pub oof_mean_predicted: f64,
     /// Out-of-fold predictions for every row.
     pub oof: Evaluation,
 }
@@ -86,7 +89,7 @@ pub fn cross_validate(x: &Array2<f64>, y: &[bool], k: usize, params: &Irls, seed
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(CvResult { fold_aucs, oof: evaluate(&oof, y) })
+    Ok(CvResult { oof_mean_predicted: mean(&oof), folds, fold_aucs, oof: evaluate(&oof, y) })
 }
 
 pub struct Fitted {
