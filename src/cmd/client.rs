@@ -100,6 +100,17 @@ pub fn print_decision(d: &pb::DecideResponse) {
         if d.degraded { " DEGRADED" } else { "" },
         d.config_version
     );
+    if !d.segments.is_empty() {
+        println!("  segments {}", d.segments.join(", "));
+    }
+    if let Some(c) = d.explanation.first() {
+        let mut user_scores: Vec<String> =
+            ["churn", "purchase"].iter().filter_map(|k| c.scores.get(*k).map(|v| format!("{k} {v:.3}"))).collect();
+        user_scores.sort();
+        if !user_scores.is_empty() {
+            println!("  scores {}", user_scores.join(", "));
+        }
+    }
     if d.offers.is_empty() {
         println!("  (no offer)");
     }

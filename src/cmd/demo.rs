@@ -33,13 +33,36 @@ pub struct Args {
 }
 
 const EXAMPLE: &str = include_str!("../../examples/touchpoint.toml");
+/// Churn and purchase models trained by `touchpoint-train` on simulated journeys (README,
+/// "The demo's models"), embedded so the demo runs from any directory.
+const MODELS: [(&str, &str); 2] = [
+    ("churn", include_str!("../../examples/models/churn.json")),
+    ("purchase", include_str!("../../examples/models/purchase.json")),
+];
+
+/// The example config plus the embedded models, written where the config can name them.
+fn demo_config(vars: Vec<(String, String)>) -> anyhow::Result<Config> {
+    let dir = std::env::temp_dir().join(format!("touchpoint-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut src = EXAMPLE.to_string();
+    src.push_str("\n[models]\n");
+    for (name, json) in MODELS {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, json)?;
+        src.push_str(&format!("{name} = {:?}\n", path.display().to_string()));
+    }
+    let config = Config::from_toml(&src, "examples/touchpoint.toml", vars)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(config)
+}
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
     vars.push(("TOUCHPOINT_REDIS_URL".into(), "memory://".into()));
     vars.push(("TOUCHPOINT_SERVER_LISTEN".into(), args.listen.clone()));
     vars.push(("TOUCHPOINT_SERVER_METRICS_LISTEN".into(), args.metrics_listen.clone()));
-    let config = Config::from_toml(EXAMPLE, "examples/touchpoint.toml", vars)?;
+    let config = demo_config(vars)?;
+    let versions = config.policy.models.versions();
     let server = config.file.server.clone();
     let store = touchpoint::store::open(&config.file.redis).await?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
@@ -65,6 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         t.elapsed(),
         args.seed
     );
+    println!("models: {versions:?} (churn and purchase propensity, logistic regression)");
     let stages: Vec<String> = engine.snapshot().config.policy.journey.stages().to_vec();
     for s in &stages {
         println!("  {:<14} {:>6} users", s, by_stage.get(s).map_or(0, Vec::len));
