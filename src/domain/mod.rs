@@ -13,6 +13,7 @@ pub mod offer;
 pub mod policy;
 pub mod profile;
 pub mod rules;
+pub mod stats;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
