@@ -5,6 +5,7 @@
 pub mod contact;
 pub mod decision;
 pub mod event;
+pub mod experiment;
 pub mod features;
 pub mod journey;
 pub mod limits;
