@@ -1,6 +1,7 @@
 //! Configuration: defaults in code, one TOML file, environment overrides for scalar settings,
 //! and validation that names the entry (and its line) at fault.
 use crate::domain::contact::Limit;
+use crate::domain::experiment::{Experiment, GLOBAL_HOLDOUT, GlobalHoldout, Overrides, Variant};
 use crate::domain::journey::{JourneyDef, Trigger};
 use crate::domain::limits::{MAX_LIMIT, check_name};
 use crate::domain::model::{BoundModel, ModelArtifact};
@@ -191,6 +192,84 @@ pub struct FallbackConfig {
     pub offers: Vec<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantConfig {
+    pub name: String,
+    #[serde(default = "one_f")]
+    pub weight: f64,
+    /// A CEL priority expression for this variant's decisions.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Model artifact files (relative to the config file) replacing the configured ones.
+    #[serde(default)]
+    pub churn_model: Option<String>,
+    #[serde(default)]
+    pub purchase_model: Option<String>,
+    /// Only these offers are candidates.
+    #[serde(default)]
+    pub offers: Option<Vec<String>>,
+    /// none | epsilon_greedy (with `epsilon`), overriding decisions.exploration.
+    #[serde(default)]
+    pub exploration: Option<String>,
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// No offers for this variant's users (control of "contact or not").
+    #[serde(default)]
+    pub holdout: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub id: String,
+    /// Hash salt of the variant assignment; default: the id. Change it to re-randomise.
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// Experiments in one layer get disjoint traffic; default: a layer of its own.
+    #[serde(default)]
+    pub layer: Option<String>,
+    /// Where in the layer the experiment's slice starts, and its share of the layer.
+    #[serde(default)]
+    pub offset: f64,
+    #[serde(default = "one_f")]
+    pub allocation: f64,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub end: Option<String>,
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// CEL rule: only users for whom it holds enter the experiment.
+    #[serde(default)]
+    pub targeting: Option<String>,
+    /// The variant others are compared with; default: the first.
+    #[serde(default)]
+    pub control: Option<String>,
+    #[serde(default = "fourteen")]
+    pub attribution_days: f64,
+    pub variants: Vec<VariantConfig>,
+}
+
+fn fourteen() -> f64 {
+    14.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldoutConfig {
+    /// Share of all users who never receive offers (0 disables).
+    pub share: f64,
+    #[serde(default = "holdout_salt")]
+    pub salt: String,
+    #[serde(default = "fourteen")]
+    pub attribution_days: f64,
+}
+
+fn holdout_salt() -> String {
+    "global".into()
+}
+
 /// Model artifact files, relative to the config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -267,6 +346,10 @@ pub struct FileConfig {
     pub contact_policy: Vec<ContactPolicyConfig>,
     pub fallbacks: Vec<FallbackConfig>,
     pub models: ModelsConfig,
+    pub experiments: Vec<ExperimentConfig>,
+    pub holdout: Option<HoldoutConfig>,
+    /// Event types that count as a visit in experiment results.
+    pub visit_events: Vec<String>,
 }
 
 /// A validated configuration with its derived domain objects.
@@ -407,7 +490,7 @@ impl Config {
             hasher.update(format!("model {name}={version}").as_bytes());
         }
         let version = hex::encode(&hasher.finalize()[..6]);
-        validate(file, models, version).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
+        validate(file, models, version, base).map_err(|(entry, message)| err(locate(src, &entry), &entry, message))
     }
 }
 
@@ -459,7 +542,7 @@ fn limit(entry: &str, l: &LimitConfig) -> Result<Limit, Invalid> {
     Ok(Limit { max: l.max, window_ms: days_ms(l.days) })
 }
 
-fn validate(file: FileConfig, models: Models, version: String) -> Result<Config, Invalid> {
+fn validate(file: FileConfig, models: Models, version: String, base: &Path) -> Result<Config, Invalid> {
     let bad = |entry: &str, msg: &str| Err((entry.to_string(), msg.to_string()));
     if file.server.listen.parse::<std::net::SocketAddr>().is_err() {
         return bad("server.listen", "must be an address such as 127.0.0.1:50051");
@@ -706,6 +789,18 @@ fn validate(file: FileConfig, models: Models, version: String) -> Result<Config,
         return Err((format!("models.response.{o}"), format!("unknown offer {o:?}")));
     }
 
+    let experiments = validate_experiments(&file, &catalogue, &j.stages, base)?;
+    let holdout = match &file.holdout {
+        None => None,
+        Some(h) if !(0.0..1.0).contains(&h.share) => return bad("holdout.share", "must be within 0..1"),
+        Some(h) if h.share == 0.0 => None,
+        Some(h) => {
+            Some(GlobalHoldout { salt: h.salt.clone(), share: h.share, attribution_ms: days_ms(h.attribution_days) })
+        }
+    };
+    for (i, t) in file.visit_events.iter().enumerate() {
+        check_name(&format!("visit_events[{i}]"), t, 64).map_err(|e| (e.field, e.message))?;
+    }
     let policy = Policy {
         journey,
         catalogue,
@@ -718,8 +813,142 @@ fn validate(file: FileConfig, models: Models, version: String) -> Result<Config,
         fallbacks,
         channels: d.channels.clone(),
         default_limit: d.default_limit,
+        experiments,
+        holdout,
+        visit_events: if file.visit_events.is_empty() { vec!["page_view".into()] } else { file.visit_events.clone() },
     };
     Ok(Config { file, policy: Arc::new(policy), version })
+}
+
+/// An id usable in store fields: letters, digits, `_`, `-`, `.` (no `|` or `:`).
+fn check_experiment_name(field: &str, value: &str) -> Result<(), Invalid> {
+    if value.is_empty()
+        || value.len() > 64
+        || !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err((field.to_string(), format!("{value:?} must be 1-64 letters, digits, _ - or .")));
+    }
+    Ok(())
+}
+
+fn validate_experiments(
+    file: &FileConfig,
+    catalogue: &Catalogue,
+    stages: &[String],
+    base: &Path,
+) -> Result<Vec<Experiment>, Invalid> {
+    let _ = stages;
+    let mut out: Vec<Experiment> = Vec::new();
+    for (i, e) in file.experiments.iter().enumerate() {
+        let entry = format!("experiments[{i}]");
+        let f = |name: &str| format!("{entry}.{name}");
+        check_experiment_name(&f("id"), &e.id)?;
+        if e.id == GLOBAL_HOLDOUT || out.iter().any(|x| x.id == e.id) {
+            return Err((f("id"), format!("experiment id {:?} is taken", e.id)));
+        }
+        let layer = e.layer.clone().unwrap_or_else(|| e.id.clone());
+        check_experiment_name(&f("layer"), &layer)?;
+        if !(e.offset >= 0.0 && e.allocation > 0.0 && e.offset + e.allocation <= 1.0 + 1e-12) {
+            return Err((f("allocation"), "offset >= 0, allocation > 0 and offset + allocation <= 1".into()));
+        }
+        let start = parse_time(e.start.as_deref()).map_err(|m| (f("start"), m))?;
+        let end = parse_time(e.end.as_deref()).map_err(|m| (f("end"), m))?;
+        if let Some(c) = e.channels.iter().find(|c| !file.decisions.channels.contains(c)) {
+            return Err((f("channels"), format!("unknown channel {c:?}")));
+        }
+        let targeting = e
+            .targeting
+            .as_deref()
+            .map(|src| Rule::compile(src, Expect::Bool, false))
+            .transpose()
+            .map_err(|m| (f("targeting"), format!("experiment {:?}: {m}", e.id)))?;
+        if e.variants.len() < 2 {
+            return Err((f("variants"), format!("experiment {:?} needs at least two variants", e.id)));
+        }
+        let mut variants = Vec::new();
+        for (k, v) in e.variants.iter().enumerate() {
+            let vf = |name: &str| format!("{entry}.variants[{k}].{name}");
+            check_experiment_name(&vf("name"), &v.name)?;
+            if variants.iter().any(|x: &Variant| x.name == v.name) {
+                return Err((vf("name"), format!("variant {:?} is listed twice", v.name)));
+            }
+            if !(v.weight > 0.0 && v.weight.is_finite()) {
+                return Err((vf("weight"), "must be positive".into()));
+            }
+            let priority = v
+                .priority
+                .as_deref()
+                .map(|src| Rule::compile(src, Expect::Number, true))
+                .transpose()
+                .map_err(|m| (vf("priority"), m))?;
+            let model = |name: &str, p: &Option<String>| p.as_ref().map(|p| read_model(&vf(name), p, base)).transpose();
+            let offers = match &v.offers {
+                Some(list) => {
+                    if let Some(o) = list.iter().find(|o| catalogue.get(o).is_none()) {
+                        return Err((vf("offers"), format!("unknown offer {o:?}")));
+                    }
+                    Some(list.iter().cloned().collect())
+                }
+                None => None,
+            };
+            let exploration = match (v.exploration.as_deref(), v.epsilon) {
+                (None, _) => None,
+                (Some("none"), _) => Some(Exploration::None),
+                (Some("epsilon_greedy"), eps) => {
+                    let epsilon = eps.unwrap_or(0.1);
+                    if !(0.0..=1.0).contains(&epsilon) {
+                        return Err((vf("epsilon"), "must be within 0..=1".into()));
+                    }
+                    Some(Exploration::EpsilonGreedy { epsilon })
+                }
+                (Some(other), _) => {
+                    return Err((vf("exploration"), format!("unknown policy {other:?} (none, epsilon_greedy)")));
+                }
+            };
+            let overrides = Overrides {
+                priority,
+                churn: model("churn_model", &v.churn_model)?,
+                purchase: model("purchase_model", &v.purchase_model)?,
+                offers,
+                exploration,
+                holdout: v.holdout,
+            };
+            variants.push(Variant { name: v.name.clone(), weight: v.weight, overrides });
+        }
+        let control = e.control.clone().unwrap_or_else(|| variants[0].name.clone());
+        if !variants.iter().any(|v| v.name == control) {
+            return Err((f("control"), format!("no variant named {control:?}")));
+        }
+        if !(e.attribution_days > 0.0 && e.attribution_days.is_finite()) {
+            return Err((f("attribution_days"), "must be positive".into()));
+        }
+        let exp = Experiment {
+            id: e.id.clone(),
+            salt: e.salt.clone().unwrap_or_else(|| e.id.clone()),
+            layer,
+            offset: e.offset,
+            allocation: e.allocation,
+            start,
+            end,
+            channels: e.channels.clone(),
+            targeting,
+            variants,
+            control,
+            attribution_ms: days_ms(e.attribution_days),
+        };
+        let (from, to) = exp.slice();
+        if let Some(other) = out.iter().find(|o| o.layer == exp.layer && o.slice().0 < to && from < o.slice().1) {
+            return Err((
+                f("offset"),
+                format!(
+                    "overlaps experiment {:?} in layer {:?}: one layer's experiments need disjoint slices",
+                    other.id, exp.layer
+                ),
+            ));
+        }
+        out.push(exp);
+    }
+    Ok(out)
 }
 
 fn parse_time(s: Option<&str>) -> Result<Option<Millis>, String> {

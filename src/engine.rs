@@ -8,11 +8,12 @@ use crate::config::{Config, ConfigError};
 use crate::domain::Millis;
 use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
+use crate::domain::experiment::{Assignment, ExperimentReport, GLOBAL_HOLDOUT, Happening};
 use crate::domain::limits::{FieldError, MAX_ATTRIBUTES_PER_PROFILE};
 use crate::domain::model::{BoundModel, ModelArtifact};
 use crate::domain::policy::Policy;
 use crate::domain::profile::{AttrValue, Transition, UserState};
-use crate::store::{OutcomeLink, Store, StoreError, UserWrite, new_version};
+use crate::store::{Attribution, OutcomeLink, Store, StoreError, UserWrite, new_version};
 use arc_swap::ArcSwap;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -309,7 +310,7 @@ impl Engine {
                 lapsed: outcome.lapsed,
                 segments: outcome.segments,
                 config_version: snap.config.version.clone(),
-                model_versions: policy.models.versions(),
+                model_versions: outcome.model_versions,
                 features: DecisionRecord::features_by_name(&outcome.features),
                 scores: outcome.scores,
                 degraded: false,
@@ -319,6 +320,11 @@ impl Engine {
                 suppression: outcome.suppression,
                 state,
                 contacts: loaded.contacts,
+                assignments: outcome
+                    .assignments
+                    .iter()
+                    .filter_map(|a| Some((a.experiment_id.clone(), a.variant.clone()?)))
+                    .collect(),
             };
             if self.store.log_decision(&record, &guard).await? {
                 return Ok(Self::decision_view(policy, record, query.explain, None));
@@ -387,8 +393,43 @@ impl Engine {
             candidates: vec![],
             state: UserState::default(),
             contacts: Default::default(),
+            assignments: BTreeMap::new(),
         };
         Self::decision_view(policy, record, query.explain, Some(reason))
+    }
+
+    /// A user's assignment in every experiment (or one), with the reasons.
+    pub async fn get_assignment(&self, user: &str, experiment: Option<&str>) -> Result<Vec<Assignment>, Error> {
+        let snap = self.snapshot();
+        let policy = &snap.config.policy;
+        if let Some(e) = experiment
+            && e != GLOBAL_HOLDOUT
+            && !policy.experiments.iter().any(|x| x.id == e)
+        {
+            return Err(Error::NotFound(format!("no experiment {e:?}")));
+        }
+        let loaded = self.store.load_user(user, &[], None).await?;
+        let all = decision::assignments(policy, user, &loaded.state, now_ms());
+        Ok(all.into_iter().filter(|a| experiment.is_none_or(|e| a.experiment_id == e)).collect())
+    }
+
+    /// Per-variant exposure, visits, conversions, revenue, lifts and the SRM check.
+    pub async fn experiment_results(&self, id: &str) -> Result<ExperimentReport, Error> {
+        let snap = self.snapshot();
+        let policy = &snap.config.policy;
+        let (control, weights): (String, Vec<(String, f64)>) = if id == GLOBAL_HOLDOUT {
+            let h = policy.holdout.as_ref().ok_or_else(|| Error::NotFound("no global holdout is configured".into()))?;
+            ("holdout".into(), vec![("holdout".into(), h.share), ("treated".into(), 1.0 - h.share)])
+        } else {
+            let e = policy
+                .experiments
+                .iter()
+                .find(|e| e.id == id)
+                .ok_or_else(|| Error::NotFound(format!("no experiment {id:?}")))?;
+            (e.control.clone(), e.variants.iter().map(|v| (v.name.clone(), v.weight)).collect())
+        };
+        let counters = self.store.experiment_counters(id).await?;
+        Ok(crate::domain::experiment::report(id, &control, &weights, &counters))
     }
 
     /// Finds a logged decision by id (scans the decision log: an offline tool, not a hot path).
@@ -448,9 +489,11 @@ impl Engine {
                 summary.duplicates += 1;
             }
         }
-        let journey = &snap.config.policy.journey;
+        let policy = &snap.config.policy;
+        let windows = policy.attribution_windows();
+        let windows = &windows;
         let mut results = futures::stream::iter(by_user)
-            .map(|(user, evs)| async move { self.apply_user_events(journey, &user, evs).await })
+            .map(|(user, evs)| async move { self.apply_user_events(policy, windows, &user, evs).await })
             .buffer_unordered(WRITE_CONCURRENCY);
         let mut first_error = None;
         while let Some(r) = results.next().await {
@@ -472,10 +515,12 @@ impl Engine {
 
     async fn apply_user_events(
         &self,
-        journey: &crate::domain::journey::JourneyDef,
+        policy: &Policy,
+        windows: &[(String, Millis)],
         user: &str,
         events: Vec<Event>,
     ) -> Result<(u32, u32), Error> {
+        let journey = &policy.journey;
         let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
         let _turn = self.lock_user(user).await;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
@@ -492,12 +537,26 @@ impl Engine {
             let mut state = loaded.state;
             let transitions: Vec<Transition> = journey.apply_events(&mut state, &fresh);
             let applied: Vec<Event> = fresh.iter().map(|e| (*e).clone()).collect();
+            // Visits and purchases among the new events count for the user's experiments.
+            let happenings: Vec<Happening> = applied
+                .iter()
+                .filter_map(|e| {
+                    if e.event_type == journey.purchase_event {
+                        Some(Happening::Conversion { at: e.timestamp, value: e.value })
+                    } else if policy.visit_events.contains(&e.event_type) {
+                        Some(Happening::Visit { at: e.timestamp })
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             let write = UserWrite {
                 state: &state,
                 new_transitions: &transitions,
                 events: &applied,
                 now: now_ms(),
                 new_version: new_version(),
+                attribution: Attribution { windows, happenings: &happenings },
             };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok((applied.len() as u32, duplicates));
@@ -510,7 +569,8 @@ impl Engine {
     /// Returns false when the same outcome was already recorded (a retry): acknowledged, not
     /// appended again.
     pub async fn record_outcome(&self, record: OutcomeRecord) -> Result<bool, Error> {
-        match self.store.log_outcome(&record).await? {
+        let windows = self.snapshot().config.policy.attribution_windows();
+        match self.store.log_outcome(&record, &windows).await? {
             OutcomeLink::Linked => Ok(true),
             OutcomeLink::Duplicate => Ok(false),
             OutcomeLink::UnknownDecision => Err(Error::NotFound(format!(
@@ -588,6 +648,7 @@ impl Engine {
                 events: &[],
                 now: now_ms(),
                 new_version: new_version(),
+                attribution: Attribution::default(),
             };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok(self.view(user, state));

@@ -3,6 +3,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod grpc;
+pub mod replay;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

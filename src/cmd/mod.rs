@@ -7,8 +7,10 @@ use std::sync::Arc;
 use touchpoint::config::{Config, EXIT_BAD_CONFIG};
 use touchpoint::engine::Engine;
 
+pub mod bench;
 pub mod client;
 pub mod demo;
+pub mod experiments;
 pub mod serve;
 
 #[derive(Parser)]
@@ -40,6 +42,10 @@ enum Command {
     Demo(demo::Args),
     /// Call a running server.
     Client(client::Args),
+    /// Experiment results, and the Hillstrom replay.
+    Experiments(experiments::Args),
+    /// Load generator: Decide end to end vs a bare tonic server, side by side.
+    Bench(bench::Args),
     /// Re-run a logged decision under the current config and models and show what differs
     /// (exit code 3 when the decision would now differ).
     Replay {
@@ -147,5 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Client(args) => client::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Experiments(args) => experiments::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }

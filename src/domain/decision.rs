@@ -2,7 +2,9 @@
 //! reason each was kept or dropped, arbitration with exact selection probabilities, and the
 //! record that is logged (enough to replay the decision later).
 use super::contact::{ContactGuard, ContactState};
+use super::experiment::{Assignment, GLOBAL_HOLDOUT, Overrides};
 use super::features::{FEATURE_NAMES, Features, features};
+use super::model::BoundModel;
 use super::policy::{Exploration, Policy, Priority};
 use super::profile::{AttrValue, UserState};
 use super::rules::{self, map};
@@ -11,7 +13,8 @@ use cel::Value;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A validated `Decide` request.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +72,10 @@ pub struct DecisionOutcome {
     pub chosen: Vec<Chosen>,
     /// Why the user gets nothing, when they get nothing.
     pub suppression: Option<String>,
+    /// The experiments (and global holdout) this decision is in.
+    pub assignments: Vec<Assignment>,
+    /// The models that scored this decision (variants may swap them).
+    pub model_versions: BTreeMap<String, String>,
 }
 
 fn days(ms: Millis) -> String {
@@ -123,6 +130,72 @@ pub const RESERVED_PROFILE_NAMES: [&str; 7] = [
     "days_since_last_purchase",
 ];
 
+/// Every experiment's assignment for a user (in config order, then the global holdout), in
+/// the scope of a decision (targeting rules read it).
+pub fn assign_all(
+    policy: &Policy,
+    user: &str,
+    channel: Option<&str>,
+    ctx: &cel::Context,
+    now: Millis,
+) -> Vec<Assignment> {
+    let mut out: Vec<Assignment> =
+        policy.experiments.iter().map(|e| e.assign(user, channel, now, |rule| rule.eval_bool(ctx))).collect();
+    if let Some(h) = &policy.holdout {
+        out.push(h.assign(user));
+    }
+    out
+}
+
+/// The variables of a user's rule scope.
+fn scope_vars(
+    policy: &Policy,
+    state: &UserState,
+    context: &BTreeMap<String, AttrValue>,
+    scores: Value,
+    now: Millis,
+) -> Vec<(&'static str, Value)> {
+    let journey = &policy.journey;
+    vec![
+        ("profile", profile_value(state, now)),
+        ("context", context_value(context)),
+        ("scores", scores),
+        ("stage", rules::string(journey.stage_of(state))),
+        ("lapsed", Value::Bool(journey.is_lapsed(state, now))),
+        ("now", Value::Timestamp(chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().fixed_offset())),
+    ]
+}
+
+fn scores_of(
+    churn: Option<&Arc<BoundModel>>,
+    purchase: Option<&Arc<BoundModel>>,
+    x: &Features,
+) -> BTreeMap<String, f64> {
+    let mut scores = BTreeMap::new();
+    if let Some(m) = churn {
+        scores.insert("churn".to_string(), m.score(x));
+    }
+    if let Some(m) = purchase {
+        scores.insert("purchase".to_string(), m.score(x));
+    }
+    scores
+}
+
+fn score_value(scores: &BTreeMap<String, f64>, response: Option<f64>) -> Value {
+    map(scores
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::Float(*v)))
+        .chain(response.map(|r| ("response".to_string(), Value::Float(r)))))
+}
+
+/// The user's assignments in every experiment, with reasons (for `GetAssignment`).
+pub fn assignments(policy: &Policy, user: &str, state: &UserState, now: Millis) -> Vec<Assignment> {
+    let x = features(state, &policy.journey, now);
+    let scores = scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x);
+    let vars = scope_vars(policy, state, &BTreeMap::new(), score_value(&scores, None), now);
+    rules::with_scope(vars, |ctx| assign_all(policy, user, None, ctx, now))
+}
+
 pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
     let q = input.query;
     let now = input.now;
@@ -130,28 +203,8 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
     let stage = journey.stage_of(input.state).to_string();
     let lapsed = journey.is_lapsed(input.state, now);
     let x = features(input.state, journey, now);
-    let m = &policy.models;
-    let mut scores = BTreeMap::new();
-    if let Some(model) = &m.churn {
-        scores.insert("churn".to_string(), model.score(&x));
-    }
-    if let Some(model) = &m.purchase {
-        scores.insert("purchase".to_string(), model.score(&x));
-    }
-    let score_map = |extra: Option<f64>| {
-        map(scores
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::Float(*v)))
-            .chain(extra.map(|r| ("response".to_string(), Value::Float(r)))))
-    };
-    let vars = vec![
-        ("profile", profile_value(input.state, now)),
-        ("context", context_value(&q.context)),
-        ("scores", score_map(None)),
-        ("stage", rules::string(&stage)),
-        ("lapsed", Value::Bool(lapsed)),
-        ("now", Value::Timestamp(chrono::DateTime::from_timestamp_millis(now).unwrap_or_default().fixed_offset())),
-    ];
+    let default_scores = scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x);
+    let vars = scope_vars(policy, input.state, &q.context, score_value(&default_scores, None), now);
 
     let channel_limit = policy.contact_limits.get(&q.channel).and_then(|limits| {
         limits.iter().find(|l| input.contacts.channel_contacts(&q.channel, now - l.window_ms) >= l.max as usize).map(
@@ -159,7 +212,66 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
         )
     });
 
-    rules::with_scope(vars, |ctx| {
+    rules::with_scope(vars, |base| {
+        // Experiments first: their variants may change models, priority, offers, exploration.
+        let assignments: Vec<Assignment> = assign_all(policy, &q.user_id, Some(&q.channel), base, now)
+            .into_iter()
+            .filter(|a| a.variant.is_some())
+            .collect();
+        let mut ov = Overrides::default();
+        let mut held_out: Option<String> = None;
+        let mut offer_sets: Vec<(&BTreeSet<String>, String)> = Vec::new();
+        for a in &assignments {
+            let variant = a.variant.as_deref().unwrap_or_default();
+            if a.experiment_id == GLOBAL_HOLDOUT {
+                if variant == "holdout" {
+                    held_out = Some("global holdout".to_string());
+                }
+                continue;
+            }
+            let Some(v) = policy
+                .experiments
+                .iter()
+                .find(|e| e.id == a.experiment_id)
+                .and_then(|e| e.variants.iter().find(|v| v.name == variant))
+            else {
+                continue;
+            };
+            let o = &v.overrides;
+            if o.holdout {
+                held_out = Some(format!("holdout: experiment {} variant {variant}", a.experiment_id));
+            }
+            ov.priority = o.priority.clone().or(ov.priority);
+            ov.churn = o.churn.clone().or(ov.churn);
+            ov.purchase = o.purchase.clone().or(ov.purchase);
+            ov.exploration = o.exploration.or(ov.exploration);
+            if let Some(set) = &o.offers {
+                offer_sets
+                    .push((set, format!("not in the offer set of experiment {} variant {variant}", a.experiment_id)));
+            }
+        }
+        let churn = ov.churn.as_ref().or(policy.models.churn.as_ref());
+        let purchase = ov.purchase.as_ref().or(policy.models.purchase.as_ref());
+        let models_changed = ov.churn.is_some() || ov.purchase.is_some();
+        let scores = if models_changed { scores_of(churn, purchase, &x) } else { default_scores.clone() };
+        let mut model_versions = policy.models.versions();
+        for (name, m) in [("churn", churn), ("purchase", purchase)] {
+            if let Some(m) = m {
+                model_versions.insert(name.to_string(), m.version().to_string());
+            }
+        }
+        let mut child;
+        let ctx: &cel::Context = if models_changed {
+            child = base.new_inner_scope();
+            child.add_variable_from_value("scores", score_value(&scores, None));
+            &child
+        } else {
+            base
+        };
+        let priority = ov.priority.clone().map(Priority::Rule).unwrap_or_else(|| policy.priority.clone());
+        let exploration = ov.exploration.unwrap_or(policy.exploration);
+        let m = &policy.models;
+
         let segments: Vec<String> =
             policy.segments.iter().filter(|s| s.rule.eval_bool(ctx) == Ok(true)).map(|s| s.id.clone()).collect();
 
@@ -177,7 +289,9 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                 let cooling = |marks: &BTreeMap<String, Millis>, ms: Millis| {
                     ms > 0 && marks.get(&offer.id).is_some_and(|t| now < t + ms)
                 };
-                cand.dropped = if !offer.channels.contains(&q.channel) {
+                cand.dropped = if let Some(h) = &held_out {
+                    Some(h.clone())
+                } else if !offer.channels.contains(&q.channel) {
                     Some("wrong channel".to_string())
                 } else if !q.placement.is_empty()
                     && !offer.placements.is_empty()
@@ -186,6 +300,8 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                     Some("wrong placement".into())
                 } else if !offer.in_window(now) {
                     Some("outside its validity window".into())
+                } else if let Some((_, why)) = offer_sets.iter().find(|(set, _)| !set.contains(&offer.id)) {
+                    Some(why.clone())
                 } else if let Some(reason) = &channel_limit {
                     Some(reason.clone())
                 } else if cooling(&input.contacts.dismissed, rules.cooldown_after_dismiss_ms) {
@@ -201,9 +317,10 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                 if cand.dropped.is_some() {
                     return cand;
                 }
-                let needs_scope = rules.eligibility.is_some() || matches!(policy.priority, Priority::Rule(_));
+                let needs_scope = rules.eligibility.is_some() || matches!(priority, Priority::Rule(_));
+                let purchase_score = scores.get("purchase").copied();
                 let outcome = if needs_scope {
-                    rules::with_offer(ctx, &rules.value, response.map(|r| score_map(Some(r))), |scope| {
+                    rules::with_offer(ctx, &rules.value, response.map(|r| score_value(&scores, Some(r))), |scope| {
                         let eligible = match &rules.eligibility {
                             None => Ok(()),
                             Some(rule) => match rule.eval_bool(scope) {
@@ -212,15 +329,15 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                                 Err(e) => Err(format!("eligibility rule could not be evaluated: {e}")),
                             },
                         };
-                        eligible.and_then(|()| match &policy.priority {
+                        eligible.and_then(|()| match &priority {
                             Priority::Rule(rule) => {
                                 rule.eval_number(scope).map_err(|e| format!("priority could not be evaluated: {e}"))
                             }
-                            Priority::Default => Ok(default_priority(offer, response, scores.get("purchase").copied())),
+                            Priority::Default => Ok(default_priority(offer, response, purchase_score)),
                         })
                     })
                 } else {
-                    Ok(default_priority(offer, response, scores.get("purchase").copied()))
+                    Ok(default_priority(offer, response, purchase_score))
                 };
                 match outcome {
                     Ok(score) => cand.score = score,
@@ -239,7 +356,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                 .then_with(|| a.offer_id.cmp(&b.offer_id))
         });
         let kept = candidates.iter().take_while(|c| c.dropped.is_none()).count();
-        let picks = arbitrate(kept, q.limit, policy.exploration, input.seed);
+        let picks = arbitrate(kept, q.limit, exploration, input.seed);
         let chosen: Vec<Chosen> = picks
             .iter()
             .map(|&(i, p)| Chosen {
@@ -254,17 +371,20 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> DecisionOutcome {
                 c.dropped = Some("ranked below the limit".into());
             }
         }
-        let suppression =
-            chosen.is_empty().then(|| channel_limit.clone().unwrap_or_else(|| "no eligible offer".into()));
+        let suppression = chosen
+            .is_empty()
+            .then(|| held_out.clone().or_else(|| channel_limit.clone()).unwrap_or_else(|| "no eligible offer".into()));
         DecisionOutcome {
             stage: stage.clone(),
             lapsed,
             segments,
             features: x,
-            scores: scores.clone(),
+            scores,
             candidates,
             chosen,
             suppression,
+            assignments,
+            model_versions,
         }
     })
 }
@@ -359,6 +479,9 @@ pub struct DecisionRecord {
     pub state: UserState,
     #[serde(default)]
     pub contacts: ContactState,
+    /// Experiment id -> variant, for the experiments this decision is in.
+    #[serde(default)]
+    pub assignments: BTreeMap<String, String>,
 }
 
 impl DecisionRecord {
@@ -700,6 +823,7 @@ limits = [{{ max = 1, days = 3 }}]
             suppression: o.suppression.clone(),
             state,
             contacts,
+            assignments: Default::default(),
         };
         let json = serde_json::to_string(&record).unwrap();
         let back: DecisionRecord = serde_json::from_str(&json).unwrap();

@@ -16,7 +16,7 @@ use super::policy::Exploration;
 use super::rules::Rule;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub const BUCKETS: u64 = 10_000;
@@ -345,5 +345,167 @@ mod tests {
         attribute(&mut x, &mut c, 50, Happening::Conversion { at: 150, value: 2.0 });
         attribute(&mut x, &mut c, 50, Happening::Conversion { at: 151, value: 100.0 });
         assert_eq!((c.visitors, c.converters, c.revenue, c.revenue_sq), (1, 1, 5.0, 25.0));
+    }
+}
+
+/// One variant's results against the control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub variant: String,
+    pub is_control: bool,
+    /// The share of traffic the weights ask for.
+    pub expected_share: f64,
+    pub counters: VariantCounters,
+    pub visit_rate: f64,
+    pub conversion_rate: f64,
+    pub revenue_per_user: f64,
+    /// Against the control (None for the control, or when undefined, e.g. a zero rate).
+    pub visit: Option<super::stats::Comparison>,
+    pub conversion: Option<super::stats::Comparison>,
+    pub revenue: Option<super::stats::Comparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentReport {
+    pub experiment_id: String,
+    pub control: String,
+    pub variants: Vec<VariantResult>,
+    pub srm_chi_square: Option<f64>,
+    pub srm_p_value: Option<f64>,
+    /// Sample-ratio mismatch below p = 0.001: the split is broken, do not trust the lifts.
+    pub srm_alarm: bool,
+}
+
+/// Rates, lifts with 95% intervals and p-values (two-proportion z-tests for visit and
+/// conversion rates, Welch's t-test for revenue per exposed user), and the SRM check.
+pub fn report(
+    experiment_id: &str,
+    control: &str,
+    weights: &[(String, f64)],
+    counters: &BTreeMap<String, VariantCounters>,
+) -> ExperimentReport {
+    use super::stats::{SRM_ALARM_P, Sample, srm, two_proportions, welch};
+    let get = |v: &str| counters.get(v).copied().unwrap_or_default();
+    let rate = |x: u64, n: u64| if n > 0 { x as f64 / n as f64 } else { 0.0 };
+    let c = get(control);
+    let total_weight: f64 = weights.iter().map(|(_, w)| w).sum();
+    let variants = weights
+        .iter()
+        .map(|(name, w)| {
+            let t = get(name);
+            let is_control = name == control;
+            let sample = |k: &VariantCounters| Sample::from_sums(k.revenue, k.revenue_sq, k.exposed);
+            VariantResult {
+                variant: name.clone(),
+                is_control,
+                expected_share: w / total_weight,
+                counters: t,
+                visit_rate: rate(t.visitors, t.exposed),
+                conversion_rate: rate(t.converters, t.exposed),
+                revenue_per_user: if t.exposed > 0 { t.revenue / t.exposed as f64 } else { 0.0 },
+                visit: (!is_control).then(|| two_proportions(c.visitors, c.exposed, t.visitors, t.exposed)).flatten(),
+                conversion: (!is_control)
+                    .then(|| two_proportions(c.converters, c.exposed, t.converters, t.exposed))
+                    .flatten(),
+                revenue: (!is_control).then(|| welch(sample(&c), sample(&t))).flatten(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let observed: Vec<u64> = variants.iter().map(|v| v.counters.exposed).collect();
+    let w: Vec<f64> = weights.iter().map(|(_, w)| *w).collect();
+    let s = srm(&observed, &w);
+    ExperimentReport {
+        experiment_id: experiment_id.to_string(),
+        control: control.to_string(),
+        variants,
+        srm_chi_square: s.map(|x| x.0),
+        srm_p_value: s.map(|x| x.1),
+        srm_alarm: s.is_some_and(|(_, p)| p < SRM_ALARM_P),
+    }
+}
+
+impl ExperimentReport {
+    pub fn table(&self) -> String {
+        let pct = |x: f64| format!("{:.3}%", 100.0 * x);
+        let cmp = |c: &Option<super::stats::Comparison>| match c {
+            Some(c) => {
+                // A p-value below the smallest double prints as a bound, not as 0.
+                let p = if c.p_value > 0.0 { format!("{:.2e}", c.p_value) } else { "<1e-300".into() };
+                format!("{:+.1}% [{:+.1}%, {:+.1}%] p={p}", 100.0 * c.lift, 100.0 * c.ci.0, 100.0 * c.ci.1)
+            }
+            None => "-".into(),
+        };
+        let mut out = format!("experiment {} (control {})\n", self.experiment_id, self.control);
+        out += &format!(
+            "{:<16} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}  {:<40} {:<40} {:<40}\n",
+            "variant",
+            "exposed",
+            "visitors",
+            "visit",
+            "convert",
+            "conversion",
+            "rev/user",
+            "visit lift [95% CI] p",
+            "conversion lift [95% CI] p",
+            "revenue/user lift [95% CI] p"
+        );
+        for v in &self.variants {
+            out += &format!(
+                "{:<16} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9.4}  {:<40} {:<40} {:<40}\n",
+                v.variant,
+                v.counters.exposed,
+                v.counters.visitors,
+                pct(v.visit_rate),
+                v.counters.converters,
+                pct(v.conversion_rate),
+                v.revenue_per_user,
+                cmp(&v.visit),
+                cmp(&v.conversion),
+                cmp(&v.revenue)
+            );
+        }
+        match (self.srm_chi_square, self.srm_p_value) {
+            (Some(chi), Some(p)) => {
+                out += &format!(
+                    "sample ratio: chi-square {chi:.3}, p = {p:.4}{}\n",
+                    if self.srm_alarm { "  ALARM: sample-ratio mismatch (p < 0.001)" } else { "  (no mismatch)" }
+                )
+            }
+            _ => out += "sample ratio: not enough data\n",
+        }
+        out
+    }
+
+    pub fn csv(&self) -> String {
+        let opt = |c: &Option<super::stats::Comparison>| match c {
+            Some(c) => format!("{},{},{},{}", c.lift, c.ci.0, c.ci.1, c.p_value),
+            None => ",,,".into(),
+        };
+        let mut out = String::from(
+            "experiment,variant,is_control,expected_share,exposed,visitors,visit_rate,converters,conversion_rate,revenue,revenue_per_user,visit_lift,visit_ci_low,visit_ci_high,visit_p,conversion_lift,conversion_ci_low,conversion_ci_high,conversion_p,revenue_lift,revenue_ci_low,revenue_ci_high,revenue_p,srm_chi_square,srm_p_value,srm_alarm\n",
+        );
+        for v in &self.variants {
+            out += &format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                self.experiment_id,
+                v.variant,
+                v.is_control,
+                v.expected_share,
+                v.counters.exposed,
+                v.counters.visitors,
+                v.visit_rate,
+                v.counters.converters,
+                v.conversion_rate,
+                v.counters.revenue,
+                v.revenue_per_user,
+                opt(&v.visit),
+                opt(&v.conversion),
+                opt(&v.revenue),
+                self.srm_chi_square.map(|x| x.to_string()).unwrap_or_default(),
+                self.srm_p_value.map(|x| x.to_string()).unwrap_or_default(),
+                self.srm_alarm
+            );
+        }
+        out
     }
 }

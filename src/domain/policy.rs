@@ -112,9 +112,22 @@ pub struct Policy {
     pub fallbacks: Vec<Fallback>,
     pub channels: Vec<String>,
     pub default_limit: u32,
+    pub experiments: Vec<super::experiment::Experiment>,
+    pub holdout: Option<super::experiment::GlobalHoldout>,
+    /// Event types that count as a visit for experiment results.
+    pub visit_events: Vec<String>,
 }
 
 impl Policy {
+    /// Every experiment id with its attribution window (the global holdout included).
+    pub fn attribution_windows(&self) -> Vec<(String, Millis)> {
+        let mut w: Vec<(String, Millis)> = self.experiments.iter().map(|e| (e.id.clone(), e.attribution_ms)).collect();
+        if let Some(h) = &self.holdout {
+            w.push((super::experiment::GLOBAL_HOLDOUT.to_string(), h.attribution_ms));
+        }
+        w
+    }
+
     /// The longest window any cap or contact limit looks back over.
     pub fn longest_window(&self) -> Millis {
         let caps = self.offer_rules.iter().filter_map(|r| r.cap.map(|c| c.window_ms));

@@ -3,8 +3,10 @@ use super::pb;
 use crate::domain::Millis;
 use crate::domain::decision::{DecisionQuery, OutcomeKind, OutcomeRecord};
 use crate::domain::event::Event;
+use crate::domain::experiment::{Assignment, ExperimentReport};
 use crate::domain::limits::*;
 use crate::domain::profile::{AttrValue, Transition};
+use crate::domain::stats::Comparison;
 use crate::engine::{self, Decision, ProfileView};
 use std::collections::{BTreeMap, HashMap};
 
@@ -243,9 +245,75 @@ impl From<Decision> for pb::DecideResponse {
             lapsed: r.lapsed,
             segments: r.segments,
             model_versions: r.model_versions.into_iter().collect(),
-            assignments: vec![],
+            assignments: r
+                .assignments
+                .iter()
+                .map(|(e, v)| pb::VariantAssignment { experiment_id: e.clone(), variant: v.clone() })
+                .collect(),
             config_version: r.config_version,
             explanation,
+        }
+    }
+}
+
+pub fn assignments(user_id: String, list: Vec<Assignment>) -> pb::GetAssignmentResponse {
+    pb::GetAssignmentResponse {
+        user_id,
+        assignments: list
+            .into_iter()
+            .map(|a| pb::Assignment {
+                experiment_id: a.experiment_id,
+                layer: a.layer,
+                variant: a.variant.unwrap_or_default(),
+                bucket: a.bucket as u32,
+                reason: a.reason,
+            })
+            .collect(),
+    }
+}
+
+impl From<ExperimentReport> for pb::ExperimentResults {
+    fn from(r: ExperimentReport) -> Self {
+        let cmp = |c: &Option<Comparison>| {
+            c.map_or((0.0, None, 1.0), |c| (c.lift, Some(pb::Interval { low: c.ci.0, high: c.ci.1 }), c.p_value))
+        };
+        pb::ExperimentResults {
+            experiment_id: r.experiment_id,
+            control: r.control,
+            variants: r
+                .variants
+                .iter()
+                .map(|v| {
+                    let (visit_lift, visit_lift_ci, visit_p_value) = cmp(&v.visit);
+                    let (conversion_lift, conversion_lift_ci, conversion_p_value) = cmp(&v.conversion);
+                    let (revenue_lift, revenue_lift_ci, revenue_p_value) = cmp(&v.revenue);
+                    pb::VariantResult {
+                        variant: v.variant.clone(),
+                        exposed_users: v.counters.exposed,
+                        converted_users: v.counters.converters,
+                        conversion_rate: v.conversion_rate,
+                        revenue: v.counters.revenue,
+                        revenue_per_user: v.revenue_per_user,
+                        conversion_lift,
+                        conversion_lift_ci,
+                        conversion_p_value,
+                        revenue_lift,
+                        revenue_lift_ci,
+                        revenue_p_value,
+                        is_control: v.is_control,
+                        visitors: v.counters.visitors,
+                        visit_rate: v.visit_rate,
+                        visit_lift,
+                        visit_lift_ci,
+                        visit_p_value,
+                        expected_share: v.expected_share,
+                        comparable: v.conversion.is_some() || v.visit.is_some(),
+                    }
+                })
+                .collect(),
+            srm_chi_square: r.srm_chi_square.unwrap_or(0.0),
+            srm_p_value: r.srm_p_value.unwrap_or(1.0),
+            srm_alarm: r.srm_alarm,
         }
     }
 }

@@ -26,10 +26,6 @@ impl Services {
     }
 }
 
-fn later(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not implemented yet (planned: see the project's issues)"))
-}
-
 type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -135,16 +131,30 @@ impl Profiles for Services {
 impl Experiments for Services {
     async fn get_assignment(
         &self,
-        _req: Request<pb::GetAssignmentRequest>,
+        req: Request<pb::GetAssignmentRequest>,
     ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
-        observed("GetAssignment", async { Err(later("GetAssignment (experiments)")) }).await
+        observed("GetAssignment", async {
+            let r = req.into_inner();
+            let user = convert::user_id(&r.user_id).map_err(Error::from)?;
+            let experiment = (!r.experiment_id.is_empty()).then_some(r.experiment_id.as_str());
+            let assignments = self.engine.get_assignment(&user, experiment).await?;
+            Ok(Response::new(convert::assignments(user, assignments)))
+        })
+        .await
     }
 
     async fn get_experiment_results(
         &self,
-        _req: Request<pb::GetExperimentResultsRequest>,
+        req: Request<pb::GetExperimentResultsRequest>,
     ) -> Result<Response<pb::ExperimentResults>, Status> {
-        observed("GetExperimentResults", async { Err(later("GetExperimentResults (experiments)")) }).await
+        observed("GetExperimentResults", async {
+            let id = req.into_inner().experiment_id;
+            if id.is_empty() {
+                return Err(Error::from(crate::domain::limits::FieldError::new("experiment_id", "is required")).into());
+            }
+            Ok(Response::new(self.engine.experiment_results(&id).await?.into()))
+        })
+        .await
     }
 }
 

@@ -6,6 +6,7 @@ use crate::domain::contact::{Contact, ContactGuard, ContactState};
 use crate::domain::decision::OutcomeKind;
 use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
+use crate::domain::experiment::{Exposure, Happening, VariantCounters, attribute};
 use crate::domain::profile::UserState;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -21,6 +22,8 @@ struct User {
     decisions: BTreeMap<(Millis, String), Decided>,
     /// contacts and dismiss/accept marks
     contacts: ContactState,
+    /// experiment id -> exposure
+    exposures: BTreeMap<String, Exposure>,
 }
 
 #[derive(Default)]
@@ -39,6 +42,8 @@ struct Registry {
 #[derive(Default)]
 struct Inner {
     users: HashMap<String, User>,
+    /// (experiment, variant) -> counters
+    counters: BTreeMap<(String, String), VariantCounters>,
     models: HashMap<String, Registry>,
     journey_log: VecDeque<Event>,
     decision_log: VecDeque<DecisionLogEntry>,
@@ -58,6 +63,22 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a half-applied write (writes are
         // computed before the lock is taken), so a poisoned lock is safe to reuse.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Attributes happenings to every experiment the user was exposed to (the domain's rule).
+fn attribute_all(
+    exposures: &mut BTreeMap<String, Exposure>,
+    counters: &mut BTreeMap<(String, String), VariantCounters>,
+    windows: &[(String, Millis)],
+    happenings: &[Happening],
+) {
+    for (experiment, window) in windows {
+        let Some(x) = exposures.get_mut(experiment) else { continue };
+        let c = counters.entry((experiment.clone(), x.variant.clone())).or_default();
+        for h in happenings {
+            attribute(x, c, *window, *h);
+        }
     }
 }
 
@@ -117,6 +138,7 @@ impl Store for MemoryStore {
             user.seen.insert(e.event_id.clone(), w.now);
             push_bounded(&mut inner.journey_log, e.clone(), self.retention.journey_log_maxlen);
         }
+        attribute_all(&mut user.exposures, &mut inner.counters, w.attribution.windows, w.attribution.happenings);
         let cutoff = w.now - self.retention.dedup_window_ms;
         user.seen.retain(|_, t| *t >= cutoff);
         if user.seen.len() as u64 > self.retention.dedup_max_per_user {
@@ -140,12 +162,14 @@ impl Store for MemoryStore {
             [u.version > 0, !u.state.transitions.is_empty(), !u.seen.is_empty()].into_iter().filter(|&b| b).count()
                 + if u.decisions.is_empty() { 0 } else { 2 }
                 + usize::from(!u.contacts.contacts.is_empty())
-                + usize::from(!u.contacts.dismissed.is_empty() || !u.contacts.accepted.is_empty());
+                + usize::from(!u.contacts.dismissed.is_empty() || !u.contacts.accepted.is_empty())
+                + usize::from(!u.exposures.is_empty());
         Ok(keys as u64)
     }
 
     async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         let user = inner.users.entry(record.user_id.clone()).or_default();
         if !guard.holds(&user.contacts) {
             return Ok(false);
@@ -161,6 +185,17 @@ impl Store for MemoryStore {
         if !guard.offers.is_empty() {
             user.contacts.contacts.retain(|c| c.at >= guard.keep_since);
         }
+        for (experiment, variant) in &record.assignments {
+            let counters = inner.counters.entry((experiment.clone(), variant.clone())).or_default();
+            counters.decisions += 1;
+            if !user.exposures.contains_key(experiment) {
+                user.exposures.insert(
+                    experiment.clone(),
+                    Exposure { variant: variant.clone(), first: record.at, ..Default::default() },
+                );
+                counters.exposed += 1;
+            }
+        }
         let offers = record.chosen.iter().map(|c| c.offer_id.clone()).collect();
         user.decisions.insert((record.at, record.decision_id.clone()), Decided { offers, outcomes: HashSet::new() });
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
@@ -174,7 +209,11 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
+    async fn log_outcome(
+        &self,
+        record: &OutcomeRecord,
+        windows: &[(String, Millis)],
+    ) -> Result<OutcomeLink, StoreError> {
         let mut inner = self.lock();
         let decided = inner
             .users
@@ -192,7 +231,14 @@ impl Store for MemoryStore {
             }
         };
         if link == OutcomeLink::Linked {
+            let inner = &mut *inner;
             if let Some(user) = inner.users.get_mut(&record.user_id) {
+                let happening = match record.outcome {
+                    OutcomeKind::Click => Some(Happening::Visit { at: record.at }),
+                    OutcomeKind::Conversion => Some(Happening::Conversion { at: record.at, value: record.value }),
+                    _ => None,
+                };
+                attribute_all(&mut user.exposures, &mut inner.counters, windows, happening.as_slice());
                 let marks = match record.outcome {
                     OutcomeKind::Dismiss => Some(&mut user.contacts.dismissed),
                     OutcomeKind::Accept => Some(&mut user.contacts.accepted),
@@ -210,6 +256,16 @@ impl Store for MemoryStore {
             );
         }
         Ok(link)
+    }
+
+    async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {
+        Ok(self
+            .lock()
+            .counters
+            .iter()
+            .filter(|((e, _), _)| e == experiment)
+            .map(|((_, v), c)| (v.clone(), *c))
+            .collect())
     }
 
     async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError> {

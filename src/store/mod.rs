@@ -10,9 +10,11 @@ use crate::domain::Millis;
 use crate::domain::contact::{ContactGuard, ContactState};
 use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
+use crate::domain::experiment::{Happening, VariantCounters};
 use crate::domain::profile::{Transition, UserState};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub mod memory;
 pub mod redis;
@@ -50,6 +52,16 @@ pub struct UserWrite<'a> {
     pub now: Millis,
     /// The version token the commit stores (random, non-zero).
     pub new_version: u64,
+    /// Visits and conversions among the events, attributed to the user's experiment variants.
+    pub attribution: Attribution<'a>,
+}
+
+/// What to attribute to experiments, and the windows that apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attribution<'a> {
+    /// (experiment id, attribution window) of every experiment, the global holdout included.
+    pub windows: &'a [(String, Millis)],
+    pub happenings: &'a [Happening],
 }
 
 /// A fresh random version token.
@@ -123,14 +135,24 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
 
     /// Atomically: if `guard` still holds (no cap or contact limit would be exceeded), records
-    /// the guard's offers as contacts, appends the decision to the decision log and remembers
-    /// it for outcome linking. False (and nothing written) when the guard no longer holds.
+    /// the guard's offers as contacts, appends the decision to the decision log, remembers it
+    /// for outcome linking and records the user's exposure to the record's experiment
+    /// variants (first exposure time, unique-user counters). False (and nothing written) when
+    /// the guard no longer holds.
     async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError>;
 
     /// Appends an outcome if its decision is one of the user's recent decisions and this
     /// outcome kind was not yet recorded for that offer of that decision. A dismiss or an
-    /// accept also marks the offer for cooldowns.
-    async fn log_outcome(&self, record: &OutcomeRecord) -> Result<OutcomeLink, StoreError>;
+    /// accept also marks the offer for cooldowns; a click or a conversion is attributed to the
+    /// user's experiment variants (`windows`).
+    async fn log_outcome(
+        &self,
+        record: &OutcomeRecord,
+        windows: &[(String, Millis)],
+    ) -> Result<OutcomeLink, StoreError>;
+
+    /// Per-variant counters of an experiment, summed over every shard.
+    async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError>;
 
     /// Stores a model artifact (JSON) under its name and version.
     async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError>;

@@ -12,6 +12,8 @@
 //! | `tp:{u}:di` | sorted set | recent decision ids by time, to trim `:d` |
 //! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
 //! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |
+//! | `tp:{u}:x` | hash | experiment -> `variant|first exposure`; `<exp>:v`, `<exp>:c` flags, `<exp>:r` revenue |
+//! | `tp:xc` / `tp:xc:{tag}` | hash | experiment counters `exp|variant|metric` (sharded by slot like the logs) |
 //! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event |
 //! | `tp:{model:<name>}:v` | hash | model registry: version -> artifact JSON |
 //! | `tp:{model:<name>}:current` | string | the version in use |
@@ -25,8 +27,9 @@ use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreEr
 use crate::config::RedisConfig;
 use crate::domain::Millis;
 use crate::domain::contact::{Contact, ContactGuard, ContactState};
-use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::decision::{DecisionRecord, OutcomeKind, OutcomeRecord};
 use crate::domain::event::Event;
+use crate::domain::experiment::{Happening, VariantCounters};
 use crate::domain::profile::{AttrValue, Transition, UserState};
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -78,8 +81,14 @@ impl Keys {
     pub fn marks(&self, user: &str) -> String {
         self.user(user, "o")
     }
+    pub fn exposures(&self, user: &str) -> String {
+        self.user(user, "x")
+    }
+    pub fn experiment_counters(&self, user: &str) -> String {
+        self.log("xc", user)
+    }
     /// Every per-user key (what `DeleteProfile` erases).
-    pub fn all_of_user(&self, user: &str) -> [String; 7] {
+    pub fn all_of_user(&self, user: &str) -> [String; 8] {
         [
             self.profile(user),
             self.journey(user),
@@ -88,6 +97,7 @@ impl Keys {
             self.decision_index(user),
             self.contacts(user),
             self.marks(user),
+            self.exposures(user),
         ]
     }
     fn model(&self, name: &str, suffix: &str) -> String {
@@ -213,6 +223,42 @@ impl ConnectionLike for Conn {
     }
 }
 
+// Attribution of visits and conversions to experiment variants (the rule of
+// domain::experiment::attribute). Reads from ARGV[i]: nwindows, (experiment, window ms)...,
+// nhappenings, (kind v|c, time, value)...
+const ATTRIBUTE: &str = r#"
+local function attribute(xkey, ckey, i)
+  local windows, happenings = {}, {}
+  for k = 1, tonumber(ARGV[i]) do windows[k] = {ARGV[i + 2 * k - 1], tonumber(ARGV[i + 2 * k])} end
+  i = i + 2 * #windows + 1
+  for k = 1, tonumber(ARGV[i]) do happenings[k] = {ARGV[i + 3 * k - 2], tonumber(ARGV[i + 3 * k - 1]), tonumber(ARGV[i + 3 * k])} end
+  if #happenings == 0 then return end
+  for _, w in ipairs(windows) do
+    local rec = redis.call('HGET', xkey, w[1])
+    if rec then
+      local variant, first = string.match(rec, '^(.*)|(%-?%d+)$')
+      first = tonumber(first)
+      local prefix = w[1] .. '|' .. variant .. '|'
+      for _, h in ipairs(happenings) do
+        if h[2] >= first and h[2] <= first + w[2] then
+          if h[1] == 'v' then
+            if redis.call('HSETNX', xkey, w[1] .. ':v', 1) == 1 then redis.call('HINCRBY', ckey, prefix .. 'visitors', 1) end
+          else
+            if redis.call('HSETNX', xkey, w[1] .. ':c', 1) == 1 then redis.call('HINCRBY', ckey, prefix .. 'converters', 1) end
+            if h[3] ~= 0 then
+              local r = tonumber(redis.call('HINCRBYFLOAT', xkey, w[1] .. ':r', h[3]))
+              local before = r - h[3]
+              redis.call('HINCRBYFLOAT', ckey, prefix .. 'revenue', h[3])
+              redis.call('HINCRBYFLOAT', ckey, prefix .. 'revenue_sq', r * r - before * before)
+            end
+          end
+        end
+      end
+    end
+  end
+end
+"#;
+
 // KEYS: current, history. ARGV: new version. Moves the pointer, remembering the old one.
 const SET_CURRENT: &str = r#"
 local prev = redis.call('GET', KEYS[1])
@@ -269,10 +315,11 @@ end
 return {p, j, seen, contacts, marks}
 "#;
 
+// KEYS: profile, history, dedup, journey log, exposures, experiment counters.
 // ARGV: expected version, now, dedup cutoff, dedup max, jlog maxlen, new version,
 //       nfields, field/value pairs..., ntransitions, transitions..., nevents,
-//       per event: id, nfields, field/value pairs...
-const COMMIT: &str = r#"
+//       per event: id, nfields, field/value pairs..., then the attribution arguments.
+const COMMIT_BODY: &str = r#"
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return 0 end
 local now = ARGV[2]
@@ -295,6 +342,7 @@ for k = 1, ne do
   for f = 1, n * 2 do fields[f] = ARGV[i]; i = i + 1 end
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 end
+attribute(KEYS[5], KEYS[6], i)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
 local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
 if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1) end
@@ -303,7 +351,8 @@ redis.call('PEXPIRE', KEYS[3], tonumber(now) - tonumber(ARGV[3]))
 return 1
 "#;
 
-// KEYS: decisions hash, decision index, decision log, contacts.
+// KEYS: decisions hash, decision index, decision log, contacts, exposures, experiment counters.
+// After the offers: nexposures, (experiment, variant)... recorded once the guard holds.
 // ARGV: id, now, ",offers,|", keep, json, maxlen, ttl ms, channel, keep contacts since,
 //       nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...
 // A decision's hash value is its offers then the outcomes recorded: ",o1,o2,|o1:click|".
@@ -316,6 +365,9 @@ i = i + 1
 for k = 1, tonumber(ARGV[i]) do caps[k] = {ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}; i = i + 3 end
 i = i + 1
 for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
+i = i + #offers + 1
+local exposures = {}
+for k = 1, tonumber(ARGV[i]) do exposures[k] = {ARGV[i + 2 * k - 1], ARGV[i + 2 * k]} end
 if #limits > 0 or #caps > 0 then
   local since = math.huge
   for _, l in ipairs(limits) do since = math.min(since, l[2]) end
@@ -353,12 +405,20 @@ if excess > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
+for _, e in ipairs(exposures) do
+  local prefix = e[1] .. '|' .. e[2] .. '|'
+  redis.call('HINCRBY', KEYS[6], prefix .. 'decisions', 1)
+  if redis.call('HSETNX', KEYS[5], e[1], e[2] .. '|' .. ARGV[2]) == 1 then
+    redis.call('HINCRBY', KEYS[6], prefix .. 'exposed', 1)
+  end
+end
+if #exposures > 0 then redis.call('PEXPIRE', KEYS[5], ARGV[7]) end
 return 1
 "#;
 
-// KEYS: decisions hash, decision log, marks.
-// ARGV: decision id, offer id, json, maxlen, outcome kind, at, ttl ms
-const OUTCOME: &str = r#"
+// KEYS: decisions hash, decision log, marks, exposures, experiment counters.
+// ARGV: decision id, offer id, json, maxlen, outcome kind, at, ttl ms, then the attribution arguments.
+const OUTCOME_BODY: &str = r#"
 local d = redis.call('HGET', KEYS[1], ARGV[1])
 if not d then return 0 end
 local bar = string.find(d, '|', 1, true)
@@ -372,6 +432,7 @@ if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
   if tonumber(ARGV[6]) > prev then redis.call('HSET', KEYS[3], field, ARGV[6]) end
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
+attribute(KEYS[4], KEYS[5], 8)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'json', ARGV[3])
 return 1
 "#;
@@ -405,9 +466,9 @@ impl RedisStore {
             set_current: Script::new(SET_CURRENT),
             rollback: Script::new(ROLLBACK),
             load: Script::new(LOAD),
-            commit: Script::new(COMMIT),
+            commit: Script::new(&format!("{ATTRIBUTE}{COMMIT_BODY}")),
             decision: Script::new(DECISION),
-            outcome: Script::new(OUTCOME),
+            outcome: Script::new(&format!("{ATTRIBUTE}{OUTCOME_BODY}")),
         };
         Ok(Self { conn, keys: Keys::new(&cfg.key_prefix, cfg.cluster), retention, timeout, scripts: Arc::new(scripts) })
     }
@@ -512,6 +573,21 @@ fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64,
         s.transitions.push(serde_json::from_str::<Transition>(&t).map_err(|_| corrupt("transition", &t))?);
     }
     Ok((version, s))
+}
+
+/// The attribution arguments the Lua `attribute` helper reads.
+fn attribution_args(inv: &mut redis::ScriptInvocation<'_>, windows: &[(String, Millis)], happenings: &[Happening]) {
+    inv.arg(windows.len());
+    for (experiment, window) in windows {
+        inv.arg(experiment).arg(window);
+    }
+    inv.arg(happenings.len());
+    for h in happenings {
+        match *h {
+            Happening::Visit { at } => inv.arg("v").arg(at).arg(0),
+            Happening::Conversion { at, value } => inv.arg("c").arg(at).arg(value),
+        };
+    }
 }
 
 /// Contacts (`decision|channel|offer`, score) and marks (`dismiss:<offer>`, time).
@@ -622,7 +698,12 @@ impl Store for RedisStore {
         let k = &self.keys;
         let r = &self.retention;
         let mut inv = self.scripts.commit.prepare_invoke();
-        inv.key(k.profile(user_id)).key(k.journey(user_id)).key(k.dedup(user_id)).key(k.journey_log(user_id));
+        inv.key(k.profile(user_id))
+            .key(k.journey(user_id))
+            .key(k.dedup(user_id))
+            .key(k.journey_log(user_id))
+            .key(k.exposures(user_id))
+            .key(k.experiment_counters(user_id));
         inv.arg(expected_version.to_string())
             .arg(w.now)
             .arg(w.now - r.dedup_window_ms)
@@ -646,6 +727,7 @@ impl Store for RedisStore {
                 inv.arg(name).arg(v);
             }
         }
+        attribution_args(&mut inv, w.attribution.windows, w.attribution.happenings);
         let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(done == 1)
     }
@@ -663,7 +745,9 @@ impl Store for RedisStore {
         inv.key(k.decisions(&rec.user_id))
             .key(k.decision_index(&rec.user_id))
             .key(k.decision_log(&rec.user_id))
-            .key(k.contacts(&rec.user_id));
+            .key(k.contacts(&rec.user_id))
+            .key(k.exposures(&rec.user_id))
+            .key(k.experiment_counters(&rec.user_id));
         inv.arg(&rec.decision_id)
             .arg(rec.at)
             .arg(offers)
@@ -685,15 +769,23 @@ impl Store for RedisStore {
         for offer in &guard.offers {
             inv.arg(offer);
         }
+        inv.arg(rec.assignments.len());
+        for (experiment, variant) in &rec.assignments {
+            inv.arg(experiment).arg(variant);
+        }
         let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(r == 1)
     }
 
-    async fn log_outcome(&self, rec: &OutcomeRecord) -> Result<OutcomeLink, StoreError> {
+    async fn log_outcome(&self, rec: &OutcomeRecord, windows: &[(String, Millis)]) -> Result<OutcomeLink, StoreError> {
         let k = &self.keys;
         let json = serde_json::to_string(rec).expect("outcome record serialises");
         let mut inv = self.scripts.outcome.prepare_invoke();
-        inv.key(k.decisions(&rec.user_id)).key(k.decision_log(&rec.user_id)).key(k.marks(&rec.user_id));
+        inv.key(k.decisions(&rec.user_id))
+            .key(k.decision_log(&rec.user_id))
+            .key(k.marks(&rec.user_id))
+            .key(k.exposures(&rec.user_id))
+            .key(k.experiment_counters(&rec.user_id));
         inv.arg(&rec.decision_id)
             .arg(&rec.offer_id)
             .arg(json)
@@ -701,6 +793,12 @@ impl Store for RedisStore {
             .arg(rec.outcome.as_str())
             .arg(rec.at)
             .arg(DECISION_MEMORY_MS);
+        let happening = match rec.outcome {
+            OutcomeKind::Click => Some(Happening::Visit { at: rec.at }),
+            OutcomeKind::Conversion => Some(Happening::Conversion { at: rec.at, value: rec.value }),
+            _ => None,
+        };
+        attribution_args(&mut inv, windows, happening.as_slice());
         let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         Ok(match r {
             1 => OutcomeLink::Linked,
@@ -708,6 +806,33 @@ impl Store for RedisStore {
             0 => OutcomeLink::UnknownDecision,
             _ => OutcomeLink::OfferNotInDecision,
         })
+    }
+
+    async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {
+        let mut out: BTreeMap<String, VariantCounters> = BTreeMap::new();
+        let prefix = format!("{experiment}|");
+        for key in self.keys.log_shards("xc") {
+            let fields: Vec<(String, String)> =
+                self.run(|mut c| async move { redis::cmd("HGETALL").arg(&key).query_async(&mut c).await }).await?;
+            for (field, value) in fields {
+                let Some(rest) = field.strip_prefix(&prefix) else { continue };
+                let Some((variant, metric)) = rest.rsplit_once('|') else { continue };
+                let c = out.entry(variant.to_string()).or_default();
+                let int = || value.parse::<u64>().map_err(|_| StoreError::Corrupt(format!("counter {field}={value}")));
+                let float =
+                    || value.parse::<f64>().map_err(|_| StoreError::Corrupt(format!("counter {field}={value}")));
+                match metric {
+                    "exposed" => c.exposed += int()?,
+                    "decisions" => c.decisions += int()?,
+                    "visitors" => c.visitors += int()?,
+                    "converters" => c.converters += int()?,
+                    "revenue" => c.revenue += float()?,
+                    "revenue_sq" => c.revenue_sq += float()?,
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError> {

@@ -6,10 +6,11 @@ use touchpoint::config::Config;
 use touchpoint::domain::contact::{Contact, ContactGuard, ContactState};
 use touchpoint::domain::decision::{Chosen, DecisionRecord, OutcomeKind, OutcomeRecord};
 use touchpoint::domain::event::Event;
+use touchpoint::domain::experiment::{Happening, VariantCounters};
 use touchpoint::domain::profile::{AttrValue, UserState};
 use touchpoint::engine::Engine;
 use touchpoint::store::memory::MemoryStore;
-use touchpoint::store::{DecisionLogEntry, OutcomeLink, Store, UserWrite, new_version};
+use touchpoint::store::{Attribution, DecisionLogEntry, OutcomeLink, Store, UserWrite, new_version};
 
 fn event(user: &str, id: &str, kind: &str, ts: i64) -> Event {
     Event {
@@ -50,6 +51,7 @@ fn decision(user: &str, id: &str, offers: &[&str]) -> DecisionRecord {
         suppression: None,
         state: Default::default(),
         contacts: Default::default(),
+        assignments: Default::default(),
     }
 }
 
@@ -83,7 +85,14 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let transitions = journey.apply_events(&mut state, &evs.iter().collect::<Vec<_>>());
     assert_eq!(transitions.len(), 2);
     let v1 = new_version();
-    let w = UserWrite { state: &state, new_transitions: &transitions, events: &evs, now: 100, new_version: v1 };
+    let w = UserWrite {
+        state: &state,
+        new_transitions: &transitions,
+        events: &evs,
+        now: 100,
+        new_version: v1,
+        attribution: Default::default(),
+    };
     assert!(s.commit_user("alice", 0, w).await.unwrap());
     let loaded = s.load_user("alice", &["e1", "e2", "e3"], None).await.unwrap();
     assert_eq!(loaded.version, v1);
@@ -93,8 +102,14 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     // A stale version is refused and changes nothing: no state, no dedup mark, no log entry.
     let other = UserState { stage: Some("advocacy".into()), ..Default::default() };
     let sneaky = [event("alice", "stale-1", "referral", 15)];
-    let stale =
-        UserWrite { state: &other, new_transitions: &[], events: &sneaky, now: 101, new_version: new_version() };
+    let stale = UserWrite {
+        state: &other,
+        new_transitions: &[],
+        events: &sneaky,
+        now: 101,
+        new_version: new_version(),
+        attribution: Default::default(),
+    };
     assert!(!s.commit_user("alice", 0, stale).await.unwrap());
     let after = s.load_user("alice", &["stale-1"], None).await.unwrap();
     assert_eq!((after.state, after.seen, after.version), (state.clone(), vec![false], v1));
@@ -104,7 +119,14 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let mut rewritten = state.clone();
     rewritten.transitions.clear();
     let more: Vec<Event> = (3..=7).map(|i| event("alice", &format!("e{i}"), "page_view", 30 + i)).collect();
-    let w = UserWrite { state: &rewritten, new_transitions: &[], events: &more, now: 200, new_version: new_version() };
+    let w = UserWrite {
+        state: &rewritten,
+        new_transitions: &[],
+        events: &more,
+        now: 200,
+        new_version: new_version(),
+        attribution: Default::default(),
+    };
     assert!(s.commit_user("alice", v1, w).await.unwrap());
     assert_eq!(s.load_user("alice", &[], None).await.unwrap().state.transitions, state.transitions);
     // Dedup memory is bounded per user: the oldest ids go first (max 5 in the suite's retention).
@@ -127,18 +149,18 @@ pub async fn store_suite(s: Arc<dyn Store>) {
                 .unwrap()
         );
     }
-    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::Linked);
-    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::Duplicate, "a retry");
+    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Linked);
+    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Duplicate, "a retry");
     let mut conversion = outcome("alice", "d4", "o2");
     conversion.outcome = OutcomeKind::Conversion;
-    assert_eq!(s.log_outcome(&conversion).await.unwrap(), OutcomeLink::Linked, "another kind is another outcome");
-    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o9")).await.unwrap(), OutcomeLink::OfferNotInDecision);
+    assert_eq!(s.log_outcome(&conversion, &[]).await.unwrap(), OutcomeLink::Linked, "another kind is another outcome");
+    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o9"), &[]).await.unwrap(), OutcomeLink::OfferNotInDecision);
     assert_eq!(
-        s.log_outcome(&outcome("alice", "d1", "o1")).await.unwrap(),
+        s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(),
         OutcomeLink::UnknownDecision,
         "only 3 recent kept"
     );
-    assert_eq!(s.log_outcome(&outcome("bob", "d4", "o1")).await.unwrap(), OutcomeLink::UnknownDecision);
+    assert_eq!(s.log_outcome(&outcome("bob", "d4", "o1"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
     let mut entries = Vec::new();
     s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
     let decisions =
@@ -177,7 +199,7 @@ pub async fn store_suite(s: Arc<dyn Store>) {
         "1 e-mail allowed"
     );
     assert_eq!(
-        s.log_outcome(&outcome("dave", "d6", "o3")).await.unwrap(),
+        s.log_outcome(&outcome("dave", "d6", "o3"), &[]).await.unwrap(),
         OutcomeLink::UnknownDecision,
         "a refused decision is not logged"
     );
@@ -218,20 +240,66 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let mut dismiss = outcome("dave", "d5", "o1");
     dismiss.outcome = OutcomeKind::Dismiss;
     dismiss.at = 5_000;
-    assert_eq!(s.log_outcome(&dismiss).await.unwrap(), OutcomeLink::Linked);
+    assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
     let mut accept = outcome("dave", "d8", "o4");
     accept.outcome = OutcomeKind::Accept;
     accept.at = 6_000;
-    assert_eq!(s.log_outcome(&accept).await.unwrap(), OutcomeLink::Linked);
+    assert_eq!(s.log_outcome(&accept, &[]).await.unwrap(), OutcomeLink::Linked);
     let marks = s.load_user("dave", &[], Some(0)).await.unwrap().contacts;
     assert_eq!(marks.dismissed, [("o1".to_string(), 5_000)].into());
     assert_eq!(marks.accepted, [("o4".to_string(), 6_000)].into());
     assert_eq!(s.delete_user("dave").await.unwrap(), 4, "decisions, decision index, contacts, marks");
     assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
 
+    // Experiments: a logged decision records the first exposure per experiment; visits and
+    // conversions inside the attribution window count once per user; revenue adds up.
+    let windows = vec![("exp".to_string(), 10_000i64)];
+    let mut d9 = at(decision("erin", "d9", &["o1"]), 1_000);
+    d9.assignments.insert("exp".into(), "b".into());
+    assert!(s.log_decision(&d9, &ContactGuard::default()).await.unwrap());
+    let mut d10 = at(decision("erin", "d10", &["o1"]), 2_000);
+    d10.assignments.insert("exp".into(), "b".into());
+    assert!(s.log_decision(&d10, &ContactGuard::default()).await.unwrap());
+    let mut click = outcome("erin", "d9", "o1");
+    click.at = 3_000;
+    assert_eq!(s.log_outcome(&click, &windows).await.unwrap(), OutcomeLink::Linked);
+    let mut conv = outcome("erin", "d10", "o1");
+    conv.outcome = OutcomeKind::Conversion;
+    conv.at = 4_000;
+    conv.value = 3.0;
+    assert_eq!(s.log_outcome(&conv, &windows).await.unwrap(), OutcomeLink::Linked);
+    let purchases = [
+        Happening::Conversion { at: 5_000, value: 2.0 },
+        Happening::Visit { at: 5_000 },
+        Happening::Conversion { at: 99_000, value: 50.0 }, // outside the window
+    ];
+    let erin = s.load_user("erin", &[], None).await.unwrap();
+    let w = UserWrite {
+        state: &erin.state,
+        new_transitions: &[],
+        events: &[],
+        now: 5_000,
+        new_version: new_version(),
+        attribution: Attribution { windows: &windows, happenings: &purchases },
+    };
+    assert!(s.commit_user("erin", erin.version, w).await.unwrap());
+    let counters = s.experiment_counters("exp").await.unwrap();
+    let want = VariantCounters { exposed: 1, decisions: 2, visitors: 1, converters: 1, revenue: 5.0, revenue_sq: 25.0 };
+    assert_eq!(counters, [("b".to_string(), want)].into());
+    assert!(s.experiment_counters("other").await.unwrap().is_empty());
+    assert_eq!(s.delete_user("erin").await.unwrap(), 4, "profile, decisions, decision index, exposures");
+    assert_eq!(s.experiment_counters("exp").await.unwrap()["b"], want, "aggregates stay after an erasure");
+
     // Delete erases every record of the user: profile, history, dedup, decisions + index.
     let vb = new_version();
-    let bob = UserWrite { state: &state, new_transitions: &[], events: &[], now: 1, new_version: vb };
+    let bob = UserWrite {
+        state: &state,
+        new_transitions: &[],
+        events: &[],
+        now: 1,
+        new_version: vb,
+        attribution: Default::default(),
+    };
     assert!(s.commit_user("bob", 0, bob).await.unwrap());
     assert_eq!(
         s.load_user("bob", &[], None).await.unwrap().state.transitions,
@@ -243,13 +311,27 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let gone = s.load_user("alice", &["e7"], None).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
-    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2")).await.unwrap(), OutcomeLink::UnknownDecision);
+    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
     assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, vb, "other users untouched");
     // After a delete, a writer holding the old version cannot resurrect the user (no ABA).
     assert_eq!(s.delete_user("bob").await.unwrap(), 1);
-    let fresh = UserWrite { state: &other, new_transitions: &[], events: &[], now: 2, new_version: new_version() };
+    let fresh = UserWrite {
+        state: &other,
+        new_transitions: &[],
+        events: &[],
+        now: 2,
+        new_version: new_version(),
+        attribution: Default::default(),
+    };
     assert!(s.commit_user("bob", 0, fresh).await.unwrap());
-    let late = UserWrite { state: &state, new_transitions: &[], events: &[], now: 3, new_version: new_version() };
+    let late = UserWrite {
+        state: &state,
+        new_transitions: &[],
+        events: &[],
+        now: 3,
+        new_version: new_version(),
+        attribution: Default::default(),
+    };
     assert!(!s.commit_user("bob", vb, late).await.unwrap());
 
     // Optimistic writes under contention: two engines (as two servers would) race on one
