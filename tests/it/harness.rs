@@ -170,6 +170,7 @@ pub fn example_config(redis_url: &str) -> Config {
 pub struct TestServer {
     pub engine: Arc<Engine>,
     pub channel: tonic::transport::Channel,
+    pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,7 +190,7 @@ impl TestServer {
         });
         let channel =
             tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        TestServer { engine, channel, stop: Some(tx), task: Some(task) }
+        TestServer { engine, channel, addr, stop: Some(tx), task: Some(task) }
     }
 
     /// Example config over a store, served.

@@ -1,6 +1,7 @@
 //! One integration-test binary: real Redis, real gRPC over real sockets.
 mod cli;
 mod decisioning;
+mod experiments;
 mod grpc_e2e;
 mod harness;
 mod store_suite;

@@ -1,0 +1,260 @@
+//! Experiments end to end: the Hillstrom replay through the engine, and experiments over a
+//! real gRPC socket and a real redis-server (assignment and why, targeting, holdouts,
+//! overrides, attribution, results, the report command).
+use crate::grpc_e2e::ev;
+use crate::harness::{RedisServer, TestServer, redis_store};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use touchpoint::config::Config;
+use touchpoint::engine::Engine;
+use touchpoint::grpc::convert::parse_cli_value;
+use touchpoint::grpc::pb;
+
+fn hillstrom_path() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hillstrom.csv")
+}
+
+/// The replay reproduces the file's per-arm counts exactly: read the file independently here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hillstrom_replay_reproduces_the_files_arms() {
+    let mut want: BTreeMap<&str, (u64, u64, u64, f64)> = BTreeMap::new();
+    let mut rdr = csv::Reader::from_path(hillstrom_path()).unwrap();
+    for rec in rdr.records() {
+        let r = rec.unwrap();
+        let arm = match &r[8] {
+            "Mens E-Mail" => "mens_email",
+            "Womens E-Mail" => "womens_email",
+            _ => "no_email",
+        };
+        let e = want.entry(arm).or_default();
+        e.0 += 1;
+        e.1 += u64::from(&r[9] == "1");
+        e.2 += u64::from(&r[10] == "1");
+        e.3 += r[11].parse::<f64>().unwrap();
+    }
+    assert_eq!(want["mens_email"].0, 21_307, "the data README's arm sizes");
+
+    let config = touchpoint::replay::hillstrom_config("memory://").unwrap();
+    let store = touchpoint::store::open(&config.file.redis).await.unwrap();
+    let engine = Arc::new(Engine::new(store, config, None, vec![]));
+    let report = touchpoint::replay::hillstrom(engine, &hillstrom_path()).await.unwrap();
+    for v in &report.variants {
+        let (n, visits, conversions, spend) = want[v.variant.as_str()];
+        let c = v.counters;
+        assert_eq!((c.exposed, c.visitors, c.converters), (n, visits, conversions), "{}", v.variant);
+        assert!((c.revenue - spend).abs() < 1e-6 * spend, "{}: {} vs {spend}", v.variant, c.revenue);
+    }
+    let rate = |arm: &str, f: fn(&touchpoint::domain::experiment::VariantResult) -> f64| {
+        f(report.variants.iter().find(|v| v.variant == arm).unwrap())
+    };
+    // The figures the data README gives, to their precision.
+    for (arm, visit, conversion, spend) in
+        [("mens_email", 18.28, 1.253, 1.423), ("womens_email", 15.14, 0.884, 1.077), ("no_email", 10.62, 0.573, 0.653)]
+    {
+        assert_eq!(format!("{:.2}", 100.0 * rate(arm, |v| v.visit_rate)), format!("{visit:.2}"), "{arm} visit");
+        assert_eq!(
+            format!("{:.3}", 100.0 * rate(arm, |v| v.conversion_rate)),
+            format!("{conversion:.3}"),
+            "{arm} conversion"
+        );
+        assert_eq!(format!("{:.3}", rate(arm, |v| v.revenue_per_user)), format!("{spend:.3}"), "{arm} spend");
+    }
+    assert_eq!(report.control, "no_email");
+    let mens = report.variants.iter().find(|v| v.variant == "mens_email").unwrap();
+    let lift = mens.conversion.unwrap();
+    assert!(lift.lift > 1.0 && lift.ci.0 > 0.0 && lift.p_value < 1e-6, "{lift:?}");
+    assert!(!report.srm_alarm, "the arms are balanced");
+    assert!(report.table().contains("18.276%"));
+}
+
+const BODY: &str = r#"
+[holdout]
+share = 0.2
+salt = "test-holdout"
+
+[[offers]]
+id = "first"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://first"
+priority = 10
+
+[[offers]]
+id = "second"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://second"
+priority = 5
+
+[[experiments]]
+id = "ranking"
+layer = "arbitration"
+allocation = 0.5
+targeting = "has(profile.country) && profile.country == 'FR'"
+[[experiments.variants]]
+name = "champion"
+[[experiments.variants]]
+name = "reversed"
+priority = "0.0 - offer.priority"
+
+[[experiments]]
+id = "neighbour"
+layer = "arbitration"
+offset = 0.5
+allocation = 0.5
+[[experiments.variants]]
+name = "a"
+[[experiments.variants]]
+name = "b"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_over_grpc_assign_override_hold_out_attribute_and_report() {
+    let redis = RedisServer::start();
+    let cfg =
+        Config::from_toml(&format!("[redis]\nurl = \"{}\"\n{BODY}", redis.url()), "t", std::iter::empty()).unwrap();
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
+    let (mut d, mut p) = (srv.decisions(), srv.profiles());
+    let mut ex = pb::experiments_client::ExperimentsClient::new(srv.channel.clone());
+
+    let mut seen = HashMap::new();
+    for i in 0..200 {
+        let user = format!("user{i}");
+        let country = if i % 2 == 0 { "FR" } else { "US" };
+        let attrs = HashMap::from([("country".to_string(), parse_cli_value(country))]);
+        p.put_profile(pb::PutProfileRequest { user_id: user.clone(), attributes: attrs, remove_attributes: vec![] })
+            .await
+            .unwrap();
+        let a = ex
+            .get_assignment(pb::GetAssignmentRequest { user_id: user.clone(), experiment_id: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        let by_id: HashMap<&str, &pb::Assignment> =
+            a.assignments.iter().map(|x| (x.experiment_id.as_str(), x)).collect();
+        let (ranking, neighbour, holdout) = (by_id["ranking"], by_id["neighbour"], by_id["global_holdout"]);
+        // One layer, disjoint traffic.
+        assert!(ranking.variant.is_empty() || neighbour.variant.is_empty(), "{a:?}");
+        if country == "US" {
+            assert!(ranking.variant.is_empty());
+            assert!(
+                ranking.reason == "the targeting rule is false"
+                    || ranking.reason.contains("outside the experiment's slice"),
+                "{ranking:?}"
+            );
+        }
+        if !ranking.variant.is_empty() {
+            assert!(ranking.reason.contains("slice 0..5000"), "{ranking:?}");
+        }
+
+        let r = d
+            .decide(pb::DecideRequest {
+                user_id: user.clone(),
+                channel: "web".into(),
+                limit: 2,
+                explain: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let assigned: HashMap<&str, &str> =
+            r.assignments.iter().map(|x| (x.experiment_id.as_str(), x.variant.as_str())).collect();
+        assert_eq!(
+            assigned.get("global_holdout"),
+            Some(&holdout.variant.as_str()),
+            "the decision agrees with GetAssignment"
+        );
+        let order: Vec<&str> = r.offers.iter().map(|o| o.offer_id.as_str()).collect();
+        match (holdout.variant.as_str(), ranking.variant.as_str()) {
+            ("holdout", _) => {
+                assert!(order.is_empty(), "global holdout users never get an offer");
+                assert!(r.explanation.iter().all(|c| c.reason == "global holdout"), "{r:?}");
+            }
+            (_, "reversed") => assert_eq!(order, ["second", "first"], "the variant's priority expression"),
+            _ => assert_eq!(order, ["first", "second"]),
+        }
+        *seen.entry((holdout.variant.clone(), ranking.variant.clone())).or_insert(0) += 1;
+        // A click from every FR user in the reversed variant who got an offer; a purchase from
+        // every held-out user (attributed through their assignment).
+        if ranking.variant == "reversed" && !r.offers.is_empty() {
+            let click = pb::RecordOutcomeRequest {
+                decision_id: r.decision_id.clone(),
+                user_id: user.clone(),
+                offer_id: r.offers[0].offer_id.clone(),
+                outcome: pb::Outcome::Click as i32,
+                value: 0.0,
+                timestamp: None,
+            };
+            d.record_outcome(click).await.unwrap();
+        }
+        if holdout.variant == "holdout" {
+            let mut purchase = ev(&user, &format!("{user}-buy"), "purchase", 0, 10.0);
+            purchase.timestamp = None;
+            d.record_events(pb::RecordEventsRequest { events: vec![purchase] }).await.unwrap();
+        }
+    }
+    let count = |h: &str, r: &str| seen.iter().filter(|((a, b), _)| a == h && b == r).map(|(_, n)| *n).sum::<u64>();
+    assert!(count("holdout", "") + count("holdout", "champion") + count("holdout", "reversed") > 15, "{seen:?}");
+    let reversed_treated = count("treated", "reversed");
+    assert!(reversed_treated > 5 && count("treated", "champion") > 5, "{seen:?}");
+
+    let results = ex
+        .get_experiment_results(pb::GetExperimentResultsRequest { experiment_id: "ranking".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let v: HashMap<&str, &pb::VariantResult> = results.variants.iter().map(|v| (v.variant.as_str(), v)).collect();
+    let exposed_ranking: u64 = v.values().map(|x| x.exposed_users).sum();
+    assert_eq!(
+        exposed_ranking,
+        count("holdout", "champion") + count("holdout", "reversed") + count("treated", "champion") + reversed_treated
+    );
+    assert_eq!(v["reversed"].visitors, reversed_treated, "each click counted once, in its variant");
+    assert_eq!(v["champion"].visitors, 0);
+    assert!(v["champion"].is_control && results.control == "champion");
+
+    let holdout = ex
+        .get_experiment_results(pb::GetExperimentResultsRequest { experiment_id: "global_holdout".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let h: HashMap<&str, &pb::VariantResult> = holdout.variants.iter().map(|v| (v.variant.as_str(), v)).collect();
+    assert_eq!(h["holdout"].exposed_users + h["treated"].exposed_users, 200);
+    assert_eq!(h["holdout"].converted_users, h["holdout"].exposed_users, "every held-out user bought, attributed");
+    assert!((h["holdout"].revenue_per_user - 10.0).abs() < 1e-9);
+    assert_eq!(h["treated"].converted_users, 0);
+
+    let e =
+        ex.get_experiment_results(pb::GetExperimentResultsRequest { experiment_id: "nope".into() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = ex
+        .get_assignment(pb::GetAssignmentRequest { user_id: String::new(), experiment_id: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    // The report command, in its three formats, against this server.
+    let addr = format!("http://{}", srv.addr);
+    let report = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+            .args(["experiments", "report", "ranking", "--addr", &addr, "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = report("table");
+    assert!(table.contains("experiment ranking (control champion)") && table.contains("sample ratio"), "{table}");
+    let csv = report("csv");
+    assert!(csv.starts_with("experiment,variant,is_control") && csv.lines().count() == 3, "{csv}");
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    assert_eq!(json["experiment_id"], "ranking");
+}
+
+#[tokio::test]
+async fn config_rejects_overlapping_slices_in_one_layer() {
+    let bad = BODY.replace("offset = 0.5", "offset = 0.4");
+    let e = Config::from_toml(&bad, "t.toml", std::iter::empty()).unwrap_err();
+    assert!(e.entry.starts_with("experiments[1]") && e.message.contains("overlaps experiment \"ranking\""), "{e}");
+}
