@@ -81,7 +81,7 @@ impl IrlsFit {
     }
 }
 
-impl<'a> Fit<Array2<f64>, Array1<bool>, linfa::Error> for Irls {
+impl Fit<Array2<f64>, Array1<bool>, linfa::Error> for Irls {
     type Object = IrlsFit;
 
     fn fit(&self, ds: &DatasetBase<Array2<f64>, Array1<bool>>) -> Result<IrlsFit, linfa::Error> {
@@ -95,7 +95,7 @@ pub fn fit_view(params: &Irls, x: ArrayView2<f64>, y: &[bool]) -> Result<IrlsFit
     if n == 0 || y.len() != n {
         return Err(linfa::Error::Parameters(format!("{n} rows and {} labels", y.len())));
     }
-    if !(params.c > 0.0) {
+    if params.c.is_nan() || params.c <= 0.0 {
         return Err(linfa::Error::Parameters("C must be positive".into()));
     }
     let lambda = 1.0 / params.c;

@@ -178,6 +178,7 @@ fn write_features(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fit_journey(
     events: &Path,
     target: Target,

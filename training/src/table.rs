@@ -35,11 +35,11 @@ pub struct Options<'a> {
 
 pub fn read(path: &Path, opts: &Options, bad: &mut BadRows) -> anyhow::Result<Table> {
     let open = || -> anyhow::Result<csv::Reader<std::fs::File>> {
-        Ok(csv::ReaderBuilder::new()
+        csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
             .from_path(path)
-            .with_context(|| format!("opening {}", path.display()))?)
+            .with_context(|| format!("opening {}", path.display()))
     };
     let mut reader = open()?;
     let headers: Vec<String> = reader.headers()?.iter().map(String::from).collect();
