@@ -324,12 +324,13 @@ local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return 0 end
 local now = ARGV[2]
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[6])
 local i = 7
 local nf = tonumber(ARGV[i]); i = i + 1
-for k = 1, nf do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2
-end
+-- One HSET for the whole profile (at most ~330 fields: well inside unpack's limit).
+local fields = {'v', ARGV[6]}
+for k = 1, 2 * nf do fields[k + 2] = ARGV[i + k - 1] end
+i = i + 2 * nf
+redis.call('HSET', KEYS[1], unpack(fields))
 local nt = tonumber(ARGV[i]); i = i + 1
 for k = 1, nt do
   redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1
