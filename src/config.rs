@@ -971,29 +971,46 @@ fn line_at(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
-/// Finds the line of an entry path such as `offers[2].stages` or `redis.key_prefix`:
-/// the n-th `[[array]]` header (or `[section]` header), then the key inside that table.
+/// Finds the line of an entry path such as `offers[2].stages`, `redis.key_prefix` or
+/// `experiments[0].variants[1].priority`: the n-th `[[array]]` header (nested arrays counted
+/// from their parent's header), or the `[section]` header, then the key inside that table.
 fn locate(src: &str, entry: &str) -> Option<usize> {
+    let lines: Vec<&str> = src.lines().collect();
     let (table, key) = match entry.rsplit_once('.') {
         Some((t, k)) if !k.contains('[') => (t, Some(k)),
         _ => (entry, None),
     };
-    let lines: Vec<&str> = src.lines().collect();
-    let start = match table.rsplit_once('[') {
-        Some((name, idx)) => {
-            let n: usize = idx.trim_end_matches(']').parse().ok()?;
-            let header = format!("[[{name}]]");
-            lines.iter().enumerate().filter(|(_, l)| l.trim() == header).nth(n)?.0
-        }
-        None => {
-            let header = format!("[{table}]");
-            lines.iter().position(|l| l.trim() == header)?
-        }
-    };
-    let Some(key) = key else {
-        return Some(start + 1);
-    };
-    let found = lines[start + 1..]
+    let mut start = 0usize;
+    let mut end = lines.len();
+    let mut path: Vec<&str> = Vec::new();
+    let mut indexed = false;
+    for part in table.split('.') {
+        let (name, idx) = match part.split_once('[') {
+            Some((n, i)) => (n, Some(i.trim_end_matches(']').parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        path.push(name);
+        let header = match idx {
+            Some(_) => format!("[[{}]]", path.join(".")),
+            None => format!("[{}]", path.join(".")),
+        };
+        let found = lines[start..end]
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.trim() == header)
+            .map(|(i, _)| start + i)
+            .nth(idx.unwrap_or(0))?;
+        start = found;
+        indexed |= idx.is_some();
+        // The table runs to the next header of the same or a shallower array.
+        let own = if indexed { format!("[[{}]]", path[..1].join(".")) } else { header.clone() };
+        end = lines[found + 1..end]
+            .iter()
+            .position(|l| l.trim() == own || l.trim() == header)
+            .map_or(end, |p| found + 1 + p);
+    }
+    let Some(key) = key else { return Some(start + 1) };
+    let found = lines[start + 1..end]
         .iter()
         .take_while(|l| !l.trim_start().starts_with('['))
         .position(|l| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('=')));
@@ -1040,6 +1057,8 @@ content_ref = "cms://b"
         check(&BASE.replace("\"nowhere\"", "awareness"), &[], Err(("toml", Some(13))));
         check(&BASE.replace("id = \"b\"", "id = \"a\""), &[], Err(("offers[1].id", Some(12))));
         check("[server]\nlisten = \"nope\"\n", &[], Err(("server.listen", Some(2))));
+        let nested = "[[experiments]]\nid = \"a\"\n[[experiments.variants]]\nname = \"x\"\n[[experiments.variants]]\nname = \"y\"\npriority = \"1 +\"\n";
+        check(nested, &[], Err(("experiments[0].variants[1].priority", Some(7))));
         check("[server]\nlisn = 1\n", &[], Err(("toml", None)));
     }
 

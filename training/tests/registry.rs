@@ -57,6 +57,19 @@ async fn trainer_and_server_compute_identical_feature_vectors() {
         compared += 1;
     }
     assert_eq!(compared, 25);
+
+    // `export` dumps the server's journey log: every recorded event, as JSON Lines the trainer reads.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("export.jsonl");
+    let (ok, text) = train(&["export", "--redis-url", &redis.url(), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let mut bad = touchpoint_train::data::BadRows::new(0);
+    let mut exported = touchpoint_train::data::read_events(&out, &mut bad).unwrap();
+    let mut recorded = sim.events.clone();
+    let key = |e: &touchpoint::domain::event::Event| (e.user_id.clone(), e.event_id.clone());
+    exported.sort_by_key(key);
+    recorded.sort_by_key(key);
+    assert_eq!(exported, recorded, "the export round-trips every acknowledged event");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
