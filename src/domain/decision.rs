@@ -429,7 +429,7 @@ pub fn guard(policy: &Policy, query: &DecisionQuery, outcome: &DecisionOutcome, 
     }
     let channel_limits =
         policy.contact_limits.get(&query.channel).into_iter().flatten().map(|l| (l.max, now - l.window_ms)).collect();
-    let offer_caps = outcome
+    let offer_caps: Vec<(String, u32, Millis)> = outcome
         .chosen
         .iter()
         .filter_map(|c| {
@@ -437,11 +437,23 @@ pub fn guard(policy: &Policy, query: &DecisionQuery, outcome: &DecisionOutcome, 
             policy.offer_rules[i].cap.map(|cap| (c.offer_id.clone(), cap.max, now - cap.window_ms))
         })
         .collect();
+    // Only showings that a limit counts are worth recording: every chosen offer when the
+    // channel has a contact limit, else only the capped ones.
+    let channel_limited = policy.contact_limits.contains_key(&query.channel);
+    let offers: Vec<String> = outcome
+        .chosen
+        .iter()
+        .filter(|c| channel_limited || offer_caps.iter().any(|(o, _, _)| *o == c.offer_id))
+        .map(|c| c.offer_id.clone())
+        .collect();
+    if offers.is_empty() {
+        return ContactGuard::default();
+    }
     ContactGuard {
         channel: query.channel.clone(),
         channel_limits,
         offer_caps,
-        offers: outcome.chosen.iter().map(|c| c.offer_id.clone()).collect(),
+        offers,
         keep_since: now - policy.longest_window(),
     }
 }
@@ -742,6 +754,11 @@ limits = [{{ max = 1, days = 3 }}]
         assert_eq!(g.channel_limits, vec![(1, NOW - 3 * DAY)]);
         assert_eq!(g.offer_caps, vec![("a".to_string(), 2, NOW - 7 * DAY)]);
         assert_eq!(g.offers, vec!["a"]);
+        // On web (no contact limit) only the capped offer is recorded, not the uncapped one.
+        let o = run(&p, &query("web", 2), &user("FR", 30.0), &ContactState::default(), 1);
+        let chosen: Vec<&str> = o.chosen.iter().map(|c| c.offer_id.as_str()).collect();
+        assert_eq!(chosen, ["a", "b"]);
+        assert_eq!(guard(&p, &query("web", 2), &o, NOW).offers, vec!["a"]);
     }
 
     #[test]

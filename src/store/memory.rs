@@ -54,8 +54,14 @@ pub struct MemoryStore {
     retention: Retention,
 }
 
+/// The embedded store keeps at most this many entries of each log: a decision record holds
+/// the whole profile it read (for replay), and a million of them would cost gigabytes.
+pub const MEMORY_LOG_CAP: u64 = 100_000;
+
 impl MemoryStore {
-    pub fn new(retention: Retention) -> Self {
+    pub fn new(mut retention: Retention) -> Self {
+        retention.journey_log_maxlen = retention.journey_log_maxlen.min(MEMORY_LOG_CAP);
+        retention.decision_log_maxlen = retention.decision_log_maxlen.min(MEMORY_LOG_CAP);
         Self { inner: Mutex::new(Inner::default()), retention }
     }
 

@@ -126,7 +126,8 @@ async fn delete_profile_leaves_no_key_of_the_user() {
         p.put_profile(pb::PutProfileRequest { user_id: user.into(), attributes: attrs, remove_attributes: vec![] })
             .await
             .unwrap();
-        d.decide(pb::DecideRequest { user_id: user.into(), channel: "web".into(), ..Default::default() })
+        // E-mail has a contact limit, so the decision also records a contact key.
+        d.decide(pb::DecideRequest { user_id: user.into(), channel: "email".into(), ..Default::default() })
             .await
             .unwrap();
     }
