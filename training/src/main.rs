@@ -84,6 +84,10 @@ enum Command {
         /// Also write the training and holdout feature tables (CSV) for outside comparison.
         #[arg(long)]
         export_features: Option<PathBuf>,
+        /// The server's config: its journey (stages, triggers, purchase event) shapes the
+        /// features and labels. Default: the five-stage default journey.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         max_bad_rows: usize,
     },
@@ -180,6 +184,7 @@ fn write_features(
 
 #[allow(clippy::too_many_arguments)]
 fn fit_journey(
+    journey: &JourneyDef,
     events: &Path,
     target: Target,
     cutoff: &str,
@@ -193,7 +198,7 @@ fn fit_journey(
     let mut bad = BadRows::new(max_bad_rows);
     let log = read_events(events, &mut bad)?;
     bad.report();
-    let journey = JourneyDef::default_journey();
+    let journey = journey.clone();
     let cutoff_ms = parse_time(cutoff)?;
     let h = i64::from(horizon) * MS_PER_DAY;
     // Time-based split: learn from the window before the cutoff, judge on the one after it.
@@ -474,8 +479,24 @@ async fn main() -> anyhow::Result<()> {
             w.flush()?;
             println!("{n} events written to {}", out.display());
         }
-        Command::FitJourney { events, target, cutoff, horizon, c, out, report, export_features, max_bad_rows } => {
+        Command::FitJourney {
+            events,
+            target,
+            cutoff,
+            horizon,
+            c,
+            out,
+            report,
+            export_features,
+            config,
+            max_bad_rows,
+        } => {
+            let journey = match config {
+                Some(path) => touchpoint::config::Config::load(&path, std::env::vars())?.policy.journey.clone(),
+                None => JourneyDef::default_journey(),
+            };
             fit_journey(
+                &journey,
                 &events,
                 target,
                 &cutoff,
