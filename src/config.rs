@@ -535,9 +535,13 @@ fn days_ms(days: f64) -> Millis {
     (days * MS_PER_DAY as f64) as Millis
 }
 
+/// The longest window a cap, contact limit, cooldown or attribution may span: per-user helper
+/// keys in Redis expire after this long.
+pub const MAX_WINDOW_DAYS: f64 = 90.0;
+
 fn limit(entry: &str, l: &LimitConfig) -> Result<Limit, Invalid> {
-    if l.max == 0 || !(l.days > 0.0 && l.days.is_finite()) {
-        return Err((entry.to_string(), "needs max >= 1 and days > 0".into()));
+    if l.max == 0 || !(l.days > 0.0 && l.days <= MAX_WINDOW_DAYS) {
+        return Err((entry.to_string(), format!("needs max >= 1 and 0 < days <= {MAX_WINDOW_DAYS}")));
     }
     Ok(Limit { max: l.max, window_ms: days_ms(l.days) })
 }
@@ -672,8 +676,8 @@ fn validate(file: FileConfig, models: Models, version: String, base: &Path) -> R
             ("cooldown_after_dismiss_days", o.cooldown_after_dismiss_days),
             ("cooldown_after_accept_days", o.cooldown_after_accept_days),
         ] {
-            if !(d >= 0.0 && d.is_finite()) {
-                return Err((field(name), format!("offer {:?}: must be a non-negative number of days", o.id)));
+            if !(0.0..=MAX_WINDOW_DAYS).contains(&d) {
+                return Err((field(name), format!("offer {:?}: must be 0..={MAX_WINDOW_DAYS} days", o.id)));
             }
         }
         offer_rules.push((
@@ -919,8 +923,8 @@ fn validate_experiments(
         if !variants.iter().any(|v| v.name == control) {
             return Err((f("control"), format!("no variant named {control:?}")));
         }
-        if !(e.attribution_days > 0.0 && e.attribution_days.is_finite()) {
-            return Err((f("attribution_days"), "must be positive".into()));
+        if !(e.attribution_days > 0.0 && e.attribution_days <= MAX_WINDOW_DAYS) {
+            return Err((f("attribution_days"), format!("must be within 0..={MAX_WINDOW_DAYS} days")));
         }
         let exp = Experiment {
             id: e.id.clone(),

@@ -364,8 +364,10 @@ impl Engine {
         let policy = &snap.config.policy;
         let limit = if query.limit == 0 { policy.default_limit as usize } else { query.limit };
         let fallback = policy.fallback(&query.channel);
+        let held_out = policy.held_out_by_hash(&query.user_id, &query.channel, now_ms());
         let chosen: Vec<Chosen> = fallback
             .into_iter()
+            .filter(|_| held_out.is_none())
             .flat_map(|f| &f.offers)
             .filter_map(|id| policy.catalogue.get(id))
             .take(limit)
@@ -388,7 +390,9 @@ impl Engine {
             scores: BTreeMap::new(),
             degraded: true,
             seed: 0,
-            suppression: chosen.is_empty().then(|| "degraded: no fallback offer for this channel".to_string()),
+            suppression: chosen.is_empty().then(|| {
+                held_out.clone().unwrap_or_else(|| "degraded: no fallback offer for this channel".to_string())
+            }),
             chosen,
             candidates: vec![],
             state: UserState::default(),

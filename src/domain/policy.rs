@@ -135,6 +135,24 @@ impl Policy {
         caps.chain(limits).max().unwrap_or(0)
     }
 
+    /// Why a user gets no offer without reading their profile: the global holdout, or a
+    /// holdout variant they would be in (targeting is not known without the profile, so a
+    /// targeted experiment counts as if it held: a degraded answer errs on the side of the
+    /// control group staying clean).
+    pub fn held_out_by_hash(&self, user: &str, channel: &str, now: Millis) -> Option<String> {
+        if self.holdout.as_ref().is_some_and(|h| h.assign(user).variant.as_deref() == Some("holdout")) {
+            return Some("global holdout".into());
+        }
+        self.experiments.iter().find_map(|e| {
+            let a = e.assign(user, Some(channel), now, |_| Ok(true));
+            let v = a.variant?;
+            e.variants
+                .iter()
+                .find(|x| x.name == v && x.overrides.holdout)
+                .map(|_| format!("holdout: experiment {} variant {v}", e.id))
+        })
+    }
+
     /// The fallback for a channel when the user's stage is unknown: the entry without a stage,
     /// else the first stage's.
     pub fn fallback(&self, channel: &str) -> Option<&Fallback> {

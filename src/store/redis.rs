@@ -137,8 +137,10 @@ impl Keys {
 
 const SLOTS: u16 = 16384;
 
-/// A user's recent-decision keys expire this long after their last decision, so users who are
-/// decided on but never send events leave nothing behind forever.
+/// A user's recent-decision, contact and mark keys expire this long after they were last
+/// written, so users who are decided on but never return leave nothing behind forever. Every
+/// cap, contact limit, cooldown and attribution window is at most this long (config checks).
+/// Exposures (`:x`) do not expire.
 const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
 
 /// CRC16/XMODEM, the checksum Redis Cluster uses for key slots.
@@ -246,8 +248,10 @@ local function attribute(xkey, ckey, i)
           else
             if redis.call('HSETNX', xkey, w[1] .. ':c', 1) == 1 then redis.call('HINCRBY', ckey, prefix .. 'converters', 1) end
             if h[3] ~= 0 then
-              local r = tonumber(redis.call('HINCRBYFLOAT', xkey, w[1] .. ':r', h[3]))
-              local before = r - h[3]
+              -- The user's revenue as a double, exactly as the in-memory store keeps it.
+              local before = tonumber(redis.call('HGET', xkey, w[1] .. ':r') or '0')
+              local r = before + h[3]
+              redis.call('HSET', xkey, w[1] .. ':r', string.format('%.17g', r))
               redis.call('HINCRBYFLOAT', ckey, prefix .. 'revenue', h[3])
               redis.call('HINCRBYFLOAT', ckey, prefix .. 'revenue_sq', r * r - before * before)
             end
@@ -394,7 +398,8 @@ end
 if #offers > 0 then
   for _, o in ipairs(offers) do redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
-  redis.call('PEXPIRE', KEYS[4], ARGV[7])
+  -- Contacts live at least as long as the longest window that counts them.
+  redis.call('PEXPIRE', KEYS[4], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
@@ -413,7 +418,8 @@ for _, e in ipairs(exposures) do
     redis.call('HINCRBY', KEYS[6], prefix .. 'exposed', 1)
   end
 end
-if #exposures > 0 then redis.call('PEXPIRE', KEYS[5], ARGV[7]) end
+-- Exposures do not expire: a user must never be counted as newly exposed again
+-- (DeleteProfile removes them).
 return 1
 "#;
 

@@ -258,3 +258,37 @@ async fn config_rejects_overlapping_slices_in_one_layer() {
     let e = Config::from_toml(&bad, "t.toml", std::iter::empty()).unwrap_err();
     assert!(e.entry.starts_with("experiments[1]") && e.message.contains("overlaps experiment \"ranking\""), "{e}");
 }
+
+/// A degraded answer (Redis down) still keeps held-out users clean: the holdout is a hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degraded_answers_respect_the_global_holdout() {
+    let mut redis = RedisServer::start();
+    let body = format!(
+        "[redis]\nurl = \"{}\"\n[holdout]\nshare = 0.5\n[[fallbacks]]\nchannel = \"web\"\noffers = [\"first\"]\n{}",
+        redis.url(),
+        &BODY[BODY.find("[[offers]]").unwrap()..BODY.find("[[experiments]]").unwrap()]
+    );
+    let cfg = Config::from_toml(&body, "t", std::iter::empty()).unwrap();
+    let policy = cfg.policy.clone();
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
+    redis.stop();
+    let mut d = srv.decisions();
+    let (mut held, mut served) = (0, 0);
+    for i in 0..40 {
+        let user = format!("d{i}");
+        let r = d
+            .decide(pb::DecideRequest { user_id: user.clone(), channel: "web".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.degraded);
+        if policy.holdout.as_ref().unwrap().assign(&user).variant.as_deref() == Some("holdout") {
+            assert!(r.offers.is_empty(), "{r:?}");
+            held += 1;
+        } else {
+            assert_eq!(r.offers[0].offer_id, "first");
+            served += 1;
+        }
+    }
+    assert!(held > 5 && served > 5, "{held} held out, {served} served");
+}
