@@ -793,7 +793,7 @@ fn validate(file: FileConfig, models: Models, version: String, base: &Path) -> R
         return Err((format!("models.response.{o}"), format!("unknown offer {o:?}")));
     }
 
-    let experiments = validate_experiments(&file, &catalogue, &j.stages, base)?;
+    let experiments = validate_experiments(&file, &catalogue, base)?;
     let holdout = match &file.holdout {
         None => None,
         Some(h) if !(0.0..1.0).contains(&h.share) => return bad("holdout.share", "must be within 0..1"),
@@ -835,13 +835,7 @@ fn check_experiment_name(field: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn validate_experiments(
-    file: &FileConfig,
-    catalogue: &Catalogue,
-    stages: &[String],
-    base: &Path,
-) -> Result<Vec<Experiment>, Invalid> {
-    let _ = stages;
+fn validate_experiments(file: &FileConfig, catalogue: &Catalogue, base: &Path) -> Result<Vec<Experiment>, Invalid> {
     let mut out: Vec<Experiment> = Vec::new();
     for (i, e) in file.experiments.iter().enumerate() {
         let entry = format!("experiments[{i}]");

@@ -83,18 +83,20 @@ fn days(ms: Millis) -> String {
     if d.fract() == 0.0 { format!("{d:.0}") } else { format!("{d:.2}") }
 }
 
+/// An attribute or context value as a CEL value.
+fn attr_value(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::Bool(b) => Value::Bool(*b),
+        AttrValue::Num(n) => Value::Float(*n),
+        AttrValue::Str(s) => rules::string(s),
+    }
+}
+
 /// The `profile` variable: attributes plus aggregates.
 fn profile_value(state: &UserState, now: Millis) -> Value {
     let a = &state.aggregates;
     let since = |t: Option<Millis>| t.map(|t| Value::Float((now - t).max(0) as f64 / MS_PER_DAY as f64));
-    let attrs = state.attributes.iter().map(|(k, v)| {
-        let v = match v {
-            AttrValue::Bool(b) => Value::Bool(*b),
-            AttrValue::Num(n) => Value::Float(*n),
-            AttrValue::Str(s) => rules::string(s),
-        };
-        (k.clone(), v)
-    });
+    let attrs = state.attributes.iter().map(|(k, v)| (k.clone(), attr_value(v)));
     let events = map(a.event_counts.iter().map(|(k, v)| (k.clone(), Value::Float(*v as f64))));
     let aggregates = [
         ("purchase_count", Some(Value::Float(a.purchase_count as f64))),
@@ -109,14 +111,7 @@ fn profile_value(state: &UserState, now: Millis) -> Value {
 }
 
 fn context_value(context: &BTreeMap<String, AttrValue>) -> Value {
-    map(context.iter().map(|(k, v)| {
-        let v = match v {
-            AttrValue::Bool(b) => Value::Bool(*b),
-            AttrValue::Num(n) => Value::Float(*n),
-            AttrValue::Str(s) => rules::string(s),
-        };
-        (k.clone(), v)
-    }))
+    map(context.iter().map(|(k, v)| (k.clone(), attr_value(v))))
 }
 
 /// Aggregate names a profile attribute may not take (they would shadow each other in rules).

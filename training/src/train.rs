@@ -2,7 +2,7 @@
 //! holdouts, and the artifact.
 use crate::irls::{Irls, IrlsFit, fit_view};
 use crate::metrics::{Evaluation, evaluate};
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -151,10 +151,6 @@ pub fn mean(v: &[f64]) -> f64 {
 pub fn std_dev(v: &[f64]) -> f64 {
     let m = mean(v);
     (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
-}
-
-pub fn to_array(v: Vec<bool>) -> Array1<bool> {
-    Array1::from(v)
 }
 
 #[cfg(test)]
