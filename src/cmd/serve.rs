@@ -61,15 +61,12 @@ async fn signals(engine: Arc<Engine>, stop: watch::Sender<bool>) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = hup.recv() => match engine.reload() {
-                    Ok(s) => {
-                        tracing::info!(config_version = %s.config.version, "reloaded on SIGHUP");
-                        if let Err(e) = engine.refresh_models().await {
-                            tracing::warn!(error = %e, "model registry check after reload failed");
-                        }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    if let Err(e) = engine.reload_now().await {
+                        tracing::error!(error = %e, "reload rejected, keeping the old config");
                     }
-                    Err(e) => tracing::error!(error = %e, "reload rejected, keeping the old config"),
-                },
+                }
             }
         }
     }

@@ -11,8 +11,8 @@
 //!   independent of the allocation, so growing an experiment never moves a user.
 //! - Global holdout: `bucket("holdout:" + salt, user) < share * 10_000`.
 use super::Millis;
+use super::arbitration::Exploration;
 use super::model::BoundModel;
-use super::policy::Exploration;
 use super::rules::Rule;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

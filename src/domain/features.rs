@@ -10,8 +10,13 @@ use super::profile::UserState;
 use super::{MS_PER_DAY, Millis};
 
 /// Days used for "never happened" recencies.
+///
+/// Event counts are by role, not by hard-coded event names: the journey's configured
+/// transitions say which event types are page views, product views, carts, checkouts and
+/// advocacy (`journey::FeatureEvents`).
 pub const NEVER_DAYS: f64 = 365.0;
 
+/// The feature names, in vector order (model artifacts name their features with these).
 pub const FEATURE_NAMES: [&str; 15] = [
     "log_recency_days",
     "log_tenure_days",
@@ -30,8 +35,10 @@ pub const FEATURE_NAMES: [&str; 15] = [
     "lapsed",
 ];
 
+/// The length of the feature vector.
 pub const N_FEATURES: usize = FEATURE_NAMES.len();
 
+/// A user's feature vector.
 pub type Features = [f64; N_FEATURES];
 
 fn days(from: Option<Millis>, now: Millis) -> Option<f64> {
@@ -45,7 +52,8 @@ fn ln1p(x: f64) -> f64 {
 /// The feature vector of `state` as of `now`.
 pub fn features(state: &UserState, journey: &JourneyDef, now: Millis) -> Features {
     let a = &state.aggregates;
-    let count = |t: &str| a.count(t) as f64;
+    let roles = &journey.feature_events;
+    let count = |types: &[String]| journey.count_of(state, types) as f64;
     let total: u64 = a.event_counts.values().sum();
     let stages = journey.stages().len().max(2) as f64 - 1.0;
     let rank = journey.rank(journey.stage_of(state)).unwrap_or(0) as f64;
@@ -53,16 +61,16 @@ pub fn features(state: &UserState, journey: &JourneyDef, now: Millis) -> Feature
         ln1p(days(a.last_seen, now).unwrap_or(NEVER_DAYS)),
         ln1p(days(a.first_seen, now).unwrap_or(0.0)),
         ln1p(total as f64),
-        ln1p(count("page_view")),
-        ln1p(count("product_view")),
-        ln1p(count("add_to_cart")),
-        ln1p(count("checkout_started")),
+        ln1p(count(&roles.page_views)),
+        ln1p(count(&roles.product_views)),
+        ln1p(count(&roles.carts)),
+        ln1p(count(&roles.checkouts)),
         ln1p(a.purchase_count as f64),
         ln1p(a.monetary_total),
         ln1p(days(a.last_purchase, now).unwrap_or(NEVER_DAYS)),
         f64::from(u8::from(a.purchase_count > 0)),
-        f64::from(u8::from(count("add_to_cart") > a.purchase_count as f64)),
-        ln1p(count("review_posted") + count("referral")),
+        f64::from(u8::from(journey.cart_abandoned(state))),
+        ln1p(count(&roles.advocacy)),
         rank / stages,
         f64::from(u8::from(journey.is_lapsed(state, now))),
     ]
@@ -116,5 +124,53 @@ mod tests {
         assert_eq!((by_name("has_purchased"), by_name("cart_abandoned")), (1.0, 1.0));
         assert_eq!(by_name("stage_rank"), 0.75, "retention is stage 3 of 0..4");
         assert_eq!(by_name("lapsed"), 0.0);
+    }
+
+    /// A journey with other event names gets the same features from its own events.
+    #[test]
+    fn features_follow_the_configured_event_names() {
+        use crate::domain::journey::Trigger;
+        let stages: Vec<String> =
+            ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into();
+        let t = |e: &str, to| Trigger { event_type: e.into(), to, min_count: 1 };
+        let triggers = vec![
+            t("session_start", 0),
+            t("view_item", 1),
+            t("add_item", 2),
+            t("begin_checkout", 2),
+            t("order", 3),
+            t("write_review", 4),
+        ];
+        let j = JourneyDef::new(stages, triggers, 30.0, "order".into());
+        let mut s = UserState::default();
+        let evs = [
+            ev("1", "session_start", 10, 0.0),
+            ev("2", "view_item", 11, 0.0),
+            ev("3", "view_item", 11, 0.0),
+            ev("4", "add_item", 12, 0.0),
+            ev("5", "begin_checkout", 12, 0.0),
+            ev("6", "write_review", 13, 0.0),
+        ];
+        j.apply_events(&mut s, &evs.iter().collect::<Vec<_>>());
+        let f = features(&s, &j, 30 * MS_PER_DAY);
+        let by_name = |n: &str| f[FEATURE_NAMES.iter().position(|x| *x == n).unwrap()];
+        assert_eq!(by_name("log_page_views"), 1f64.ln_1p());
+        assert_eq!(by_name("log_product_views"), 2f64.ln_1p());
+        assert_eq!(by_name("log_add_to_cart"), 1f64.ln_1p());
+        assert_eq!(by_name("log_checkouts"), 1f64.ln_1p());
+        assert_eq!(by_name("log_reviews_referrals"), 1f64.ln_1p());
+        assert_eq!(by_name("cart_abandoned"), 1.0);
+        // The default journey's roles are exactly the default event names.
+        let d = JourneyDef::default_journey().feature_events;
+        assert_eq!(
+            (d.page_views, d.product_views, d.carts, d.checkouts, d.advocacy),
+            (
+                vec!["page_view".to_string()],
+                vec!["product_view".to_string()],
+                vec!["add_to_cart".to_string()],
+                vec!["checkout_started".to_string()],
+                vec!["review_posted".to_string(), "referral".to_string()]
+            )
+        );
     }
 }

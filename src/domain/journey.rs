@@ -20,17 +20,67 @@ pub struct Trigger {
     pub min_count: u64,
 }
 
+/// Which of the journey's event types feed the role-named features (`log_page_views`,
+/// `log_product_views`, `log_add_to_cart`, `log_checkouts`, `log_reviews_referrals`,
+/// `cart_abandoned`), so a journey whose events are called `view_item` or `begin_checkout`
+/// gets the same features as the default one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FeatureEvents {
+    /// Events that move a user to the first stage (default `page_view`).
+    pub page_views: Vec<String>,
+    /// Events that move a user to the second stage (default `product_view`).
+    pub product_views: Vec<String>,
+    /// The first event type listed as moving a user to the third stage (default `add_to_cart`).
+    pub carts: Vec<String>,
+    /// The other event types that move a user to the third stage (default `checkout_started`).
+    pub checkouts: Vec<String>,
+    /// Events that move a user to the last stage, when there are at least four stages
+    /// (default `review_posted`, `referral`).
+    pub advocacy: Vec<String>,
+}
+
+impl FeatureEvents {
+    /// The roles read off the transitions, by the rank of the stage they lead to; purchase
+    /// events and triggers that need several events (`min_count > 1`) are left out (purchases
+    /// have features of their own). For the default journey this gives exactly the default
+    /// event names.
+    pub fn from_triggers(n_stages: usize, triggers: &[Trigger], purchase_event: &str) -> Self {
+        let mut roles = FeatureEvents::default();
+        for t in triggers.iter().filter(|t| t.min_count <= 1 && t.event_type != purchase_event) {
+            let role = match t.to {
+                0 => &mut roles.page_views,
+                1 => &mut roles.product_views,
+                2 if roles.carts.is_empty() || roles.carts.contains(&t.event_type) => &mut roles.carts,
+                2 => &mut roles.checkouts,
+                r if r + 1 == n_stages && n_stages >= 4 => &mut roles.advocacy,
+                _ => continue,
+            };
+            if !role.contains(&t.event_type) {
+                role.push(t.event_type.clone());
+            }
+        }
+        roles
+    }
+}
+
+/// A journey: ordered stages, the transitions between them, lapse and purchase settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JourneyDef {
     stages: Vec<String>,
     triggers: HashMap<String, Vec<Trigger>>,
+    /// Inactivity after which a user counts as lapsed (0 disables).
     pub lapse_after_ms: Millis,
+    /// The event type that counts as a purchase (monetary value, purchase count).
     pub purchase_event: String,
+    /// The event types behind the role-named features.
+    pub feature_events: FeatureEvents,
 }
 
 impl JourneyDef {
     /// `triggers` name stages by index into `stages` (the config layer resolves names).
+    /// The feature roles are read off the transitions (`FeatureEvents::from_triggers`).
     pub fn new(stages: Vec<String>, triggers: Vec<Trigger>, lapse_after_days: f64, purchase_event: String) -> Self {
+        let feature_events = FeatureEvents::from_triggers(stages.len(), &triggers, &purchase_event);
         let mut by_type: HashMap<String, Vec<Trigger>> = HashMap::new();
         for t in triggers {
             by_type.entry(t.event_type.clone()).or_default().push(t);
@@ -40,7 +90,18 @@ impl JourneyDef {
             triggers: by_type,
             lapse_after_ms: (lapse_after_days * MS_PER_DAY as f64) as Millis,
             purchase_event,
+            feature_events,
         }
+    }
+
+    /// How many of the user's events have one of `types`.
+    pub fn count_of(&self, state: &UserState, types: &[String]) -> u64 {
+        types.iter().map(|t| state.aggregates.count(t)).sum()
+    }
+
+    /// More carts than purchases: something was left in a cart.
+    pub fn cart_abandoned(&self, state: &UserState) -> bool {
+        self.count_of(state, &self.feature_events.carts) > state.aggregates.purchase_count
     }
 
     /// DESIGN.md's five-stage journey.

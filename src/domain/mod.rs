@@ -2,6 +2,7 @@
 //!
 //! Nothing in this module imports tokio, tonic, prost or redis; times are milliseconds
 //! since the Unix epoch passed in by the caller, so every function is deterministic.
+pub mod arbitration;
 pub mod contact;
 pub mod decision;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod journey;
 pub mod limits;
 pub mod model;
 pub mod offer;
+pub mod outcome;
 pub mod policy;
 pub mod profile;
 pub mod rules;

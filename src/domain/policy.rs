@@ -1,6 +1,7 @@
 //! The compiled decision policy: everything a decision needs from configuration and models,
 //! built once at load (rules compiled, offer values precomputed) and shared read-only.
 use super::Millis;
+pub use super::arbitration::{Exploration, Priority};
 use super::contact::Limit;
 use super::journey::JourneyDef;
 use super::model::BoundModel;
@@ -15,27 +16,6 @@ pub struct Segment {
     /// demographic, behavioural, psychographic, geographic, or anything else (reporting only).
     pub kind: String,
     pub rule: Rule,
-}
-
-/// How eligible candidates are ranked.
-#[derive(Debug, Clone)]
-pub enum Priority {
-    /// `scores.response * offer.value * offer.weight` where the offer has a response model;
-    /// else `scores.purchase * offer.value * offer.weight` where a purchase model is loaded;
-    /// else the offer's static `priority * weight`. Computed natively (no interpreter).
-    Default,
-    /// A CEL expression over the rule variables, `offer` included.
-    Rule(Rule),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Exploration {
-    None,
-    /// At each rank: with probability `epsilon` a uniformly random remaining candidate,
-    /// otherwise the best remaining one.
-    EpsilonGreedy {
-        epsilon: f64,
-    },
 }
 
 /// Per-offer rules and limits, parallel to the catalogue's offers.
@@ -133,24 +113,6 @@ impl Policy {
         let caps = self.offer_rules.iter().filter_map(|r| r.cap.map(|c| c.window_ms));
         let limits = self.contact_limits.values().flatten().map(|l| l.window_ms);
         caps.chain(limits).max().unwrap_or(0)
-    }
-
-    /// Why a user gets no offer without reading their profile: the global holdout, or a
-    /// holdout variant they would be in (targeting is not known without the profile, so a
-    /// targeted experiment counts as if it held: a degraded answer errs on the side of the
-    /// control group staying clean).
-    pub fn held_out_by_hash(&self, user: &str, channel: &str, now: Millis) -> Option<String> {
-        if self.holdout.as_ref().is_some_and(|h| h.assign(user).variant.as_deref() == Some("holdout")) {
-            return Some("global holdout".into());
-        }
-        self.experiments.iter().find_map(|e| {
-            let a = e.assign(user, Some(channel), now, |_| Ok(true));
-            let v = a.variant?;
-            e.variants
-                .iter()
-                .find(|x| x.name == v && x.overrides.holdout)
-                .map(|_| format!("holdout: experiment {} variant {v}", e.id))
-        })
     }
 
     /// The fallback for a channel when the user's stage is unknown: the entry without a stage,

@@ -213,7 +213,8 @@ impl From<Decision> for pb::DecideResponse {
                     pb::CandidateExplanation {
                         offer_id: c.offer_id.clone(),
                         kept: c.dropped.is_none(),
-                        reason: c.dropped.clone().unwrap_or_default(),
+                        reason: c.dropped.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                        reason_code: c.dropped.as_ref().map(|d| d.code().to_string()).unwrap_or_default(),
                         score: c.score,
                         scores,
                     }
@@ -252,6 +253,8 @@ impl From<Decision> for pb::DecideResponse {
                 .collect(),
             config_version: r.config_version,
             explanation,
+            suppression_reason: r.suppression.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+            suppression_code: r.suppression.as_ref().map(|s| s.code().to_string()).unwrap_or_default(),
         }
     }
 }

@@ -54,7 +54,8 @@ impl Decisions for Services {
                 Ok(pb::DecideBatchItem {
                     index: i as u32,
                     user_id: d.record.user_id.clone(),
-                    suppression_reason: d.record.suppression.clone().unwrap_or_default(),
+                    suppression_reason: d.record.suppression.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                    suppression_code: d.record.suppression.as_ref().map(|s| s.code().to_string()).unwrap_or_default(),
                     decision: Some(d.into()),
                 })
             });
@@ -137,7 +138,8 @@ impl Experiments for Services {
             let r = req.into_inner();
             let user = convert::user_id(&r.user_id).map_err(Error::from)?;
             let experiment = (!r.experiment_id.is_empty()).then_some(r.experiment_id.as_str());
-            let assignments = self.engine.get_assignment(&user, experiment).await?;
+            let channel = (!r.channel.is_empty()).then_some(r.channel.as_str());
+            let assignments = self.engine.get_assignment(&user, experiment, channel).await?;
             Ok(Response::new(convert::assignments(user, assignments)))
         })
         .await
@@ -162,17 +164,7 @@ impl Experiments for Services {
 impl Admin for Services {
     async fn reload(&self, _req: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
         observed("Reload", async {
-            // Reading the file is blocking I/O: keep it off the runtime's workers.
-            let engine = self.engine.clone();
-            tokio::task::spawn_blocking(move || engine.reload())
-                .await
-                .map_err(|e| Status::internal(format!("reload task failed: {e}")))?
-                .map_err(Error::from)?;
-            // The file models are back in force; published models take over again at once.
-            if let Err(e) = self.engine.refresh_models().await {
-                tracing::warn!(error = %e, "model registry check after reload failed");
-            }
-            let snap = self.engine.snapshot();
+            let snap = self.engine.reload_now().await?;
             Ok(Response::new(pb::ReloadResponse {
                 config_version: snap.config.version.clone(),
                 model_versions: snap.config.policy.models.versions().into_iter().collect(),

@@ -126,7 +126,7 @@ async fn experiments_over_grpc_assign_override_hold_out_attribute_and_report() {
             .await
             .unwrap();
         let a = ex
-            .get_assignment(pb::GetAssignmentRequest { user_id: user.clone(), experiment_id: String::new() })
+            .get_assignment(pb::GetAssignmentRequest { user_id: user.clone(), ..Default::default() })
             .await
             .unwrap()
             .into_inner();
@@ -228,10 +228,7 @@ async fn experiments_over_grpc_assign_override_hold_out_attribute_and_report() {
     let e =
         ex.get_experiment_results(pb::GetExperimentResultsRequest { experiment_id: "nope".into() }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
-    let e = ex
-        .get_assignment(pb::GetAssignmentRequest { user_id: String::new(), experiment_id: String::new() })
-        .await
-        .unwrap_err();
+    let e = ex.get_assignment(pb::GetAssignmentRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 
     // The report command, in its three formats, against this server.

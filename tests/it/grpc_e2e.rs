@@ -462,10 +462,7 @@ async fn health_reflection_and_every_service_answers() {
 
     // Every service answers (no RPC is left unimplemented): the experiments service too.
     let mut ex = pb::experiments_client::ExperimentsClient::new(srv.channel.clone());
-    let a = ex
-        .get_assignment(pb::GetAssignmentRequest { user_id: "u".into(), experiment_id: String::new() })
-        .await
-        .unwrap();
+    let a = ex.get_assignment(pb::GetAssignmentRequest { user_id: "u".into(), ..Default::default() }).await.unwrap();
     assert!(a.into_inner().assignments.is_empty(), "the example config defines no experiment");
 
     let mut admin = pb::admin_client::AdminClient::new(srv.channel.clone());

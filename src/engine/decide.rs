@@ -1,0 +1,228 @@
+//! Deciding: one user (`decide`, with the fallback within the budget), a campaign send
+//! (`decide_batch`), and finding a logged decision for replay.
+use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, Snapshot, now_ms};
+use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, DropReason};
+use crate::domain::policy::Policy;
+use crate::domain::profile::UserState;
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Users of one `DecideBatch` in flight at once.
+const BATCH_CONCURRENCY: usize = 256;
+
+/// A chosen offer, resolved against the catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferView {
+    /// The offer.
+    pub offer_id: String,
+    /// Its display name.
+    pub name: String,
+    /// Where the caller finds the content.
+    pub content_ref: String,
+    /// The channel it is for.
+    pub channel: String,
+    /// Its priority.
+    pub score: f64,
+    /// The probability of this pick at its rank.
+    pub selection_probability: f64,
+}
+
+/// A decision as answered: the logged record and the resolved offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What is (or would be, when degraded) logged.
+    pub record: DecisionRecord,
+    /// The chosen offers resolved against the catalogue, in rank order.
+    pub offers: Vec<OfferView>,
+    /// Whether the caller asked for the candidates' reasons.
+    pub explain: bool,
+    /// Why the answer is degraded (store unavailable or too slow), when it is.
+    pub degraded_reason: Option<String>,
+}
+
+impl Engine {
+    /// How long a decision may wait for the store: the configured `decisions.deadline_ms`,
+    /// or less when the caller's own deadline is shorter (minus a margin to answer in time).
+    fn budget(snap: &Snapshot, deadline: Option<Duration>) -> Duration {
+        let configured = Duration::from_millis(snap.config.file.decisions.deadline_ms);
+        match deadline {
+            Some(d) => {
+                let margin = (d / 5).max(Duration::from_millis(2));
+                configured.min(d.saturating_sub(margin)).max(Duration::from_micros(500))
+            }
+            None => configured,
+        }
+    }
+
+    /// One decision: one read, the pure decision, one atomic write (decision log, contacts).
+    /// When the store is unreachable or slower than the budget, the answer comes from the
+    /// configured fallback with `degraded` set, in time, instead of an error.
+    pub async fn decide(&self, query: DecisionQuery, deadline: Option<Duration>) -> Result<Decision, Error> {
+        let snap = self.snapshot();
+        Self::check_channel(&snap.config, "channel", &query.channel)?;
+        let budget = Self::budget(&snap, deadline);
+        match tokio::time::timeout(budget, self.decide_online(&snap, query.clone())).await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(Error::Unavailable(reason))) => {
+                Ok(Self::fallback(&snap, query, format!("store unavailable: {reason}")))
+            }
+            Err(_) => Ok(Self::fallback(&snap, query, format!("store slower than the {budget:?} budget"))),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// The whole flow against the store, no fallback (a campaign send wants errors, not
+    /// fallbacks). Re-decides when a concurrent decision used up a cap or contact limit.
+    async fn decide_online(&self, snap: &Snapshot, mut query: DecisionQuery) -> Result<Decision, Error> {
+        let policy = &snap.config.policy;
+        if query.limit == 0 {
+            query.limit = policy.default_limit as usize;
+        }
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let now = now_ms();
+            let loaded = self.store.load_user(&query.user_id, &[], Some(now - policy.longest_window())).await?;
+            let seed = rand::random::<u64>();
+            let input = DecisionInputs { query: &query, state: &loaded.state, contacts: &loaded.contacts, now, seed };
+            let decided = decision::decide(policy, &input);
+            let guard = decision::guard(policy, &query, &decided, now);
+            let state = UserState { transitions: vec![], ..loaded.state };
+            let record = DecisionRecord {
+                decision_id: uuid::Uuid::now_v7().to_string(),
+                user_id: query.user_id.clone(),
+                at: now,
+                channel: query.channel.clone(),
+                placement: query.placement.clone(),
+                limit: query.limit,
+                context: query.context.clone(),
+                stage: decided.stage,
+                lapsed: decided.lapsed,
+                segments: decided.segments,
+                config_version: snap.config.version.clone(),
+                model_versions: decided.model_versions,
+                features: DecisionRecord::features_by_name(&decided.features),
+                scores: decided.scores,
+                degraded: false,
+                seed,
+                chosen: decided.chosen,
+                candidates: decided.candidates,
+                suppression: decided.suppression,
+                state,
+                contacts: loaded.contacts,
+                assignments: decided
+                    .assignments
+                    .iter()
+                    .filter_map(|a| Some((a.experiment_id.clone(), a.variant.clone()?)))
+                    .collect(),
+            };
+            if self.store.log_decision(&record, &guard).await? {
+                return Ok(Self::decision_view(policy, record, query.explain, None));
+            }
+        }
+        Err(Error::Contention(query.user_id))
+    }
+
+    fn decision_view(
+        policy: &Policy,
+        record: DecisionRecord,
+        explain: bool,
+        degraded_reason: Option<String>,
+    ) -> Decision {
+        let offers = record
+            .chosen
+            .iter()
+            .filter_map(|c| {
+                let o = policy.catalogue.get(&c.offer_id)?;
+                Some(OfferView {
+                    offer_id: o.id.clone(),
+                    name: o.name.clone(),
+                    content_ref: o.content_ref.clone(),
+                    channel: record.channel.clone(),
+                    score: c.score,
+                    selection_probability: c.selection_probability,
+                })
+            })
+            .collect();
+        Decision { record, offers, explain, degraded_reason }
+    }
+
+    /// The degraded answer: the configured fallback offers of the channel, nothing read or written.
+    fn fallback(snap: &Snapshot, query: DecisionQuery, reason: String) -> Decision {
+        metrics::counter!("touchpoint_decisions_degraded_total").increment(1);
+        tracing::warn!(user_id = %query.user_id, %reason, "degraded decision");
+        let policy = &snap.config.policy;
+        let limit = if query.limit == 0 { policy.default_limit as usize } else { query.limit };
+        let fallback = policy.fallback(&query.channel);
+        let held_out = decision::held_out_by_hash(policy, &query.user_id, &query.channel, now_ms());
+        let chosen: Vec<Chosen> = fallback
+            .into_iter()
+            .filter(|_| held_out.is_none())
+            .flat_map(|f| &f.offers)
+            .filter_map(|id| policy.catalogue.get(id))
+            .take(limit)
+            .map(|o| Chosen { offer_id: o.id.clone(), score: o.priority, selection_probability: 1.0 })
+            .collect();
+        let record = DecisionRecord {
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            user_id: query.user_id,
+            at: now_ms(),
+            channel: query.channel,
+            placement: query.placement,
+            limit,
+            context: query.context,
+            stage: fallback.and_then(|f| f.stage.clone()).unwrap_or_default(),
+            lapsed: false,
+            segments: vec![],
+            config_version: snap.config.version.clone(),
+            model_versions: policy.models.versions(),
+            features: BTreeMap::new(),
+            scores: BTreeMap::new(),
+            degraded: true,
+            seed: 0,
+            suppression: chosen.is_empty().then(|| held_out.clone().unwrap_or(DropReason::NoFallbackOffer)),
+            chosen,
+            candidates: vec![],
+            state: UserState::default(),
+            contacts: Default::default(),
+            assignments: BTreeMap::new(),
+        };
+        Self::decision_view(policy, record, query.explain, Some(reason))
+    }
+
+    /// Finds a logged decision by id (scans the decision log: an offline tool, not a hot path).
+    pub async fn find_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, Error> {
+        let mut found = None;
+        self.store
+            .export_decision_log(&mut |e| {
+                if let crate::store::DecisionLogEntry::Decision(d) = e
+                    && d.decision_id == decision_id
+                {
+                    found = Some(*d);
+                }
+            })
+            .await?;
+        Ok(found)
+    }
+
+    /// Decisions for many users of one channel (a campaign send), in input order, all under
+    /// one configuration snapshot. Reads and writes of up to `BATCH_CONCURRENCY` users are in
+    /// flight at once, which the multiplexed Redis connection pipelines.
+    pub fn decide_batch(
+        self: &Arc<Self>,
+        template: DecisionQuery,
+        users: Vec<String>,
+    ) -> Result<impl futures::Stream<Item = Result<Decision, Error>> + Send + 'static, Error> {
+        let snap = self.snapshot();
+        Self::check_channel(&snap.config, "channel", &template.channel)?;
+        let engine = self.clone();
+        Ok(futures::stream::iter(users)
+            .map(move |user_id| {
+                let engine = engine.clone();
+                let snap = snap.clone();
+                let query = DecisionQuery { user_id, ..template.clone() };
+                async move { engine.decide_online(&snap, query).await }
+            })
+            .buffered(BATCH_CONCURRENCY))
+    }
+}
