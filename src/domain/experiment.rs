@@ -490,8 +490,10 @@ impl ExperimentReport {
     }
 
     pub fn csv(&self) -> String {
+        // Small p-values in scientific notation: `{}` would print 5.7e-112 as 112 decimal digits.
+        let p = |p: f64| if p != 0.0 && p < 1e-4 { format!("{p:e}") } else { p.to_string() };
         let opt = |c: &Option<super::stats::Comparison>| match c {
-            Some(c) => format!("{},{},{},{}", c.lift, c.ci.0, c.ci.1, c.p_value),
+            Some(c) => format!("{},{},{},{}", c.lift, c.ci.0, c.ci.1, p(c.p_value)),
             None => ",,,".into(),
         };
         let mut out = String::from(
@@ -515,7 +517,7 @@ impl ExperimentReport {
                 opt(&v.conversion),
                 opt(&v.revenue),
                 self.srm_chi_square.map(|x| x.to_string()).unwrap_or_default(),
-                self.srm_p_value.map(|x| x.to_string()).unwrap_or_default(),
+                self.srm_p_value.map(p).unwrap_or_default(),
                 self.srm_alarm
             );
         }
