@@ -1,4 +1,4 @@
-//! `touchpoint experiments`: read an experiment's results from a running server, or replay
+//! `touchpoint experiments`: read an experiment's results from a running server, or run
 //! the Hillstrom e-mail test through the engine.
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
@@ -32,9 +32,11 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Replay Kevin Hillstrom's e-mail test through the engine and print its report.
+    /// Run Kevin Hillstrom's e-mail test through the engine and print its report.
     Hillstrom {
-        #[arg(long, default_value = "../shared/data/hillstrom.csv")]
+        /// The data set, plain or gzip-compressed; the default is the copy vendored in the
+        /// repository, relative to the working directory (the repository root).
+        #[arg(long, default_value = "data/hillstrom.csv.gz")]
         csv: PathBuf,
         /// Store: memory:// (default) or a Redis URL.
         #[arg(long, default_value = "memory://")]
@@ -61,8 +63,9 @@ fn from_pb(r: pb::ExperimentResults) -> ExperimentReport {
     ExperimentReport {
         experiment_id: r.experiment_id,
         control: r.control,
-        srm_chi_square: Some(r.srm_chi_square),
-        srm_p_value: Some(r.srm_p_value),
+        // Absent on the wire when the server could not compute it: the report says "no data".
+        srm_chi_square: r.srm_chi_square,
+        srm_p_value: r.srm_p_value,
         srm_alarm: r.srm_alarm,
         variants: r
             .variants
@@ -104,12 +107,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             print(&from_pb(r), format)
         }
         Cmd::Hillstrom { csv, redis_url, format } => {
-            let config = touchpoint::replay::hillstrom_config(&redis_url)?;
+            let config = touchpoint::hillstrom::config(&redis_url)?;
             let store = touchpoint::store::open(&config.file.redis).await?;
             let engine = Arc::new(Engine::new(store, config, None, vec![]));
             let t = std::time::Instant::now();
-            let report = touchpoint::replay::hillstrom(engine, &csv).await?;
-            eprintln!("replayed {} in {:.1?}", csv.display(), t.elapsed());
+            let report = touchpoint::hillstrom::run(engine, &csv).await?;
+            eprintln!("ran {} through the engine in {:.1?}", csv.display(), t.elapsed());
             print(&report, format)
         }
     }

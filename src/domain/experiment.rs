@@ -424,14 +424,20 @@ pub fn report(
     }
 }
 
+/// A p-value in scientific notation with its relation: `=5.69e-112`, or `<5e-324` for 0. The
+/// statistics use survival functions, so 0 only means below the smallest double, and it prints
+/// as that bound rather than as a p-value of 0.
+fn scientific_p(p: f64) -> String {
+    if p > 0.0 { format!("={p:.2e}") } else { "<5e-324".to_string() }
+}
+
 impl ExperimentReport {
     pub fn table(&self) -> String {
         let pct = |x: f64| format!("{:.3}%", 100.0 * x);
         let cmp = |c: &Option<super::stats::Comparison>| match c {
             Some(c) => {
-                // A p-value below the smallest double prints as a bound, not as 0.
-                let p = if c.p_value > 0.0 { format!("{:.2e}", c.p_value) } else { "<1e-300".into() };
-                format!("{:+.1}% [{:+.1}%, {:+.1}%] p={p}", 100.0 * c.lift, 100.0 * c.ci.0, 100.0 * c.ci.1)
+                let p = scientific_p(c.p_value);
+                format!("{:+.1}% [{:+.1}%, {:+.1}%] p{p}", 100.0 * c.lift, 100.0 * c.ci.0, 100.0 * c.ci.1)
             }
             None => "-".into(),
         };
@@ -466,19 +472,28 @@ impl ExperimentReport {
         }
         match (self.srm_chi_square, self.srm_p_value) {
             (Some(chi), Some(p)) => {
+                // Four decimals hide a tiny p-value as 0.0000: small ones in scientific notation.
+                let p = match p {
+                    p if p >= 1e-4 => format!("= {p:.4}"),
+                    p if p > 0.0 => format!("= {p:.2e}"),
+                    _ => "< 5e-324".to_string(),
+                };
                 out += &format!(
-                    "sample ratio: chi-square {chi:.3}, p = {p:.4}{}\n",
+                    "sample ratio: chi-square {chi:.3}, p {p}{}\n",
                     if self.srm_alarm { "  ALARM: sample-ratio mismatch (p < 0.001)" } else { "  (no mismatch)" }
                 )
             }
-            _ => out += "sample ratio: not enough data\n",
+            // Not "no mismatch": without exposures in two or more variants there is no test.
+            _ => out += "sample ratio: no data (needs exposures in two or more variants)\n",
         }
         out
     }
 
     pub fn csv(&self) -> String {
+        // Small p-values in scientific notation: `{}` would print 5.7e-112 as 112 decimal digits.
+        let p = |p: f64| if p != 0.0 && p < 1e-4 { format!("{p:e}") } else { p.to_string() };
         let opt = |c: &Option<super::stats::Comparison>| match c {
-            Some(c) => format!("{},{},{},{}", c.lift, c.ci.0, c.ci.1, c.p_value),
+            Some(c) => format!("{},{},{},{}", c.lift, c.ci.0, c.ci.1, p(c.p_value)),
             None => ",,,".into(),
         };
         let mut out = String::from(
@@ -502,7 +517,7 @@ impl ExperimentReport {
                 opt(&v.conversion),
                 opt(&v.revenue),
                 self.srm_chi_square.map(|x| x.to_string()).unwrap_or_default(),
-                self.srm_p_value.map(|x| x.to_string()).unwrap_or_default(),
+                self.srm_p_value.map(p).unwrap_or_default(),
                 self.srm_alarm
             );
         }

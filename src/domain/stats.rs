@@ -1,6 +1,10 @@
 //! Experiment statistics: two-proportion z-test, Welch's t-test, relative lifts with 95%
 //! confidence intervals, and the sample-ratio-mismatch chi-square test. Checked against
 //! scipy (tests/vectors/stats_vectors.py writes the reference values).
+//!
+//! Every p-value comes from a survival function (`sf`), never `1 - cdf`: the CDF rounds to 1
+//! beyond about 8 standard errors, and `1 - cdf` then underflows to 0 where the true p-value
+//! (e.g. 5.7e-112 for Hillstrom's visit lift) is still far above the smallest double.
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, Continuous, ContinuousCDF, Normal, StudentsT};
 
@@ -19,7 +23,7 @@ pub struct Comparison {
 }
 
 fn normal_sf(z: f64) -> f64 {
-    1.0 - Normal::standard().cdf(z)
+    Normal::standard().sf(z)
 }
 
 /// Rates `x/n`: pooled two-proportion z-test (two-sided); lift CI by the delta method on the
@@ -77,7 +81,7 @@ pub fn welch(control: Sample, treat: Sample) -> Option<Comparison> {
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     let diff = treat.mean - control.mean;
     let t = diff / se;
-    let p_value = (2.0 * (1.0 - dist.cdf(t.abs()))).min(1.0);
+    let p_value = (2.0 * dist.sf(t.abs())).min(1.0);
     let q = quantile(&dist, 0.975);
     Some(Comparison {
         lift: diff / control.mean,
@@ -102,11 +106,17 @@ fn quantile(dist: &StudentsT, p: f64) -> f64 {
 }
 
 /// Sample-ratio mismatch: chi-square of observed counts against the split the weights ask for.
-/// Returns (statistic, p-value); None with fewer than two groups or no observations.
+/// Returns (statistic, p-value); None when it cannot be computed: fewer than two groups, no
+/// observations, or a group with no expected count (a weight that is zero, negative or not
+/// finite), where the statistic would divide by zero.
 pub fn srm(observed: &[u64], weights: &[f64]) -> Option<(f64, f64)> {
     let total: u64 = observed.iter().sum();
     let wsum: f64 = weights.iter().sum();
-    if observed.len() < 2 || observed.len() != weights.len() || total == 0 || wsum <= 0.0 {
+    if observed.len() < 2
+        || observed.len() != weights.len()
+        || total == 0
+        || !weights.iter().all(|w| w.is_finite() && *w > 0.0)
+    {
         return None;
     }
     let chi2: f64 = observed
@@ -118,7 +128,7 @@ pub fn srm(observed: &[u64], weights: &[f64]) -> Option<(f64, f64)> {
         })
         .sum();
     let dist = ChiSquared::new((observed.len() - 1) as f64).ok()?;
-    Some((chi2, 1.0 - dist.cdf(chi2)))
+    Some((chi2, dist.sf(chi2)))
 }
 
 /// The alarm threshold for sample-ratio mismatch.
@@ -140,6 +150,20 @@ mod tests {
         assert!((got - want).abs() <= tol, "{what}: {got} vs scipy {want}");
     }
 
+    /// p-values span hundreds of orders of magnitude, so an absolute tolerance would pass a
+    /// p-value of 0 for 1e-112: compare relatively (1e-6), with an absolute 1e-12 allowed near 1
+    /// only. Where scipy's value is 0 (below the smallest double), ours must be below the
+    /// smallest normal double too.
+    fn close_p(got: f64, want: &Value, what: &str) {
+        let want = want.as_f64().unwrap();
+        if want == 0.0 {
+            assert!((0.0..f64::MIN_POSITIVE).contains(&got), "{what}: {got} vs scipy 0 (underflow)");
+            return;
+        }
+        let rel = (got - want).abs() / want;
+        assert!(rel <= 1e-6 || (want > 0.5 && (got - want).abs() <= 1e-12), "{what}: {got:e} vs scipy {want:e}");
+    }
+
     #[test]
     fn z_quantile() {
         close(Z_975, &vectors()["z975"], "z975");
@@ -153,7 +177,7 @@ mod tests {
             let u = |x: &Value| x.as_u64().unwrap();
             let r = two_proportions(u(&c[0]), u(&c[1]), u(&t[0]), u(&t[1])).unwrap();
             close(r.statistic, &v["z"], "z");
-            close(r.p_value, &v["p_value"], "p");
+            close_p(r.p_value, &v["p_value"], "p");
             close(r.lift, &v["lift"], "lift");
             close(r.ci.0, &v["ci"][0], "ci low");
             close(r.ci.1, &v["ci"][1], "ci high");
@@ -171,7 +195,7 @@ mod tests {
             };
             let r = welch(s(&v["control"]), s(&v["treatment"])).unwrap();
             close(r.statistic, &v["t"], "t");
-            close(r.p_value, &v["p_value"], "p");
+            close_p(r.p_value, &v["p_value"], "p");
             close(r.lift, &v["lift"], "lift");
             close(r.ci.0, &v["ci"][0], "ci low");
             close(r.ci.1, &v["ci"][1], "ci high");
@@ -185,12 +209,36 @@ mod tests {
             let w: Vec<f64> = v["weights"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
             let (chi2, p) = srm(&obs, &w).unwrap();
             close(chi2, &v["chi2"], "chi2");
-            close(p, &v["p_value"], "p");
+            close_p(p, &v["p_value"], "p");
         }
         let (_, p) = srm(&[5000, 5400], &[1.0, 1.0]).unwrap();
         assert!(p < SRM_ALARM_P, "a 5000/5400 split of a 50/50 test is a mismatch: p = {p}");
         let (_, p) = srm(&[21306, 21307, 21387], &[1.0, 1.0, 1.0]).unwrap();
         assert!(p > SRM_ALARM_P, "Hillstrom's arms are balanced: p = {p}");
+    }
+
+    #[test]
+    fn normal_tail_matches_scipy_far_out() {
+        let vectors = vectors();
+        let tail = vectors["normal_tail"].as_array().unwrap();
+        assert!(tail.iter().any(|v| v["z"].as_f64().unwrap() >= 40.0), "the vectors reach |z| = 40");
+        for v in tail {
+            let z = v["z"].as_f64().unwrap();
+            close_p((2.0 * normal_sf(z.abs())).min(1.0), &v["p_value"], &format!("2 sf({z})"));
+        }
+        // The Hillstrom visit lift (mens e-mail against no e-mail): about 5.7e-112, not 0.
+        let r = two_proportions(2262, 21306, 3894, 21307).unwrap();
+        assert!(r.p_value > 5.6e-112 && r.p_value < 5.8e-112, "{:e}", r.p_value);
+    }
+
+    #[test]
+    fn srm_is_none_when_it_cannot_be_computed() {
+        assert_eq!(srm(&[0, 0], &[1.0, 1.0]), None, "no exposures");
+        assert_eq!(srm(&[10], &[1.0]), None, "a single variant");
+        assert_eq!(srm(&[10, 0], &[1.0, 0.0]), None, "a zero expected count");
+        assert_eq!(srm(&[10, 5], &[1.0, f64::NAN]), None, "a weight that is not a number");
+        assert_eq!(srm(&[10, 5], &[1.0]), None, "counts and weights disagree");
+        assert!(srm(&[10, 5], &[1.0, 1.0]).is_some());
     }
 
     #[test]

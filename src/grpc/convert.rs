@@ -314,8 +314,8 @@ impl From<ExperimentReport> for pb::ExperimentResults {
                     }
                 })
                 .collect(),
-            srm_chi_square: r.srm_chi_square.unwrap_or(0.0),
-            srm_p_value: r.srm_p_value.unwrap_or(1.0),
+            srm_chi_square: r.srm_chi_square,
+            srm_p_value: r.srm_p_value,
             srm_alarm: r.srm_alarm,
         }
     }

@@ -10,15 +10,18 @@ use touchpoint::engine::Engine;
 use touchpoint::grpc::convert::parse_cli_value;
 use touchpoint::grpc::pb;
 
+/// The copy vendored in the repository (gzip-compressed, see data/README.md).
 fn hillstrom_path() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hillstrom.csv")
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/hillstrom.csv.gz")
 }
 
-/// The replay reproduces the file's per-arm counts exactly: read the file independently here.
+/// Running the file through the engine reproduces its per-arm counts exactly (the file is read
+/// independently here), and the lifts' p-values match scipy's to 1% (relative).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hillstrom_replay_reproduces_the_files_arms() {
+async fn hillstrom_run_reproduces_the_files_arms_and_scipys_p_values() {
     let mut want: BTreeMap<&str, (u64, u64, u64, f64)> = BTreeMap::new();
-    let mut rdr = csv::Reader::from_path(hillstrom_path()).unwrap();
+    let file = touchpoint::io::open_maybe_gz(&hillstrom_path()).unwrap();
+    let mut rdr = csv::Reader::from_reader(file);
     for rec in rdr.records() {
         let r = rec.unwrap();
         let arm = match &r[8] {
@@ -34,10 +37,10 @@ async fn hillstrom_replay_reproduces_the_files_arms() {
     }
     assert_eq!(want["mens_email"].0, 21_307, "the data README's arm sizes");
 
-    let config = touchpoint::replay::hillstrom_config("memory://").unwrap();
+    let config = touchpoint::hillstrom::config("memory://").unwrap();
     let store = touchpoint::store::open(&config.file.redis).await.unwrap();
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
-    let report = touchpoint::replay::hillstrom(engine, &hillstrom_path()).await.unwrap();
+    let report = touchpoint::hillstrom::run(engine, &hillstrom_path()).await.unwrap();
     for v in &report.variants {
         let (n, visits, conversions, spend) = want[v.variant.as_str()];
         let c = v.counters;
@@ -65,6 +68,18 @@ async fn hillstrom_replay_reproduces_the_files_arms() {
     assert!(lift.lift > 1.0 && lift.ci.0 > 0.0 && lift.p_value < 1e-6, "{lift:?}");
     assert!(!report.srm_alarm, "the arms are balanced");
     assert!(report.table().contains("18.276%"));
+
+    // The visit lifts against no e-mail: scipy's two-sided 2 * norm.sf(|z|) of the pooled
+    // two-proportion z (python3, scipy 1.17, on this file). Far below 1e-100, where 1 - cdf
+    // gives 0: the table must print them, not a bound.
+    let scipy = [("mens_email", 5.685165482802317e-112), ("womens_email", 3.1824031593349214e-44)];
+    for (arm, want) in scipy {
+        let got = report.variants.iter().find(|v| v.variant == arm).unwrap().visit.unwrap().p_value;
+        assert!((got - want).abs() / want < 0.01, "{arm} visit p-value {got:e} vs scipy {want:e}");
+    }
+    let table = report.table();
+    assert!(table.contains("p=5.69e-112") && !table.contains("<5e-324"), "{table}");
+    assert!(table.contains("sample ratio: chi-square 0.203, p = 0.9037  (no mismatch)"), "{table}");
 }
 
 const BODY: &str = r#"
@@ -247,6 +262,44 @@ async fn experiments_over_grpc_assign_override_hold_out_attribute_and_report() {
     assert!(csv.starts_with("experiment,variant,is_control") && csv.lines().count() == 3, "{csv}");
     let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(json["experiment_id"], "ranking");
+}
+
+/// An experiment nobody was exposed to has no sample-ratio test: the fields are absent on the
+/// wire and the report says "no data", not "no mismatch".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srm_without_exposures_is_no_data_over_grpc_and_in_the_report() {
+    let redis = RedisServer::start();
+    let body = format!(
+        "[redis]\nurl = \"{}\"\n{}[[experiments]]\nid = \"quiet\"\nlayer = \"arbitration\"\n\
+         [[experiments.variants]]\nname = \"a\"\n[[experiments.variants]]\nname = \"b\"\n",
+        redis.url(),
+        &BODY[BODY.find("[[offers]]").unwrap()..BODY.find("[[experiments]]").unwrap()]
+    );
+    let cfg = Config::from_toml(&body, "t", std::iter::empty()).unwrap();
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
+    let mut ex = pb::experiments_client::ExperimentsClient::new(srv.channel.clone());
+    let r = ex
+        .get_experiment_results(pb::GetExperimentResultsRequest { experiment_id: "quiet".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.variants.len(), 2);
+    assert!(r.variants.iter().all(|v| v.exposed_users == 0), "{r:?}");
+    assert_eq!((r.srm_chi_square, r.srm_p_value, r.srm_alarm), (None, None, false));
+
+    let addr = format!("http://{}", srv.addr);
+    let report = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+            .args(["experiments", "report", "quiet", "--addr", &addr, "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = report("table");
+    assert!(table.contains("sample ratio: no data") && !table.contains("no mismatch"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    assert!(json["srm_p_value"].is_null() && json["srm_chi_square"].is_null(), "{json}");
 }
 
 #[tokio::test]

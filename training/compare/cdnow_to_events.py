@@ -1,13 +1,15 @@
 """CDNOW_master.txt (customer date(YYYYMMDD) cds dollars) -> a journey log in JSON Lines:
 each transaction one `purchase` event worth its dollars.
 
-Usage: python3 cdnow_to_events.py ../../../shared/data/CDNOW_master.txt cdnow.jsonl
+Usage (from the repository root): python3 training/compare/cdnow_to_events.py data/CDNOW_master.txt.gz cdnow.jsonl
+(a plain, uncompressed CDNOW_master.txt works too).
 """
-import json, sys, datetime
+import gzip, json, sys, datetime
 
 src, out = sys.argv[1], sys.argv[2]
 n = 0
-with open(src) as f, open(out, "w") as w:
+opener = gzip.open if src.endswith(".gz") else open
+with opener(src, "rt") as f, open(out, "w") as w:
     for i, line in enumerate(f, 1):
         parts = line.split()
         if len(parts) != 4 or not parts[1].isdigit():

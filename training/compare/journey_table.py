@@ -1,15 +1,16 @@
 """scikit-learn on the feature table `touchpoint-train fit-journey --export-features` wrote:
 fit on the `train` rows, ROC AUC on the `holdout` rows (StandardScaler + LR, C=1).
 
-Usage: python3 journey_table.py features.csv
+Usage: python3 journey_table.py features.csv   (or features.csv.gz)
 """
-import sys
+import gzip, sys
 import numpy as np, pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-df = pd.read_csv(sys.argv[1])
+with (gzip.open if sys.argv[1].endswith(".gz") else open)(sys.argv[1], "rt", newline="") as f:
+    df = pd.read_csv(f)
 feats = [c for c in df.columns if c not in ("set", "label")]
 tr, ho = df[df.set == "train"], df[df.set == "holdout"]
 sc = StandardScaler().fit(tr[feats])

@@ -1,11 +1,12 @@
 """scikit-learn reference for `touchpoint-train fit-table` on Online Shoppers, on the same folds.
 
-Usage: python3 online_shoppers.py ../../../shared/data/online_shoppers_intention.csv folds.csv
-(folds.csv from `touchpoint-train fit-table ... --cv 5 --folds-out folds.csv`).
+Usage (from the repository root):
+python3 training/compare/online_shoppers.py data/online_shoppers_intention.csv.gz folds.csv
+(a plain .csv works too; folds.csv from `touchpoint-train fit-table ... --cv 5 --folds-out folds.csv`).
 Preprocessing as the trainer's: Month, VisitorType and Weekend one-hot (every category),
 everything standardised on the training folds, L2 logistic regression with C=1.
 """
-import sys, time
+import gzip, sys, time
 import numpy as np, pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -13,7 +14,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 data, folds_csv = sys.argv[1], sys.argv[2]
-df = pd.read_csv(data)
+with (gzip.open if data.endswith(".gz") else open)(data, "rt", newline="") as f:
+    df = pd.read_csv(f)
 y = df.pop("Revenue").astype(str).str.upper().eq("TRUE").to_numpy()
 X = pd.get_dummies(df.astype({"Weekend": str}), columns=["Month", "VisitorType", "Weekend"]).astype(float).to_numpy()
 folds = pd.read_csv(folds_csv)["fold"].to_numpy()

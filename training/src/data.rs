@@ -64,14 +64,18 @@ pub fn parse_time(s: &str) -> anyhow::Result<Millis> {
 }
 
 /// Reads a journey log: `.jsonl`/`.json` (one `RecordEvents` event per line, timestamp in ms)
-/// or `.csv` (columns event_id,user_id,event_type,timestamp[,channel,offer_id,value]).
+/// or `.csv` (columns event_id,user_id,event_type,timestamp[,channel,offer_id,value]), either
+/// one gzip-compressed or not (`events.csv.gz` is CSV).
 pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = crate::progress::bytes(size, &format!("reading {}", path.display()));
-    let reader = BufReader::new(bar.wrap_read(file));
+    // The bar counts the bytes on disk (compressed or not), which is what its total is.
+    let reader = BufReader::new(
+        touchpoint::io::maybe_gunzip(bar.wrap_read(file)).with_context(|| format!("reading {}", path.display()))?,
+    );
     let mut events = Vec::new();
-    if path.extension().is_some_and(|e| e == "csv") {
+    if touchpoint::io::without_gz(path).extension().is_some_and(|e| e == "csv") {
         let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
         let headers = csv.headers()?.clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
@@ -143,12 +147,13 @@ pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>>
     Ok(events)
 }
 
-/// A short content hash of a file: what a model was trained on.
+/// A short content hash of a file: what a model was trained on. A gzip-compressed file is
+/// hashed decompressed, so the same data gives the same fingerprint either way.
 pub fn fingerprint(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    let mut file = std::fs::File::open(path)?;
-    std::io::copy(&mut file, &mut hasher)?;
+    let mut file = touchpoint::io::open_maybe_gz(path).with_context(|| format!("opening {}", path.display()))?;
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
@@ -179,5 +184,31 @@ mod tests {
         let mut strict = BadRows::new(1);
         let err = read_events(&p, &mut strict).unwrap_err().to_string();
         assert!(err.contains("more than 1 bad rows"), "{err}");
+    }
+
+    #[test]
+    fn gzip_logs_read_like_plain_ones_and_fingerprint_the_same() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let text = "event_id,user_id,event_type,timestamp,value\ne1,u,page_view,1970-01-02,\ne2,u,purchase,5,3\n";
+        let jsonl = r#"{"event_id":"e1","user_id":"u","event_type":"purchase","timestamp":7,"value":2.5}"#;
+        let gz = |s: &str| {
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            w.write_all(s.as_bytes()).unwrap();
+            w.finish().unwrap()
+        };
+        let (plain, packed, packed_jsonl) =
+            (dir.path().join("e.csv"), dir.path().join("e.csv.gz"), dir.path().join("e.jsonl.gz"));
+        std::fs::write(&plain, text).unwrap();
+        std::fs::write(&packed, gz(text)).unwrap();
+        std::fs::write(&packed_jsonl, gz(jsonl)).unwrap();
+        let mut bad = BadRows::new(0);
+        let want = read_events(&plain, &mut bad).unwrap();
+        assert_eq!(want.len(), 2);
+        assert_eq!(read_events(&packed, &mut bad).unwrap(), want, "CSV under .gz");
+        let j = read_events(&packed_jsonl, &mut bad).unwrap();
+        assert_eq!((j.len(), j[0].value), (1, 2.5), "JSON Lines under .gz");
+        assert_eq!(fingerprint(&packed).unwrap(), fingerprint(&plain).unwrap());
+        assert_ne!(fingerprint(&packed_jsonl).unwrap(), fingerprint(&plain).unwrap());
     }
 }

@@ -1,9 +1,9 @@
-//! Replays of real data through the engine. Hillstrom's e-mail test: every customer decided
-//! on the `email` channel in the `hillstrom` experiment, then their visit, conversion and
-//! spend reported back: as outcomes of the e-mail decision in the e-mail arms, as events
-//! (a page view, a purchase) in the no-e-mail arm, which gets no e-mail to react to.
+//! Kevin Hillstrom's e-mail test (`data/hillstrom.csv.gz`) run through the engine: every
+//! customer decided on the `email` channel in the `hillstrom` experiment, then their visit,
+//! conversion and spend reported back: as outcomes of the e-mail decision in the e-mail arms,
+//! as events (a page view, a purchase) in the no-e-mail arm, which gets no e-mail to react to.
 //!
-//! The file's arms were randomised by Hillstrom. To replay that exact split, each customer
+//! The file's arms were randomised by Hillstrom. To reproduce that exact split, each customer
 //! gets a user id that the engine's own hash puts in the file's arm (`h<row>-<k>` for the
 //! first k that does), so the engine's assignment and the file agree user for user.
 use crate::domain::decision::{DecisionQuery, OutcomeKind, OutcomeRecord};
@@ -16,11 +16,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The experiment definition (examples/hillstrom-experiment.toml) appended to the example config.
 pub const HILLSTROM_EXPERIMENT: &str = include_str!("../examples/hillstrom-experiment.toml");
 const EXAMPLE: &str = include_str!("../examples/touchpoint.toml");
 
 /// The example config with the Hillstrom experiment, over `redis_url` (or memory://).
-pub fn hillstrom_config(redis_url: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+pub fn config(redis_url: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
     let src = format!("{EXAMPLE}\n{HILLSTROM_EXPERIMENT}");
     crate::config::Config::from_toml(
         &src,
@@ -46,8 +47,10 @@ fn arm(segment: &str) -> Option<&'static str> {
     }
 }
 
+/// Reads the file, plain or gzip-compressed.
 fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path)?;
+    let file = crate::io::open_maybe_gz(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file);
     let header: Vec<String> = reader.headers()?.iter().map(String::from).collect();
     let col = |name: &str| {
         header.iter().position(|h| h == name).ok_or_else(|| anyhow::anyhow!("no column {name} in {}", path.display()))
@@ -77,8 +80,9 @@ fn read(path: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Runs the replay and returns the experiment's report.
-pub async fn hillstrom(engine: Arc<Engine>, csv: &Path) -> anyhow::Result<ExperimentReport> {
+/// Runs every customer of the file (plain or `.gz`) through the engine and returns the
+/// experiment's report.
+pub async fn run(engine: Arc<Engine>, csv: &Path) -> anyhow::Result<ExperimentReport> {
     let rows = read(csv)?;
     let snap = engine.snapshot();
     let experiment = snap
