@@ -50,6 +50,7 @@ conformance!(
     history_is_append_only,
     dedup_bounds,
     log_round_trip,
+    log_export_pages_through_long_logs,
     outcome_idempotency,
     contact_guard,
     cooldown_marks,
@@ -253,6 +254,23 @@ async fn log_round_trip(s: S) {
     assert_eq!(*alice[6], more[4]);
     let ids: Vec<&str> = alice.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["e1", "e2", "e3", "e4", "e5", "e6", "e7"]);
+}
+
+/// An export reads logs longer than one page (the Redis store pages by 1,000), in order.
+async fn log_export_pages_through_long_logs(s: S) {
+    let mut version = 0;
+    for batch in 0..5 {
+        let events: Vec<Event> =
+            (0..500).map(|i| event("paula", &format!("p{}", batch * 500 + i), "page_view", i)).collect();
+        let state = UserState::default();
+        let w = write(&state, &[], &events, 1_000 + batch);
+        assert!(s.commit_user("paula", version, w).await.unwrap());
+        version = w.new_version;
+    }
+    let logged = journey_log(&s).await;
+    let ids: Vec<&str> = logged.iter().filter(|e| e.user_id == "paula").map(|e| e.event_id.as_str()).collect();
+    let want: Vec<String> = (0..2_500).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, want);
 }
 
 /// Decisions are logged and remembered; an outcome links to a recent decision once per

@@ -15,6 +15,7 @@ use crate::domain::decision::{DecisionRecord, OutcomeRecord};
 use crate::domain::event::Event;
 use crate::domain::experiment::VariantCounters;
 use async_trait::async_trait;
+use futures::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -34,6 +35,15 @@ use scripts::{
 
 /// Receives the fields of each stream entry during an export.
 type FieldSink<'a> = dyn FnMut(&[(String, String)]) + Send + 'a;
+
+/// Entries (id, fields) of one XRANGE page.
+type StreamPage = Vec<(String, Vec<(String, String)>)>;
+
+/// Entries asked for per XRANGE during an export.
+const STREAM_PAGE: usize = 1000;
+
+/// Shards read concurrently during an export or a counter sum.
+const SHARDS_IN_FLIGHT: usize = 64;
 
 /// A live single-node or cluster connection behind one `ConnectionLike`.
 #[derive(Clone)]
@@ -184,26 +194,37 @@ impl RedisStore {
         }
     }
 
+    /// One page of a stream, after `start` (`-`: from the beginning).
+    async fn stream_page(&self, key: &str, start: &str) -> Result<StreamPage, StoreError> {
+        self.run(|mut c| {
+            let cmd = redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(STREAM_PAGE).clone();
+            async move { cmd.query_async(&mut c).await }
+        })
+        .await
+    }
+
     async fn export_stream(&self, shards: Vec<String>, sink: &mut FieldSink<'_>) -> Result<u64, StoreError> {
         let mut n = 0u64;
-        for key in shards {
-            let mut start = "-".to_string();
-            loop {
-                let page: Vec<(String, Vec<(String, String)>)> = self
-                    .run(|mut c| {
-                        let cmd = redis::cmd("XRANGE").arg(&key).arg(&start).arg("+").arg("COUNT").arg(1000).clone();
-                        async move { cmd.query_async(&mut c).await }
-                    })
-                    .await?;
-                let Some((last, _)) = page.last() else { break };
-                start = format!("({last}");
+        // On a cluster a log is 16,384 shards, mostly empty: ask for the first page of many at
+        // once (the connection is multiplexed), in shard order, then page through long shards.
+        let mut first_pages = futures::stream::iter(shards)
+            .map(|key| async move {
+                let page = self.stream_page(&key, "-").await;
+                (key, page)
+            })
+            .buffered(SHARDS_IN_FLIGHT);
+        while let Some((key, page)) = first_pages.next().await {
+            let mut page = page?;
+            while let Some((last, _)) = page.last() {
+                let start = format!("({last}");
                 for (_, fields) in &page {
                     sink(fields);
                     n += 1;
                 }
-                if page.len() < 1000 {
+                if page.len() < STREAM_PAGE {
                     break;
                 }
+                page = self.stream_page(&key, &start).await?;
             }
         }
         Ok(n)
@@ -288,10 +309,16 @@ impl Store for RedisStore {
 
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {
         let mut out: BTreeMap<String, VariantCounters> = BTreeMap::new();
-        for key in self.keys.experiment_counter_shards() {
-            let fields: Vec<(String, String)> =
-                self.run(|mut c| async move { redis::cmd("HGETALL").arg(&key).query_async(&mut c).await }).await?;
-            for (field, value) in fields {
+        // Many shards at once, as in `export_stream`.
+        let mut shards = futures::stream::iter(self.keys.experiment_counter_shards())
+            .map(|key| {
+                self.run(|mut c| async move {
+                    redis::cmd("HGETALL").arg(&key).query_async::<Vec<(String, String)>>(&mut c).await
+                })
+            })
+            .buffered(SHARDS_IN_FLIGHT);
+        while let Some(fields) = shards.next().await {
+            for (field, value) in fields? {
                 codec::add_counter(&mut out, experiment, &field, &value)?;
             }
         }
