@@ -83,7 +83,14 @@ impl ConnectionLike for Conn {
 /// every call until it succeeds: the server starts, like on a single node, while Redis is down.
 enum Source {
     Single(ConnectionManager),
-    Cluster { client: ClusterClient, conn: tokio::sync::OnceCell<ClusterConnection> },
+    // Boxed: the cluster client is large, and there is one `Source` per store.
+    Cluster(Box<LazyCluster>),
+}
+
+/// The cluster client and, once made, its connection.
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 /// The Redis-backed store.
@@ -142,7 +149,7 @@ impl RedisStore {
                 .map_err(bad_client)?;
             // Build the slot-tag table now rather than on the first request.
             keys::warm_slot_tags();
-            Source::Cluster { client, conn: tokio::sync::OnceCell::new() }
+            Source::Cluster(Box::new(LazyCluster { client, conn: tokio::sync::OnceCell::new() }))
         } else {
             let client = redis::Client::open(cfg.url.as_str()).map_err(bad_client)?;
             let config = ConnectionManagerConfig::new()
@@ -170,10 +177,11 @@ impl RedisStore {
     async fn conn(&self) -> Result<Conn, StoreError> {
         match &self.source {
             Source::Single(c) => Ok(Conn::Single(c.clone())),
-            Source::Cluster { client, conn } => {
+            Source::Cluster(lazy) => {
                 // A failed attempt leaves the cell empty, so the next call tries again.
-                let c = conn
-                    .get_or_try_init(|| client.get_async_connection())
+                let c = lazy
+                    .conn
+                    .get_or_try_init(|| lazy.client.get_async_connection())
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("cannot connect to the cluster: {e}")))?;
                 Ok(Conn::Cluster(c.clone()))
