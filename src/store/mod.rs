@@ -171,6 +171,7 @@ pub trait Store: Send + Sync + 'static {
     async fn current_model(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     /// Points `current` at `version`, remembering the previous pointer for rollback.
+    /// Re-pointing to the version already current is a no-op (nothing is remembered).
     async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError>;
 
     /// Moves `current` back to the previous version and returns it (None: nothing to go back to).
