@@ -61,6 +61,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Unavailable(m) => Error::Unavailable(m),
             StoreError::Corrupt(m) => Error::Internal(m),
+            StoreError::Internal(m) => Error::Internal(m),
         }
     }
 }

@@ -295,6 +295,11 @@ impl Store for MemoryStore {
     async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let r = inner.models.entry(name.to_string()).or_default();
+        // Re-pointing to the version already current is a no-op: a history entry for it would
+        // make the next rollback "return" to where the pointer already is.
+        if r.current.as_deref() == Some(version) {
+            return Ok(());
+        }
         if let Some(prev) = r.current.replace(version.to_string()) {
             r.history.push(prev);
         }

@@ -19,12 +19,20 @@ use std::collections::BTreeMap;
 pub mod memory;
 pub mod redis;
 
+/// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store cannot be reached, or did not answer in time: a transient outage the engine
+    /// may degrade on.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A stored value does not decode (written by another version, or damaged).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The store answered with an error that is not an outage (a script error, a key of the
+    /// wrong type, a reply that does not parse): a bug or a damaged key, never degraded on.
+    #[error("store error: {0}")]
+    Internal(String),
 }
 
 /// What one read of a user returns.
@@ -163,6 +171,7 @@ pub trait Store: Send + Sync + 'static {
     async fn current_model(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     /// Points `current` at `version`, remembering the previous pointer for rollback.
+    /// Re-pointing to the version already current is a no-op (nothing is remembered).
     async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError>;
 
     /// Moves `current` back to the previous version and returns it (None: nothing to go back to).

@@ -112,6 +112,11 @@ impl RedisCluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]))
             .collect();
+        Self::join(nodes)
+    }
+
+    /// Joins started nodes into a cluster and waits until every node says it is ok.
+    fn join(nodes: Vec<RedisServer>) -> Self {
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -215,4 +220,82 @@ impl TestServer {
             t.await.unwrap();
         }
     }
+}
+
+/// `n` distinct ports with nothing listening (at the time of asking).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < n {
+        let p = free_port();
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    ports
+}
+
+impl RedisCluster {
+    /// A 3-master cluster on the given ports (for tests that point a store at them first).
+    pub fn start_on(ports: &[u16]) -> Self {
+        let nodes: Vec<RedisServer> = ports
+            .iter()
+            .map(|&port| {
+                let mut s = RedisServer {
+                    port,
+                    child: None,
+                    dir: tempfile::tempdir().unwrap(),
+                    extra: ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"].map(String::from).to_vec(),
+                };
+                assert!(s.spawn(), "redis-server starts on port {port}");
+                s
+            })
+            .collect();
+        Self::join(nodes)
+    }
+}
+
+/// Kills `server` (and removes its directory) when this test process exits, however it exits:
+/// shared servers live in statics, which are never dropped. A `sh` watchdog waits for its
+/// stdin to close, which happens only when the process holding the other end is gone.
+fn reap_at_exit(server: &RedisServer) {
+    static WATCHDOGS: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+    let pid = server.child.as_ref().expect("a running server").id();
+    let dog = Command::new("sh")
+        .args(["-c", "cat >/dev/null; kill \"$0\"; sleep 1; rm -rf \"$1\""])
+        .arg(pid.to_string())
+        .arg(server.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh on PATH");
+    WATCHDOGS.lock().unwrap_or_else(|p| p.into_inner()).push(dog);
+}
+
+/// One redis-server shared by every test of this binary that asks for it; each test keeps to
+/// its own key prefix.
+pub fn shared_redis() -> &'static RedisServer {
+    static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let s = RedisServer::start();
+        reap_at_exit(&s);
+        s
+    })
+}
+
+/// One 3-master cluster shared by every test of this binary that asks for it; each test keeps
+/// to its own key prefix.
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let c = RedisCluster::start();
+        c.nodes.iter().for_each(reap_at_exit);
+        c
+    })
+}
+
+/// A store on the shared server (`cluster`: the shared cluster) under its own key prefix.
+pub async fn shared_redis_store(cluster: bool, prefix: &str) -> RedisStore {
+    let url = if cluster { shared_cluster().url() } else { shared_redis().url() };
+    RedisStore::connect(&redis_config(&url, cluster, prefix), retention()).await.unwrap()
 }

@@ -1,16 +1,70 @@
-//! The store conformance suite: one set of checks run against the in-memory store, a real
-//! redis-server and a real 3-master Redis Cluster.
-use crate::harness::{RedisCluster, RedisServer, redis_store, retention};
+//! The store conformance suite: one named test per behaviour, each run against the in-memory
+//! store, a real redis-server and a real 3-master Redis Cluster (`conformance!` generates
+//! `<behaviour>::memory`, `<behaviour>::redis` and `<behaviour>::cluster`). The Redis tests
+//! share one server and one cluster per test binary, each test under its own key prefix.
+use crate::harness::{
+    RedisCluster, free_ports, redis_config, retention, shared_cluster, shared_redis, shared_redis_store,
+};
 use std::sync::Arc;
 use touchpoint::config::Config;
 use touchpoint::domain::contact::{Contact, ContactGuard, ContactState};
 use touchpoint::domain::decision::{Chosen, DecisionRecord, OutcomeKind, OutcomeRecord};
 use touchpoint::domain::event::Event;
 use touchpoint::domain::experiment::{Happening, VariantCounters};
-use touchpoint::domain::profile::{AttrValue, UserState};
+use touchpoint::domain::profile::{AttrValue, Transition, UserState};
 use touchpoint::engine::Engine;
-use touchpoint::store::memory::MemoryStore;
-use touchpoint::store::{Attribution, DecisionLogEntry, OutcomeLink, Store, UserWrite, new_version};
+use touchpoint::store::redis::RedisStore;
+use touchpoint::store::{Attribution, DecisionLogEntry, OutcomeLink, Store, StoreError, UserWrite, new_version};
+
+/// For each behaviour, one test per store: `memory`, `redis` (single node) and `cluster`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name(std::sync::Arc::new(touchpoint::store::memory::MemoryStore::new(
+                    crate::harness::retention(),
+                )))
+                .await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                let store = crate::harness::shared_redis_store(false, concat!("tp-", stringify!($name))).await;
+                super::$name(std::sync::Arc::new(store)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                let store = crate::harness::shared_redis_store(true, concat!("tp-", stringify!($name))).await;
+                super::$name(std::sync::Arc::new(store)).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    unknown_user_reads_empty,
+    commit_round_trips_state,
+    cas_commit_refuses_stale_writes,
+    history_is_append_only,
+    dedup_bounds,
+    log_round_trip,
+    log_export_pages_through_long_logs,
+    outcome_idempotency,
+    contact_guard,
+    cooldown_marks,
+    exposures_and_attribution,
+    delete_count,
+    delete_has_no_aba,
+    racing_engines,
+    model_registry_publish_and_current,
+    model_registry_repoint_same_version_is_a_no_op,
+    model_registry_rollback,
+    model_registry_history_order,
+);
+
+type S = Arc<dyn Store>;
 
 fn event(user: &str, id: &str, kind: &str, ts: i64) -> Event {
     Event {
@@ -66,93 +120,169 @@ fn outcome(user: &str, decision: &str, offer: &str) -> OutcomeRecord {
     }
 }
 
-/// Every store passes exactly these checks.
-pub async fn store_suite(s: Arc<dyn Store>) {
-    s.ping().await.unwrap();
+/// A write of `state` with nothing to attribute, under a fresh version.
+fn write<'a>(state: &'a UserState, transitions: &'a [Transition], events: &'a [Event], now: i64) -> UserWrite<'a> {
+    UserWrite {
+        state,
+        new_transitions: transitions,
+        events,
+        now,
+        new_version: new_version(),
+        attribution: Default::default(),
+    }
+}
+
+/// Alice's first commit: two events that move her through two stages, and typed attributes.
+/// Returns her state, the events and her version.
+async fn first_commit(s: &S) -> (UserState, [Event; 2], u64) {
     let journey = Config::defaults().policy.journey.clone();
-
-    // An unknown user reads as empty, version 0.
-    let fresh = s.load_user("alice", &["e1"], None).await.unwrap();
-    assert_eq!((fresh.version, fresh.seen.as_slice()), (0, &[false][..]));
-    assert!(fresh.state.is_empty());
-
-    // A commit at the expected version applies state, history, dedup markers and the log.
     let evs = [event("alice", "e1", "page_view", 10), event("alice", "e2", "purchase", 20)];
-    let mut state = fresh.state.clone();
+    let mut state = s.load_user("alice", &[], None).await.unwrap().state;
     state.attributes.insert("age".into(), AttrValue::Num(33.0));
     state.attributes.insert("vip".into(), AttrValue::Bool(true));
     state.attributes.insert("zip".into(), AttrValue::Str("01234".into()));
     let transitions = journey.apply_events(&mut state, &evs.iter().collect::<Vec<_>>());
     assert_eq!(transitions.len(), 2);
-    let v1 = new_version();
-    let w = UserWrite {
-        state: &state,
-        new_transitions: &transitions,
-        events: &evs,
-        now: 100,
-        new_version: v1,
-        attribution: Default::default(),
-    };
+    let w = write(&state, &transitions, &evs, 100);
+    let version = w.new_version;
     assert!(s.commit_user("alice", 0, w).await.unwrap());
+    (state, evs, version)
+}
+
+/// Five more page views for alice (e3..e7) at store time 200, on top of `first_commit`.
+async fn more_events(s: &S, state: &UserState, version: u64) -> Vec<Event> {
+    let mut rewritten = state.clone();
+    rewritten.transitions.clear();
+    let more: Vec<Event> = (3..=7).map(|i| event("alice", &format!("e{i}"), "page_view", 30 + i)).collect();
+    assert!(s.commit_user("alice", version, write(&rewritten, &[], &more, 200)).await.unwrap());
+    more
+}
+
+async fn journey_log(s: &S) -> Vec<Event> {
+    let mut logged = Vec::new();
+    s.export_journey_log(&mut |e| logged.push(e)).await.unwrap();
+    logged
+}
+
+fn at(mut d: DecisionRecord, t: i64) -> DecisionRecord {
+    d.at = t;
+    d
+}
+
+fn guard(channel: &str, offers: &[&str], limits: Vec<(u32, i64)>, caps: Vec<(String, u32, i64)>) -> ContactGuard {
+    ContactGuard {
+        channel: channel.into(),
+        channel_limits: limits,
+        offer_caps: caps,
+        offers: offers.iter().map(|o| o.to_string()).collect(),
+        keep_since: 0,
+    }
+}
+
+fn contact(t: i64, d: &str, ch: &str, o: &str) -> Contact {
+    Contact { at: t, decision_id: d.into(), channel: ch.into(), offer_id: o.into() }
+}
+
+fn with_outcome(mut o: OutcomeRecord, kind: OutcomeKind, t: i64) -> OutcomeRecord {
+    o.outcome = kind;
+    o.at = t;
+    o
+}
+
+/// An unknown user reads as empty, version 0, nothing seen.
+async fn unknown_user_reads_empty(s: S) {
+    s.ping().await.unwrap();
+    let fresh = s.load_user("alice", &["e1"], Some(0)).await.unwrap();
+    assert_eq!((fresh.version, fresh.seen.as_slice()), (0, &[false][..]));
+    assert!(fresh.state.is_empty());
+    assert_eq!(fresh.contacts, ContactState::default());
+}
+
+/// A commit at the expected version applies state, history and dedup markers.
+async fn commit_round_trips_state(s: S) {
+    let (state, _, v1) = first_commit(&s).await;
     let loaded = s.load_user("alice", &["e1", "e2", "e3"], None).await.unwrap();
     assert_eq!(loaded.version, v1);
     assert_eq!(loaded.state, state, "state round-trips exactly");
     assert_eq!(loaded.seen, vec![true, true, false]);
+}
 
-    // A stale version is refused and changes nothing: no state, no dedup mark, no log entry.
+/// A stale version is refused and changes nothing: no state, no dedup mark, no log entry.
+async fn cas_commit_refuses_stale_writes(s: S) {
+    let (state, _, v1) = first_commit(&s).await;
     let other = UserState { stage: Some("advocacy".into()), ..Default::default() };
     let sneaky = [event("alice", "stale-1", "referral", 15)];
-    let stale = UserWrite {
-        state: &other,
-        new_transitions: &[],
-        events: &sneaky,
-        now: 101,
-        new_version: new_version(),
-        attribution: Default::default(),
-    };
-    assert!(!s.commit_user("alice", 0, stale).await.unwrap());
+    assert!(!s.commit_user("alice", 0, write(&other, &[], &sneaky, 101)).await.unwrap());
     let after = s.load_user("alice", &["stale-1"], None).await.unwrap();
-    assert_eq!((after.state, after.seen, after.version), (state.clone(), vec![false], v1));
+    assert_eq!((after.state, after.seen, after.version), (state, vec![false], v1));
+    let ids: Vec<String> = journey_log(&s).await.into_iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, ["e1", "e2"], "the refused write logged nothing");
+}
 
-    // Stage history is append-only: the store appends `new_transitions`, whatever the
-    // state's own list says.
-    let mut rewritten = state.clone();
-    rewritten.transitions.clear();
-    let more: Vec<Event> = (3..=7).map(|i| event("alice", &format!("e{i}"), "page_view", 30 + i)).collect();
-    let w = UserWrite {
-        state: &rewritten,
-        new_transitions: &[],
-        events: &more,
-        now: 200,
-        new_version: new_version(),
-        attribution: Default::default(),
-    };
-    assert!(s.commit_user("alice", v1, w).await.unwrap());
+/// Stage history is append-only: the store appends `new_transitions`, whatever the state's
+/// own list says.
+async fn history_is_append_only(s: S) {
+    let (state, _, v1) = first_commit(&s).await;
+    more_events(&s, &state, v1).await;
     assert_eq!(s.load_user("alice", &[], None).await.unwrap().state.transitions, state.transitions);
-    // Dedup memory is bounded per user: the oldest ids go first (max 5 in the suite's retention).
-    let seen = s.load_user("alice", &["e1", "e2", "e3", "e7"], None).await.unwrap().seen;
-    assert_eq!(seen, vec![false, false, true, true]);
+    assert_eq!(state.transitions.len(), 2);
+}
 
-    // The journey log holds every applied event, in order for the user.
-    let mut logged = Vec::new();
-    s.export_journey_log(&mut |e| logged.push(e)).await.unwrap();
+/// Dedup memory is bounded per user: the oldest ids go first (max 5 in the suite's
+/// retention), and ids older than the dedup window are forgotten.
+async fn dedup_bounds(s: S) {
+    let (state, _, v1) = first_commit(&s).await;
+    more_events(&s, &state, v1).await;
+    let loaded = s.load_user("alice", &["e1", "e2", "e3", "e7"], None).await.unwrap();
+    assert_eq!(loaded.seen, vec![false, false, true, true]);
+    let window = retention().dedup_window_ms;
+    let late = [event("alice", "e8", "page_view", 50)];
+    assert!(s.commit_user("alice", loaded.version, write(&state, &[], &late, 201 + window)).await.unwrap());
+    let seen = s.load_user("alice", &["e3", "e7", "e8"], None).await.unwrap().seen;
+    assert_eq!(seen, vec![false, false, true], "ids stored before the window are forgotten");
+}
+
+/// The journey log holds every applied event, in order for the user, field for field.
+async fn log_round_trip(s: S) {
+    let (state, evs, v1) = first_commit(&s).await;
+    let more = more_events(&s, &state, v1).await;
+    let logged = journey_log(&s).await;
     let alice: Vec<&Event> = logged.iter().filter(|e| e.user_id == "alice").collect();
-    assert_eq!(alice.len(), 7, "the refused write logged nothing");
+    assert_eq!(alice.len(), 7);
     assert_eq!(*alice[0], evs[0], "events round-trip through the log");
-    assert_eq!(alice[6].event_id, "e7");
+    assert_eq!(*alice[1], evs[1], "a value and properties round-trip");
+    assert_eq!(*alice[6], more[4]);
+    let ids: Vec<&str> = alice.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4", "e5", "e6", "e7"]);
+}
 
-    // Decisions are logged and remembered; outcomes link to them.
+/// An export reads logs longer than one page (the Redis store pages by 1,000), in order.
+async fn log_export_pages_through_long_logs(s: S) {
+    let mut version = 0;
+    for batch in 0..5 {
+        let events: Vec<Event> =
+            (0..500).map(|i| event("paula", &format!("p{}", batch * 500 + i), "page_view", i)).collect();
+        let state = UserState::default();
+        let w = write(&state, &[], &events, 1_000 + batch);
+        assert!(s.commit_user("paula", version, w).await.unwrap());
+        version = w.new_version;
+    }
+    let logged = journey_log(&s).await;
+    let ids: Vec<&str> = logged.iter().filter(|e| e.user_id == "paula").map(|e| e.event_id.as_str()).collect();
+    let want: Vec<String> = (0..2_500).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, want);
+}
+
+/// Decisions are logged and remembered; an outcome links to a recent decision once per
+/// (offer, kind), and only linked outcomes reach the decision log.
+async fn outcome_idempotency(s: S) {
     for i in 1..=4 {
-        assert!(
-            s.log_decision(&decision("alice", &format!("d{i}"), &["o1", "o2"]), &ContactGuard::default())
-                .await
-                .unwrap()
-        );
+        let d = decision("alice", &format!("d{i}"), &["o1", "o2"]);
+        assert!(s.log_decision(&d, &ContactGuard::default()).await.unwrap());
     }
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Linked);
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Duplicate, "a retry");
-    let mut conversion = outcome("alice", "d4", "o2");
-    conversion.outcome = OutcomeKind::Conversion;
+    let conversion = with_outcome(outcome("alice", "d4", "o2"), OutcomeKind::Conversion, 2_000);
     assert_eq!(s.log_outcome(&conversion, &[]).await.unwrap(), OutcomeLink::Linked, "another kind is another outcome");
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o9"), &[]).await.unwrap(), OutcomeLink::OfferNotInDecision);
     assert_eq!(
@@ -170,21 +300,12 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     assert_eq!(decisions, 4);
     assert_eq!(
         outcomes,
-        vec![&DecisionLogEntry::Outcome(outcome("alice", "d4", "o2")), &DecisionLogEntry::Outcome(conversion.clone())]
+        vec![&DecisionLogEntry::Outcome(outcome("alice", "d4", "o2")), &DecisionLogEntry::Outcome(conversion)]
     );
+}
 
-    // Contacts: a decision's write re-checks its guard atomically and records its offers.
-    let guard = |channel: &str, offers: &[&str], limits: Vec<(u32, i64)>, caps: Vec<(String, u32, i64)>| ContactGuard {
-        channel: channel.into(),
-        channel_limits: limits,
-        offer_caps: caps,
-        offers: offers.iter().map(|o| o.to_string()).collect(),
-        keep_since: 0,
-    };
-    let at = |mut d: DecisionRecord, t: i64| {
-        d.at = t;
-        d
-    };
+/// A decision's write re-checks its guard atomically and records its offers as contacts.
+async fn contact_guard(s: S) {
     assert!(
         s.log_decision(
             &at(decision("dave", "d5", &["o1", "o2"]), 1_000),
@@ -214,12 +335,6 @@ pub async fn store_suite(s: Arc<dyn Store>) {
         s.log_decision(&at(decision("dave", "d8", &["o4"]), 3_000), &web).await.unwrap(),
         "other channel, other offer"
     );
-    let contact = |t: i64, d: &str, ch: &str, o: &str| Contact {
-        at: t,
-        decision_id: d.into(),
-        channel: ch.into(),
-        offer_id: o.into(),
-    };
     let mut contacts = s.load_user("dave", &[], Some(0)).await.unwrap().contacts.contacts;
     contacts.sort_by(|a, b| (a.at, &a.offer_id).cmp(&(b.at, &b.offer_id)));
     assert_eq!(
@@ -236,23 +351,30 @@ pub async fn store_suite(s: Arc<dyn Store>) {
         vec![contact(3_000, "d8", "web", "o4")]
     );
     assert_eq!(s.load_user("dave", &[], None).await.unwrap().contacts, ContactState::default(), "not asked, not read");
-    // Dismiss and accept mark the offer for cooldowns (the latest time wins).
-    let mut dismiss = outcome("dave", "d5", "o1");
-    dismiss.outcome = OutcomeKind::Dismiss;
-    dismiss.at = 5_000;
-    assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
-    let mut accept = outcome("dave", "d8", "o4");
-    accept.outcome = OutcomeKind::Accept;
-    accept.at = 6_000;
-    assert_eq!(s.log_outcome(&accept, &[]).await.unwrap(), OutcomeLink::Linked);
-    let marks = s.load_user("dave", &[], Some(0)).await.unwrap().contacts;
-    assert_eq!(marks.dismissed, [("o1".to_string(), 5_000)].into());
-    assert_eq!(marks.accepted, [("o4".to_string(), 6_000)].into());
-    assert_eq!(s.delete_user("dave").await.unwrap(), 4, "decisions, decision index, contacts, marks");
-    assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
+}
 
-    // Experiments: a logged decision records the first exposure per experiment; visits and
-    // conversions inside the attribution window count once per user; revenue adds up.
+/// Dismiss and accept mark the offer for cooldowns; the latest time wins.
+async fn cooldown_marks(s: S) {
+    for (id, offers, t) in [("d5", &["o1", "o2"][..], 1_000), ("d8", &["o4"][..], 3_000), ("d9", &["o1"][..], 3_500)] {
+        assert!(s.log_decision(&at(decision("dave", id, offers), t), &ContactGuard::default()).await.unwrap());
+    }
+    let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 5_000);
+    assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
+    let accept = with_outcome(outcome("dave", "d8", "o4"), OutcomeKind::Accept, 6_000);
+    assert_eq!(s.log_outcome(&accept, &[]).await.unwrap(), OutcomeLink::Linked);
+    let earlier = with_outcome(outcome("dave", "d9", "o1"), OutcomeKind::Dismiss, 4_000);
+    assert_eq!(s.log_outcome(&earlier, &[]).await.unwrap(), OutcomeLink::Linked);
+    let click = with_outcome(outcome("dave", "d5", "o2"), OutcomeKind::Click, 7_000);
+    assert_eq!(s.log_outcome(&click, &[]).await.unwrap(), OutcomeLink::Linked);
+    let marks = s.load_user("dave", &[], Some(0)).await.unwrap().contacts;
+    assert_eq!(marks.dismissed, [("o1".to_string(), 5_000)].into(), "the later dismissal stays");
+    assert_eq!(marks.accepted, [("o4".to_string(), 6_000)].into(), "a click marks nothing");
+}
+
+/// A logged decision records the first exposure per experiment; visits and conversions
+/// inside the attribution window count once per user; revenue adds up; the counters stay
+/// after the user is erased.
+async fn exposures_and_attribution(s: S) {
     let windows = vec![("exp".to_string(), 10_000i64)];
     let mut d9 = at(decision("erin", "d9", &["o1"]), 1_000);
     d9.assignments.insert("exp".into(), "b".into());
@@ -260,12 +382,9 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     let mut d10 = at(decision("erin", "d10", &["o1"]), 2_000);
     d10.assignments.insert("exp".into(), "b".into());
     assert!(s.log_decision(&d10, &ContactGuard::default()).await.unwrap());
-    let mut click = outcome("erin", "d9", "o1");
-    click.at = 3_000;
+    let click = with_outcome(outcome("erin", "d9", "o1"), OutcomeKind::Click, 3_000);
     assert_eq!(s.log_outcome(&click, &windows).await.unwrap(), OutcomeLink::Linked);
-    let mut conv = outcome("erin", "d10", "o1");
-    conv.outcome = OutcomeKind::Conversion;
-    conv.at = 4_000;
+    let mut conv = with_outcome(outcome("erin", "d10", "o1"), OutcomeKind::Conversion, 4_000);
     conv.value = 3.0;
     assert_eq!(s.log_outcome(&conv, &windows).await.unwrap(), OutcomeLink::Linked);
     let purchases = [
@@ -275,12 +394,8 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     ];
     let erin = s.load_user("erin", &[], None).await.unwrap();
     let w = UserWrite {
-        state: &erin.state,
-        new_transitions: &[],
-        events: &[],
-        now: 5_000,
-        new_version: new_version(),
         attribution: Attribution { windows: &windows, happenings: &purchases },
+        ..write(&erin.state, &[], &[], 5_000)
     };
     assert!(s.commit_user("erin", erin.version, w).await.unwrap());
     let counters = s.experiment_counters("exp").await.unwrap();
@@ -289,53 +404,52 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     assert!(s.experiment_counters("other").await.unwrap().is_empty());
     assert_eq!(s.delete_user("erin").await.unwrap(), 4, "profile, decisions, decision index, exposures");
     assert_eq!(s.experiment_counters("exp").await.unwrap()["b"], want, "aggregates stay after an erasure");
+}
 
-    // Delete erases every record of the user: profile, history, dedup, decisions + index.
-    let vb = new_version();
-    let bob = UserWrite {
-        state: &state,
-        new_transitions: &[],
-        events: &[],
-        now: 1,
-        new_version: vb,
-        attribution: Default::default(),
-    };
+/// Delete erases every record of the user and counts them as the Redis layout does (one key
+/// per kind of record), leaving other users alone.
+async fn delete_count(s: S) {
+    let (_, _, _) = first_commit(&s).await;
+    assert!(s.log_decision(&decision("alice", "d1", &["o1"]), &ContactGuard::default()).await.unwrap());
+    let bob_state = UserState { stage: Some("awareness".into()), ..Default::default() };
+    let bob = write(&bob_state, &[], &[], 1);
     assert!(s.commit_user("bob", 0, bob).await.unwrap());
-    assert_eq!(
-        s.load_user("bob", &[], None).await.unwrap().state.transitions,
-        vec![],
-        "no history was appended for bob"
+    assert_eq!(s.load_user("bob", &[], None).await.unwrap().state.transitions, vec![], "no history for bob");
+    assert!(
+        s.log_decision(&at(decision("dave", "d5", &["o1"]), 1_000), &guard("email", &["o1"], vec![], vec![]))
+            .await
+            .unwrap()
     );
-    assert_eq!(s.delete_user("alice").await.unwrap(), 5);
+    let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 2_000);
+    assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
+
+    assert_eq!(s.delete_user("alice").await.unwrap(), 5, "profile, history, dedup, decisions, decision index");
     assert_eq!(s.delete_user("alice").await.unwrap(), 0);
-    let gone = s.load_user("alice", &["e7"], None).await.unwrap();
+    let gone = s.load_user("alice", &["e1"], None).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
-    assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
-    assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, vb, "other users untouched");
-    // After a delete, a writer holding the old version cannot resurrect the user (no ABA).
-    assert_eq!(s.delete_user("bob").await.unwrap(), 1);
-    let fresh = UserWrite {
-        state: &other,
-        new_transitions: &[],
-        events: &[],
-        now: 2,
-        new_version: new_version(),
-        attribution: Default::default(),
-    };
-    assert!(s.commit_user("bob", 0, fresh).await.unwrap());
-    let late = UserWrite {
-        state: &state,
-        new_transitions: &[],
-        events: &[],
-        now: 3,
-        new_version: new_version(),
-        attribution: Default::default(),
-    };
-    assert!(!s.commit_user("bob", vb, late).await.unwrap());
+    assert_eq!(s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
+    assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, bob.new_version, "other users untouched");
+    assert_eq!(s.delete_user("dave").await.unwrap(), 4, "decisions, decision index, contacts, marks");
+    assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
+    assert_eq!(s.delete_user("bob").await.unwrap(), 1, "profile");
+}
 
-    // Optimistic writes under contention: two engines (as two servers would) race on one
-    // user; the version check must keep every event exactly once.
+/// After a delete, a writer holding the old version cannot resurrect the user (no ABA).
+async fn delete_has_no_aba(s: S) {
+    let state = UserState { stage: Some("awareness".into()), ..Default::default() };
+    let first = write(&state, &[], &[], 1);
+    assert!(s.commit_user("bob", 0, first).await.unwrap());
+    assert_eq!(s.delete_user("bob").await.unwrap(), 1);
+    let other = UserState { stage: Some("advocacy".into()), ..Default::default() };
+    assert!(s.commit_user("bob", 0, write(&other, &[], &[], 2)).await.unwrap());
+    assert!(!s.commit_user("bob", first.new_version, write(&state, &[], &[], 3)).await.unwrap());
+    assert_eq!(s.load_user("bob", &[], None).await.unwrap().state.stage.as_deref(), Some("advocacy"));
+}
+
+/// Optimistic writes under contention: two engines (as two servers would) race on one user;
+/// the version check must keep every event exactly once.
+async fn racing_engines(s: S) {
     let config = Config::defaults();
     let engines = [
         Arc::new(Engine::new(s.clone(), config.clone(), None, vec![])),
@@ -355,24 +469,133 @@ pub async fn store_suite(s: Arc<dyn Store>) {
     assert_eq!(accepted, 40);
     let carol = s.load_user("carol", &[], None).await.unwrap();
     assert_eq!(carol.state.aggregates.count("page_view"), 40);
-    let mut carols = 0;
-    s.export_journey_log(&mut |e| carols += usize::from(e.user_id == "carol")).await.unwrap();
+    let carols = journey_log(&s).await.iter().filter(|e| e.user_id == "carol").count();
     assert_eq!(carols, 40, "each event logged once");
 }
 
-#[tokio::test]
-async fn memory_store_conforms() {
-    store_suite(Arc::new(MemoryStore::new(retention()))).await;
+/// Publishing stores an artifact under its version without moving `current`; pointing
+/// `current` is separate, and each model has its own registry.
+async fn model_registry_publish_and_current(s: S) {
+    assert_eq!(s.current_model("m").await.unwrap(), None);
+    assert_eq!(s.get_model("m", "v1").await.unwrap(), None);
+    s.put_model("m", "v1", "{\"a\":1}").await.unwrap();
+    assert_eq!(s.get_model("m", "v1").await.unwrap().as_deref(), Some("{\"a\":1}"));
+    assert_eq!(s.current_model("m").await.unwrap(), None, "publishing does not point");
+    s.set_current_model("m", "v1").await.unwrap();
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v1"));
+    s.put_model("m", "v1", "{\"a\":2}").await.unwrap();
+    assert_eq!(s.get_model("m", "v1").await.unwrap().as_deref(), Some("{\"a\":2}"), "a re-publish replaces");
+    assert_eq!(s.get_model("m", "v2").await.unwrap(), None);
+    assert_eq!(s.current_model("other").await.unwrap(), None);
+    assert_eq!(s.get_model("other", "v1").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn redis_store_conforms() {
-    let redis = RedisServer::start();
-    store_suite(redis_store(&redis.url(), false).await).await;
+/// Re-pointing `current` to the version it already names changes nothing: no history entry,
+/// so a rollback still goes to the version before.
+async fn model_registry_repoint_same_version_is_a_no_op(s: S) {
+    s.set_current_model("m", "v1").await.unwrap();
+    s.set_current_model("m", "v2").await.unwrap();
+    s.set_current_model("m", "v2").await.unwrap();
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(s.rollback_model("m").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.rollback_model("m").await.unwrap(), None, "v1 was the first");
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v1"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_cluster_store_conforms() {
-    let cluster = RedisCluster::start();
-    store_suite(redis_store(&cluster.url(), true).await).await;
+/// Rollback moves `current` back one version; with nothing to go back to it changes nothing.
+async fn model_registry_rollback(s: S) {
+    assert_eq!(s.rollback_model("m").await.unwrap(), None, "no registry yet");
+    s.set_current_model("m", "v1").await.unwrap();
+    assert_eq!(s.rollback_model("m").await.unwrap(), None);
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v1"), "still current");
+    s.set_current_model("m", "v2").await.unwrap();
+    assert_eq!(s.rollback_model("m").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.rollback_model("m").await.unwrap(), None);
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v1"));
+}
+
+/// The history is a stack of earlier `current` versions: rollbacks walk it newest first,
+/// a version may appear in it more than once.
+async fn model_registry_history_order(s: S) {
+    for v in ["v1", "v2", "v3", "v1"] {
+        s.set_current_model("m", v).await.unwrap();
+    }
+    let mut back = Vec::new();
+    while let Some(v) = s.rollback_model("m").await.unwrap() {
+        back.push(v);
+    }
+    assert_eq!(back, ["v3", "v2", "v1"]);
+    assert_eq!(s.current_model("m").await.unwrap().as_deref(), Some("v1"));
+}
+
+/// A key of the wrong type where a user's profile hash lives is an internal error, not an
+/// outage: the engine must answer INTERNAL rather than degrade.
+mod wrong_type_is_internal {
+    use super::*;
+
+    async fn check(store: RedisStore, conn: &mut dyn redis::ConnectionLike) {
+        let key = store.keys().profile("mallory");
+        let _: () = redis::cmd("SET").arg(&key).arg("not a hash").query(conn).unwrap();
+        let err = store.load_user("mallory", &[], None).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(ref m) if m.contains("WRONGTYPE")), "{err:?}");
+        let engine_error = touchpoint::engine::Error::from(err);
+        assert!(matches!(engine_error, touchpoint::engine::Error::Internal(_)), "{engine_error:?}");
+        let state = UserState::default();
+        let err = store.commit_user("mallory", 0, write(&state, &[], &[], 1)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+        store.ping().await.expect("the server itself is fine");
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let store = shared_redis_store(false, "tp-wrong-type").await;
+        check(store, &mut shared_redis().conn()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster() {
+        let store = shared_redis_store(true, "tp-wrong-type").await;
+        let nodes: Vec<String> = shared_cluster().nodes.iter().map(|n| n.url()).collect();
+        let mut conn = redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap();
+        check(store, &mut conn).await;
+    }
+}
+
+/// A store pointed at a Redis that is down starts, and answers Unavailable until it is up.
+mod starts_while_redis_is_down {
+    use super::*;
+
+    async fn down(store: &RedisStore) {
+        let started = std::time::Instant::now();
+        let err = store.load_user("alice", &[], None).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+        // Bounded by the command timeout (500 ms in the harness), not hanging: a generous
+        // ceiling so a loaded machine does not make this flaky.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let port = free_ports(1)[0];
+        let url = format!("redis://127.0.0.1:{port}");
+        let store = RedisStore::connect(&redis_config(&url, false, "tp"), retention()).await.unwrap();
+        down(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster() {
+        let ports = free_ports(3);
+        let url = ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let store = RedisStore::connect(&redis_config(&url, true, "tp"), retention()).await.unwrap();
+        down(&store).await;
+        down(&store).await;
+        // The cluster comes up on those ports: the same store now works.
+        let _cluster = RedisCluster::start_on(&ports);
+        store.ping().await.unwrap();
+        let state = UserState { stage: Some("awareness".into()), ..Default::default() };
+        assert!(store.commit_user("alice", 0, write(&state, &[], &[], 1)).await.unwrap());
+        assert_eq!(store.load_user("alice", &[], None).await.unwrap().state.stage.as_deref(), Some("awareness"));
+    }
 }

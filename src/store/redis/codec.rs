@@ -1,0 +1,251 @@
+//! Encodings of the store's values: profile hash fields, contacts and marks, journey-log
+//! stream entries, decision-log entries, recent-decision offer lists and experiment counters.
+//! Pure functions (no I/O), so each round-trips in a unit test.
+use crate::domain::Millis;
+use crate::domain::contact::{Contact, ContactState};
+use crate::domain::decision::DecisionRecord;
+use crate::domain::event::Event;
+use crate::domain::experiment::VariantCounters;
+use crate::domain::profile::{AttrValue, Transition, UserState};
+use crate::store::{DecisionLogEntry, StoreError};
+use std::collections::BTreeMap;
+
+fn ms_str(v: Option<i64>) -> Option<String> {
+    v.map(|t| t.to_string())
+}
+
+/// Profile hash fields for a state (without the version).
+pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
+    let a = &s.aggregates;
+    let mut f: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.push((k.to_string(), v));
+        }
+    };
+    put("stage", s.stage.clone());
+    put("since", ms_str(s.stage_since));
+    put("fs", ms_str(a.first_seen));
+    put("ls", ms_str(a.last_seen));
+    put("lp", ms_str(a.last_purchase));
+    put("mon", (a.monetary_total != 0.0).then(|| a.monetary_total.to_string()));
+    put("pc", (a.purchase_count != 0).then(|| a.purchase_count.to_string()));
+    for (k, v) in &a.event_counts {
+        f.push((format!("c:{k}"), v.to_string()));
+    }
+    for (k, v) in &s.attributes {
+        f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
+    }
+    f
+}
+
+pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64, UserState), StoreError> {
+    let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("profile field {what}: {v:?}"));
+    let mut s = UserState::default();
+    let mut version = 0;
+    let mut it = fields.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let int = || v.parse::<i64>().map_err(|_| corrupt(&k, &v));
+        match k.as_str() {
+            "v" => version = v.parse().map_err(|_| corrupt(&k, &v))?,
+            "stage" => s.stage = Some(v.clone()),
+            "since" => s.stage_since = Some(int()?),
+            "fs" => s.aggregates.first_seen = Some(int()?),
+            "ls" => s.aggregates.last_seen = Some(int()?),
+            "lp" => s.aggregates.last_purchase = Some(int()?),
+            "mon" => s.aggregates.monetary_total = v.parse().map_err(|_| corrupt(&k, &v))?,
+            "pc" => s.aggregates.purchase_count = v.parse().map_err(|_| corrupt(&k, &v))?,
+            _ => {
+                if let Some(t) = k.strip_prefix("c:") {
+                    s.aggregates.event_counts.insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
+                } else if let Some(name) = k.strip_prefix("a:") {
+                    let value: AttrValue = serde_json::from_str(&v).map_err(|_| corrupt(&k, &v))?;
+                    s.attributes.insert(name.to_string(), value);
+                }
+            }
+        }
+    }
+    for t in transitions {
+        s.transitions.push(serde_json::from_str::<Transition>(&t).map_err(|_| corrupt("transition", &t))?);
+    }
+    Ok((version, s))
+}
+
+/// Contacts (`decision|channel|offer`, score) and marks (`dismiss:<offer>`, time).
+pub fn decode_contacts(contacts: Vec<String>, marks: Vec<String>) -> Result<ContactState, StoreError> {
+    let mut state = ContactState::default();
+    let mut it = contacts.into_iter();
+    while let (Some(member), Some(score)) = (it.next(), it.next()) {
+        let mut parts = member.splitn(3, '|');
+        let (Some(d), Some(ch), Some(o)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(StoreError::Corrupt(format!("contact {member:?}")));
+        };
+        let at = score.parse::<f64>().map_err(|_| StoreError::Corrupt(format!("contact time {score:?}")))? as Millis;
+        state.contacts.push(Contact { at, decision_id: d.into(), channel: ch.into(), offer_id: o.into() });
+    }
+    let mut it = marks.into_iter();
+    while let (Some(field), Some(t)) = (it.next(), it.next()) {
+        let at: Millis = t.parse().map_err(|_| StoreError::Corrupt(format!("mark {field}={t}")))?;
+        match field.split_once(':') {
+            Some(("dismiss", offer)) => state.dismissed.insert(offer.to_string(), at),
+            Some(("accept", offer)) => state.accepted.insert(offer.to_string(), at),
+            _ => return Err(StoreError::Corrupt(format!("mark {field:?}"))),
+        };
+    }
+    Ok(state)
+}
+
+pub fn encode_event(e: &Event) -> Vec<(&'static str, String)> {
+    let mut f = vec![
+        ("event_id", e.event_id.clone()),
+        ("user_id", e.user_id.clone()),
+        ("event_type", e.event_type.clone()),
+        ("ts", e.timestamp.to_string()),
+    ];
+    if !e.channel.is_empty() {
+        f.push(("channel", e.channel.clone()));
+    }
+    if !e.offer_id.is_empty() {
+        f.push(("offer_id", e.offer_id.clone()));
+    }
+    if e.value != 0.0 {
+        f.push(("value", e.value.to_string()));
+    }
+    if !e.properties.is_empty() {
+        f.push(("properties", serde_json::to_string(&e.properties).expect("string map serialises")));
+    }
+    f
+}
+
+pub fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
+    let m: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let get = |k: &str| m.get(k).map(|s| s.to_string()).unwrap_or_default();
+    let bad = |k: &str| StoreError::Corrupt(format!("journey log field {k}: {:?}", m.get(k)));
+    Ok(Event {
+        event_id: get("event_id"),
+        user_id: get("user_id"),
+        event_type: get("event_type"),
+        timestamp: get("ts").parse().map_err(|_| bad("ts"))?,
+        channel: get("channel"),
+        offer_id: get("offer_id"),
+        value: m.get("value").map_or(Ok(0.0), |v| v.parse()).map_err(|_| bad("value"))?,
+        properties: match m.get("properties") {
+            Some(p) => serde_json::from_str(p).map_err(|_| bad("properties"))?,
+            None => Default::default(),
+        },
+    })
+}
+
+/// A recent decision's value in the user's decisions hash before any outcome: its offers
+/// between commas, then `|` (outcomes are appended after it by the outcome script:
+/// `,o1,o2,|o1:click|`).
+pub fn encode_decision_offers(rec: &DecisionRecord) -> String {
+    rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",") + "|"
+}
+
+/// The `kind` and `json` fields of a decision-log stream entry.
+pub fn decode_decision_log_entry(fields: &[(String, String)]) -> Result<DecisionLogEntry, StoreError> {
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
+    let json = get("json");
+    let parsed = match get("kind") {
+        "decision" => serde_json::from_str(json).map(|d| DecisionLogEntry::Decision(Box::new(d))),
+        _ => serde_json::from_str(json).map(DecisionLogEntry::Outcome),
+    };
+    parsed.map_err(|e| StoreError::Corrupt(format!("decision log entry: {e}")))
+}
+
+/// Adds one field of an experiment-counter hash (`exp|variant|metric` -> number) to `out`
+/// when it belongs to `experiment`; fields of other experiments and unknown metrics are skipped.
+pub fn add_counter(
+    out: &mut BTreeMap<String, VariantCounters>,
+    experiment: &str,
+    field: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    let Some(rest) = field.strip_prefix(experiment).and_then(|r| r.strip_prefix('|')) else { return Ok(()) };
+    let Some((variant, metric)) = rest.rsplit_once('|') else { return Ok(()) };
+    let bad = || StoreError::Corrupt(format!("counter {field}={value}"));
+    let int = || value.parse::<u64>().map_err(|_| bad());
+    let float = || value.parse::<f64>().map_err(|_| bad());
+    let c = out.entry(variant.to_string()).or_default();
+    match metric {
+        "exposed" => c.exposed += int()?,
+        "decisions" => c.decisions += int()?,
+        "visitors" => c.visitors += int()?,
+        "converters" => c.converters += int()?,
+        "revenue" => c.revenue += float()?,
+        "revenue_sq" => c.revenue_sq += float()?,
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_round_trip() {
+        let mut s = UserState { stage: Some("retention".into()), stage_since: Some(5), ..Default::default() };
+        s.aggregates.event_counts.insert("purchase".into(), 2);
+        s.aggregates.monetary_total = 12.5;
+        s.aggregates.purchase_count = 2;
+        s.aggregates.first_seen = Some(1);
+        s.aggregates.last_seen = Some(9);
+        s.attributes.insert("age".into(), AttrValue::Num(41.0));
+        s.attributes.insert("vip".into(), AttrValue::Bool(true));
+        s.attributes.insert("country".into(), AttrValue::Str("FR".into()));
+        s.attributes.insert("zip".into(), AttrValue::Str("75001".into()));
+        let mut fields: Vec<String> = vec!["v".into(), "3".into()];
+        for (k, v) in encode_profile(&s) {
+            fields.push(k);
+            fields.push(v);
+        }
+        assert_eq!(decode_profile(fields, vec![]).unwrap(), (3, s));
+    }
+
+    #[test]
+    fn a_bad_profile_field_is_corrupt() {
+        let fields = vec!["v".to_string(), "1".to_string(), "fs".to_string(), "yesterday".to_string()];
+        assert!(matches!(decode_profile(fields, vec![]), Err(StoreError::Corrupt(m)) if m.contains("fs")));
+    }
+
+    #[test]
+    fn event_round_trip() {
+        let e = Event {
+            event_id: "e1".into(),
+            user_id: "u".into(),
+            event_type: "purchase".into(),
+            timestamp: 42,
+            channel: "web".into(),
+            offer_id: "o1".into(),
+            value: 9.5,
+            properties: [("sku".to_string(), "A-1".to_string())].into(),
+        };
+        let fields: Vec<(String, String)> = encode_event(&e).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(decode_event(&fields).unwrap(), e);
+    }
+
+    #[test]
+    fn counters_of_one_experiment_add_up() {
+        let mut out = BTreeMap::new();
+        for (f, v) in
+            [("exp|a|exposed", "2"), ("exp|a|revenue", "1.5"), ("expo|a|exposed", "7"), ("other|a|exposed", "9")]
+        {
+            add_counter(&mut out, "exp", f, v).unwrap();
+        }
+        assert_eq!(out["a"], VariantCounters { exposed: 2, revenue: 1.5, ..Default::default() });
+        assert_eq!(out.len(), 1);
+        assert!(matches!(add_counter(&mut out, "exp", "exp|a|exposed", "x"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn contacts_and_marks_decode() {
+        let contacts = vec!["d1|email|o|1".to_string(), "1000".to_string()];
+        let marks = vec!["dismiss:o".to_string(), "5".to_string()];
+        let s = decode_contacts(contacts, marks).unwrap();
+        assert_eq!(s.contacts[0].offer_id, "o|1", "the offer is the rest of the member");
+        assert_eq!(s.dismissed, [("o".to_string(), 5)].into());
+        assert!(decode_contacts(vec![], vec!["seen:o".into(), "5".into()]).is_err());
+    }
+}

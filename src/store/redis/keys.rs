@@ -1,0 +1,257 @@
+//! Every Redis key name and cluster slot tag of the store, in one place and only here.
+//!
+//! Key layout (prefix `tp` by default); every key of a user carries the hash tag `{user id}`:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `tp:{u}:p` | hash | `v` version, `stage`, `since`, aggregates (`fs` `ls` `lp` `mon` `pc`, `c:<event type>` counts), `a:<name>` attributes as JSON |
+//! | `tp:{u}:j` | list | stage transitions, JSON, oldest first |
+//! | `tp:{u}:e` | sorted set | event ids already applied, scored by store time (de-duplication) |
+//! | `tp:{u}:d` | hash | recent decision id -> `,offer,offer,` (links outcomes to decisions) |
+//! | `tp:{u}:di` | sorted set | recent decision ids by time, to trim `:d` |
+//! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
+//! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |
+//! | `tp:{u}:x` | hash | experiment -> `variant|first exposure`; `<exp>:v`, `<exp>:c` flags, `<exp>:r` revenue |
+//! | `tp:xc` / `tp:xc:{tag}` | hash | experiment counters `exp|variant|metric` (sharded by slot like the logs) |
+//! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event |
+//! | `tp:{model:<name>}:v` | hash | model registry: version -> artifact JSON |
+//! | `tp:{model:<name>}:current` | string | the version in use |
+//! | `tp:{model:<name>}:history` | list | earlier `current` versions, for rollback |
+//! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`json` field) |
+//!
+//! On a single node the logs are one stream each. On a cluster, a Lua script may only touch
+//! keys of one slot, so the logs are sharded by slot: `{tag}` is a short string chosen to hash
+//! to the same slot as the user, which keeps "apply the event and log it" one atomic script.
+use std::sync::OnceLock;
+
+/// Key names, in one place.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+    cluster: bool,
+}
+
+/// The shared logs and counters, sharded by slot on a cluster.
+const JOURNEY_LOG: &str = "jlog";
+const DECISION_LOG: &str = "dlog";
+const EXPERIMENT_COUNTERS: &str = "xc";
+
+impl Keys {
+    /// Keys under `prefix`; `cluster` shards the shared logs by slot.
+    pub fn new(prefix: &str, cluster: bool) -> Self {
+        Self { prefix: prefix.to_string(), cluster }
+    }
+
+    /// Whether the shared logs are sharded by slot (Redis Cluster).
+    pub fn cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// `prefix:{tag}:suffix`. The tag is the user id itself, unless that id could end the
+    /// hash tag early or look like an encoded one (braces, a leading `#`): then it is `#` and
+    /// the id in hex, so every key of a user always shares one non-empty tag.
+    fn user(&self, user: &str, suffix: &str) -> String {
+        if user.contains(['{', '}']) || user.starts_with('#') {
+            format!("{}:{{#{}}}:{suffix}", self.prefix, hex::encode(user))
+        } else {
+            format!("{}:{{{user}}}:{suffix}", self.prefix)
+        }
+    }
+    /// The user's profile hash (version, stage, aggregates, attributes).
+    pub fn profile(&self, user: &str) -> String {
+        self.user(user, "p")
+    }
+    /// The user's stage history list.
+    pub fn journey(&self, user: &str) -> String {
+        self.user(user, "j")
+    }
+    /// The user's applied event ids (de-duplication).
+    pub fn dedup(&self, user: &str) -> String {
+        self.user(user, "e")
+    }
+    /// The user's recent decisions (decision id -> offers and outcomes).
+    pub fn decisions(&self, user: &str) -> String {
+        self.user(user, "d")
+    }
+    /// The user's recent decision ids by time, to trim `decisions`.
+    pub fn decision_index(&self, user: &str) -> String {
+        self.user(user, "di")
+    }
+    /// The user's contacts by time.
+    pub fn contacts(&self, user: &str) -> String {
+        self.user(user, "c")
+    }
+    /// The user's dismiss/accept marks.
+    pub fn marks(&self, user: &str) -> String {
+        self.user(user, "o")
+    }
+    /// The user's experiment exposures.
+    pub fn exposures(&self, user: &str) -> String {
+        self.user(user, "x")
+    }
+    /// The experiment-counter hash in the user's slot.
+    pub fn experiment_counters(&self, user: &str) -> String {
+        self.log(EXPERIMENT_COUNTERS, user)
+    }
+    /// Every per-user key (what `DeleteProfile` erases).
+    pub fn all_of_user(&self, user: &str) -> [String; 8] {
+        [
+            self.profile(user),
+            self.journey(user),
+            self.dedup(user),
+            self.decisions(user),
+            self.decision_index(user),
+            self.contacts(user),
+            self.marks(user),
+            self.exposures(user),
+        ]
+    }
+    fn model(&self, name: &str, suffix: &str) -> String {
+        format!("{}:{{model:{name}}}:{suffix}", self.prefix)
+    }
+    /// A model's artifacts by version.
+    pub fn model_versions(&self, name: &str) -> String {
+        self.model(name, "v")
+    }
+    /// A model's `current` pointer.
+    pub fn model_current(&self, name: &str) -> String {
+        self.model(name, "current")
+    }
+    /// A model's earlier `current` versions, for rollback.
+    pub fn model_history(&self, name: &str) -> String {
+        self.model(name, "history")
+    }
+    fn log(&self, name: &str, user: &str) -> String {
+        if self.cluster {
+            format!("{}:{name}:{{{}}}", self.prefix, slot_tag(slot_of_key(&self.profile(user))))
+        } else {
+            format!("{}:{name}", self.prefix)
+        }
+    }
+    /// The journey-log stream (shard) the user's events go to.
+    pub fn journey_log(&self, user: &str) -> String {
+        self.log(JOURNEY_LOG, user)
+    }
+    /// The decision-log stream (shard) the user's decisions and outcomes go to.
+    pub fn decision_log(&self, user: &str) -> String {
+        self.log(DECISION_LOG, user)
+    }
+    /// Every stream shard of a log.
+    fn shards(&self, name: &str) -> Vec<String> {
+        if self.cluster {
+            (0..SLOTS).map(|s| format!("{}:{name}:{{{}}}", self.prefix, slot_tag(s))).collect()
+        } else {
+            vec![format!("{}:{name}", self.prefix)]
+        }
+    }
+    /// Every shard of the journey log.
+    pub fn journey_log_shards(&self) -> Vec<String> {
+        self.shards(JOURNEY_LOG)
+    }
+    /// Every shard of the decision log.
+    pub fn decision_log_shards(&self) -> Vec<String> {
+        self.shards(DECISION_LOG)
+    }
+    /// Every shard of the experiment counters.
+    pub fn experiment_counter_shards(&self) -> Vec<String> {
+        self.shards(EXPERIMENT_COUNTERS)
+    }
+}
+
+const SLOTS: u16 = 16384;
+
+/// CRC16/XMODEM, the checksum Redis Cluster uses for key slots.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The cluster slot of a key, honouring `{hash tags}`.
+pub fn slot_of_key(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let hashed = match b.iter().position(|&c| c == b'{') {
+        Some(open) => match b[open + 1..].iter().position(|&c| c == b'}') {
+            Some(len) if len > 0 => &b[open + 1..open + 1 + len],
+            _ => b,
+        },
+        None => b,
+    };
+    crc16(hashed) % SLOTS
+}
+
+/// Builds the slot-tag table now, so the first request does not pay for it.
+pub(super) fn warm_slot_tags() {
+    slot_tag(0);
+}
+
+/// A short tag per slot that hashes to that slot (found once by enumeration).
+fn slot_tag(slot: u16) -> &'static str {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        let mut tags = vec![String::new(); SLOTS as usize];
+        let mut missing = SLOTS as usize;
+        let mut n: u64 = 0;
+        while missing > 0 {
+            let candidate = format!("{n:x}");
+            let s = (crc16(candidate.as_bytes()) % SLOTS) as usize;
+            if tags[s].is_empty() {
+                tags[s] = candidate;
+                missing -= 1;
+            }
+            n += 1;
+        }
+        tags
+    });
+    &tags[slot as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_matches_the_cluster_spec() {
+        // Test vector from the Redis Cluster specification.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot_of_key("{user1000}.following"), slot_of_key("{user1000}.followers"));
+        assert_eq!(slot_of_key("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+        assert_eq!(slot_of_key("foo{{bar}}zap"), crc16(b"{bar") % SLOTS);
+    }
+
+    #[test]
+    fn user_keys_and_log_shard_share_a_slot() {
+        let k = Keys::new("tp", true);
+        for user in ["alice", "u-1", "a}b", "{x}", "}x", "#61", "Zoë"] {
+            let slot = slot_of_key(&k.profile(user));
+            let shared = [k.journey_log(user), k.decision_log(user), k.experiment_counters(user)];
+            for key in k.all_of_user(user).iter().chain(&shared) {
+                assert_eq!(slot_of_key(key), slot, "{key}");
+            }
+        }
+        assert_eq!(Keys::new("tp", false).journey_log("alice"), "tp:jlog");
+    }
+
+    #[test]
+    fn the_layout_is_the_documented_one() {
+        // The names ARCHITECTURE.md and the table above give: a change here is a data migration.
+        let k = Keys::new("tp", false);
+        assert_eq!(k.all_of_user("u"), ["p", "j", "e", "d", "di", "c", "o", "x"].map(|s| format!("tp:{{u}}:{s}")));
+        assert_eq!(k.profile("#1"), "tp:{#2331}:p");
+        assert_eq!(k.experiment_counters("u"), "tp:xc");
+        assert_eq!(k.decision_log_shards(), ["tp:dlog"]);
+        assert_eq!(k.model_versions("m"), "tp:{model:m}:v");
+        assert_eq!(k.model_current("m"), "tp:{model:m}:current");
+        assert_eq!(k.model_history("m"), "tp:{model:m}:history");
+        let c = Keys::new("tp", true);
+        let shards = c.journey_log_shards();
+        assert_eq!(shards.len(), SLOTS as usize);
+        assert!(shards.contains(&c.journey_log("alice")));
+        assert_eq!(c.journey_log("alice"), format!("tp:jlog:{{{}}}", slot_tag(slot_of_key("alice"))));
+    }
+}

@@ -1,0 +1,443 @@
+//! The Redis store: single node (auto-reconnecting multiplexed connection) or Redis Cluster
+//! (the redis crate's cluster client, connected lazily). Key names live in `keys`, value
+//! encodings in `codec`, the Lua scripts and their typed arguments in `scripts`; this file
+//! runs the calls and sorts their errors.
+//!
+//! Errors: a Redis that cannot be reached, or not in time, is `StoreError::Unavailable` (the
+//! engine degrades or answers UNAVAILABLE); anything else Redis says (a script error, a key of
+//! the wrong type, an answer that does not parse) is `StoreError::Internal`, never treated as
+//! an outage (see `classify`).
+use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use crate::config::RedisConfig;
+use crate::domain::Millis;
+use crate::domain::contact::ContactGuard;
+use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::event::Event;
+use crate::domain::experiment::VariantCounters;
+use async_trait::async_trait;
+use futures::StreamExt;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod codec;
+pub mod keys;
+mod scripts;
+
+pub use keys::{Keys, slot_of_key};
+use scripts::{
+    AttributionArgs, CommitArgs, DecisionArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs, Scripts, SetCurrentArgs,
+};
+
+/// Receives the fields of each stream entry during an export.
+type FieldSink<'a> = dyn FnMut(&[(String, String)]) + Send + 'a;
+
+/// Entries (id, fields) of one XRANGE page.
+type StreamPage = Vec<(String, Vec<(String, String)>)>;
+
+/// Entries asked for per XRANGE during an export.
+const STREAM_PAGE: usize = 1000;
+
+/// Shards read concurrently during an export or a counter sum. Each read keeps its own
+/// command timeout, so this stays small enough that the last of a burst is answered in time on
+/// a loaded machine (64 timed out in the full test suite on 2 busy cores).
+const SHARDS_IN_FLIGHT: usize = 16;
+
+/// A live single-node or cluster connection behind one `ConnectionLike`.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where connections come from. The cluster client has no lazy mode (it asks a node for the
+/// topology when connecting), so the cluster connection is made on first use and retried on
+/// every call until it succeeds: the server starts, like on a single node, while Redis is down.
+enum Source {
+    Single(ConnectionManager),
+    // Boxed: the cluster client is large, and there is one `Source` per store.
+    Cluster(Box<LazyCluster>),
+}
+
+/// The cluster client and, once made, its connection.
+struct LazyCluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    source: Source,
+    keys: Keys,
+    retention: Retention,
+    timeout: Duration,
+    scripts: Arc<Scripts>,
+}
+
+/// Sorts a Redis error: a Redis that cannot be reached, or answers not yet, is unavailable;
+/// anything else it says is an internal error (a bug or a damaged key, never an outage).
+pub fn classify(e: RedisError) -> StoreError {
+    let unreachable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || match e.kind() {
+            // No node to send to, or credentials refused: the connection cannot be made.
+            ErrorKind::ClusterConnectionNotFound | ErrorKind::AuthenticationFailed => true,
+            // Redis is loading, failing over or between masters: it will answer again.
+            ErrorKind::Server(k) => matches!(
+                k,
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            ),
+            // A long script of another client holds the server, or it is out of memory.
+            ErrorKind::Extension => matches!(e.code(), Some("BUSY" | "OOM")),
+            _ => false,
+        };
+    if unreachable { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
+}
+
+/// A client that cannot even be built (a malformed URL) is a configuration error, reported as
+/// unavailable like the startup failures it replaces.
+fn bad_client(e: RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Connects lazily, single node and cluster alike: the server starts, and recovers, while
+    /// Redis is down; calls answer `Unavailable` until it is up.
+    pub async fn connect(cfg: &RedisConfig, retention: Retention) -> Result<Self, StoreError> {
+        let timeout = Duration::from_millis(cfg.command_timeout_ms);
+        let source = if cfg.cluster {
+            let nodes: Vec<&str> = cfg.url.split(',').map(str::trim).collect();
+            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(bad_client)?;
+            // Build the slot-tag table now rather than on the first request.
+            keys::warm_slot_tags();
+            Source::Cluster(Box::new(LazyCluster { client, conn: tokio::sync::OnceCell::new() }))
+        } else {
+            let client = redis::Client::open(cfg.url.as_str()).map_err(bad_client)?;
+            let config = ConnectionManagerConfig::new()
+                .set_response_timeout(Some(timeout))
+                .set_connection_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            Source::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(bad_client)?)
+        };
+        Ok(Self {
+            source,
+            keys: Keys::new(&cfg.key_prefix, cfg.cluster),
+            retention,
+            timeout,
+            scripts: Arc::new(Scripts::new()),
+        })
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// A live connection; for a cluster, connects now if no connection was made yet.
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.source {
+            Source::Single(c) => Ok(Conn::Single(c.clone())),
+            Source::Cluster(lazy) => {
+                // A failed attempt leaves the cell empty, so the next call tries again.
+                let c = lazy
+                    .conn
+                    .get_or_try_init(|| lazy.client.get_async_connection())
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("cannot connect to the cluster: {e}")))?;
+                Ok(Conn::Cluster(c.clone()))
+            }
+        }
+    }
+
+    /// Runs one Redis call with the command timeout (connecting included): a slow Redis is an
+    /// unavailable Redis.
+    async fn run<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let call = async { f(self.conn().await?).await.map_err(classify) };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    /// One page of a stream, after `start` (`-`: from the beginning).
+    async fn stream_page(&self, key: &str, start: &str) -> Result<StreamPage, StoreError> {
+        self.run(|mut c| {
+            let cmd = redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(STREAM_PAGE).clone();
+            async move { cmd.query_async(&mut c).await }
+        })
+        .await
+    }
+
+    async fn export_stream(&self, shards: Vec<String>, sink: &mut FieldSink<'_>) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        // On a cluster a log is 16,384 shards, mostly empty: ask for the first page of many at
+        // once (the connection is multiplexed), in shard order, then page through long shards.
+        let mut first_pages = futures::stream::iter(shards)
+            .map(|key| async move {
+                let page = self.stream_page(&key, "-").await;
+                (key, page)
+            })
+            .buffered(SHARDS_IN_FLIGHT);
+        while let Some((key, page)) = first_pages.next().await {
+            let mut page = page?;
+            while let Some((last, _)) = page.last() {
+                let start = format!("({last}");
+                for (_, fields) in &page {
+                    sink(fields);
+                    n += 1;
+                }
+                if page.len() < STREAM_PAGE {
+                    break;
+                }
+                page = self.stream_page(&key, &start).await?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        if self.keys.cluster() { "redis-cluster" } else { "redis" }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn load_user(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError> {
+        let inv = LoadArgs { user: user_id, contacts_since, event_ids }.invocation(&self.scripts, &self.keys);
+        let (fields, transitions, seen, contacts, marks): Loaded =
+            self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        let (version, state) = codec::decode_profile(fields, transitions)?;
+        Ok(LoadedUser {
+            version,
+            state,
+            seen: seen.into_iter().map(|s| s == 1).collect(),
+            contacts: codec::decode_contacts(contacts, marks)?,
+        })
+    }
+
+    async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
+        let r = &self.retention;
+        let args = CommitArgs {
+            user: user_id,
+            expected_version,
+            now: w.now,
+            dedup_cutoff: w.now - r.dedup_window_ms,
+            dedup_max: r.dedup_max_per_user,
+            journey_log_maxlen: r.journey_log_maxlen,
+            new_version: w.new_version,
+            state: w.state,
+            transitions: w.new_transitions,
+            events: w.events,
+            attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },
+        };
+        let inv = args.invocation(&self.scripts, &self.keys);
+        let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let keys = self.keys.all_of_user(user_id);
+        self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
+    }
+
+    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
+        let args = DecisionArgs {
+            record,
+            guard,
+            recent_decisions: self.retention.recent_decisions_per_user,
+            decision_log_maxlen: self.retention.decision_log_maxlen,
+        };
+        let inv = args.invocation(&self.scripts, &self.keys);
+        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(r == 1)
+    }
+
+    async fn log_outcome(
+        &self,
+        record: &OutcomeRecord,
+        windows: &[(String, Millis)],
+    ) -> Result<OutcomeLink, StoreError> {
+        let args = OutcomeArgs { record, decision_log_maxlen: self.retention.decision_log_maxlen, windows };
+        let inv = args.invocation(&self.scripts, &self.keys);
+        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        Ok(OutcomeArgs::link(r))
+    }
+
+    async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {
+        let mut out: BTreeMap<String, VariantCounters> = BTreeMap::new();
+        // Many shards at once, as in `export_stream`.
+        let mut shards = futures::stream::iter(self.keys.experiment_counter_shards())
+            .map(|key| {
+                self.run(|mut c| async move {
+                    redis::cmd("HGETALL").arg(&key).query_async::<Vec<(String, String)>>(&mut c).await
+                })
+            })
+            .buffered(SHARDS_IN_FLIGHT);
+        while let Some(fields) = shards.next().await {
+            for (field, value) in fields? {
+                codec::add_counter(&mut out, experiment, &field, &value)?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError> {
+        let key = self.keys.model_versions(name);
+        self.run(|mut c| async move {
+            redis::cmd("HSET").arg(&key).arg(version).arg(artifact).query_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_model(&self, name: &str, version: &str) -> Result<Option<String>, StoreError> {
+        let key = self.keys.model_versions(name);
+        self.run(|mut c| async move { redis::cmd("HGET").arg(&key).arg(version).query_async(&mut c).await }).await
+    }
+
+    async fn current_model(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = self.keys.model_current(name);
+        self.run(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }).await
+    }
+
+    async fn set_current_model(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let inv = SetCurrentArgs { model: name, version }.invocation(&self.scripts, &self.keys);
+        self.run(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(|_| ())
+    }
+
+    async fn rollback_model(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let inv = RollbackArgs { model: name }.invocation(&self.scripts, &self.keys);
+        self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await
+    }
+
+    async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
+        let mut err = None;
+        let n = self
+            .export_stream(self.keys.journey_log_shards(), &mut |fields| match codec::decode_event(fields) {
+                Ok(e) => sink(e),
+                Err(e) => err = Some(e),
+            })
+            .await?;
+        err.map_or(Ok(n), Err)
+    }
+
+    async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
+        let mut err = None;
+        let n =
+            self.export_stream(self.keys.decision_log_shards(), &mut |fields| match codec::decode_decision_log_entry(
+                fields,
+            ) {
+                Ok(e) => sink(e),
+                Err(e) => err = Some(e),
+            })
+            .await?;
+        err.map_or(Ok(n), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn server_error(reply: &str) -> RedisError {
+        match redis::parse_redis_value(reply.as_bytes()).unwrap() {
+            Value::ServerError(e) => e.into(),
+            v => panic!("not an error reply: {v:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_are_sorted_into_unavailable_and_internal() {
+        let io = |kind: io::ErrorKind| RedisError::from(io::Error::new(kind, "socket"));
+        let table: Vec<(&str, RedisError, bool)> = vec![
+            ("refused", io(io::ErrorKind::ConnectionRefused), true),
+            ("reset", io(io::ErrorKind::ConnectionReset), true),
+            ("i/o timeout", io(io::ErrorKind::TimedOut), true),
+            ("eof", io(io::ErrorKind::UnexpectedEof), true),
+            ("dropped", RedisError::from((ErrorKind::Io, "connection dropped")), true),
+            ("no node", RedisError::from((ErrorKind::ClusterConnectionNotFound, "no connections found")), true),
+            ("auth", RedisError::from((ErrorKind::AuthenticationFailed, "wrong password")), true),
+            ("loading", server_error("-LOADING Redis is loading the dataset in memory\r\n"), true),
+            ("cluster down", server_error("-CLUSTERDOWN The cluster is down\r\n"), true),
+            ("try again", server_error("-TRYAGAIN Multiple keys request during rehashing\r\n"), true),
+            ("busy script", server_error("-BUSY Redis is busy running a script\r\n"), true),
+            (
+                "wrong type",
+                server_error("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+                false,
+            ),
+            (
+                "script error",
+                server_error("-ERR user_script:3: Script attempted to access nonexistent global\r\n"),
+                false,
+            ),
+            ("cross slot", server_error("-CROSSSLOT Keys in request don't hash to the same slot\r\n"), false),
+            ("no permission", server_error("-NOPERM this user has no permissions\r\n"), false),
+            ("return type", RedisError::from((ErrorKind::UnexpectedReturnType, "not an integer")), false),
+            ("parse", RedisError::from((ErrorKind::Parse, "bad reply")), false),
+            ("client", RedisError::from((ErrorKind::Client, "bad request")), false),
+        ];
+        for (what, e, unavailable) in table {
+            match classify(e) {
+                StoreError::Unavailable(_) => assert!(unavailable, "{what} is not an outage"),
+                StoreError::Internal(_) => assert!(!unavailable, "{what} is an outage"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+}

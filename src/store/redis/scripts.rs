@@ -1,0 +1,329 @@
+//! The Lua scripts (in `scripts/*.lua`) and one typed argument struct per script that builds
+//! its KEYS and ARGV in one place. Each `.lua` file documents, at its top, the KEYS and ARGV
+//! its struct's `invocation` pushes, in the same order.
+use super::codec::{encode_decision_offers, encode_event, encode_profile};
+use super::keys::Keys;
+use crate::domain::Millis;
+use crate::domain::contact::ContactGuard;
+use crate::domain::decision::{DecisionRecord, OutcomeKind, OutcomeRecord};
+use crate::domain::event::Event;
+use crate::domain::experiment::Happening;
+use crate::domain::profile::{Transition, UserState};
+use crate::store::OutcomeLink;
+use redis::{Script, ScriptInvocation};
+
+/// A user's recent-decision, contact and mark keys expire this long after they were last
+/// written, so users who are decided on but never return leave nothing behind forever. Every
+/// cap, contact limit, cooldown and attribution window is at most this long (config checks).
+/// Exposures (`:x`) do not expire.
+pub const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
+
+const ATTRIBUTE: &str = include_str!("scripts/attribute.lua");
+
+/// The store's scripts, hashed once (sent by SHA, loaded on a NOSCRIPT).
+pub struct Scripts {
+    load: Script,
+    commit: Script,
+    decision: Script,
+    outcome: Script,
+    set_current: Script,
+    rollback: Script,
+}
+
+impl Scripts {
+    /// Every script, with the `attribute` helper prepended where it is called.
+    pub fn new() -> Self {
+        Self {
+            load: Script::new(include_str!("scripts/load.lua")),
+            commit: Script::new(&format!("{ATTRIBUTE}{}", include_str!("scripts/commit.lua"))),
+            decision: Script::new(include_str!("scripts/decision.lua")),
+            outcome: Script::new(&format!("{ATTRIBUTE}{}", include_str!("scripts/outcome.lua"))),
+            set_current: Script::new(include_str!("scripts/set_current.lua")),
+            rollback: Script::new(include_str!("scripts/rollback.lua")),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the `attribute` helper (attribute.lua) reads: the attribution windows of the user's
+/// experiments and the visits and conversions to attribute.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributionArgs<'a> {
+    /// (experiment id, attribution window ms).
+    pub windows: &'a [(String, Millis)],
+    pub happenings: &'a [Happening],
+}
+
+impl AttributionArgs<'_> {
+    /// ARGV: nwindows, (experiment, window ms)..., nhappenings, (kind v|c, time, value)...
+    fn push(&self, inv: &mut ScriptInvocation<'_>) {
+        inv.arg(self.windows.len());
+        for (experiment, window) in self.windows {
+            inv.arg(experiment).arg(window);
+        }
+        inv.arg(self.happenings.len());
+        for h in self.happenings {
+            match *h {
+                Happening::Visit { at } => inv.arg("v").arg(at).arg(0),
+                Happening::Conversion { at, value } => inv.arg("c").arg(at).arg(value),
+            };
+        }
+    }
+}
+
+/// load.lua: a user's profile, history, seen event ids, contacts and marks.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadArgs<'a> {
+    pub user: &'a str,
+    /// Contacts since this time (and the marks) are read; None: neither is.
+    pub contacts_since: Option<Millis>,
+    /// Event ids to check against the dedup set.
+    pub event_ids: &'a [&'a str],
+}
+
+/// What load.lua returns: profile fields, transitions, seen flags, contacts with scores, marks.
+pub type Loaded = (Vec<String>, Vec<String>, Vec<i64>, Vec<String>, Vec<String>);
+
+impl LoadArgs<'_> {
+    /// The invocation of load.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let u = self.user;
+        let mut inv = scripts.load.prepare_invoke();
+        inv.key(k.profile(u)).key(k.journey(u)).key(k.dedup(u)).key(k.contacts(u)).key(k.marks(u));
+        inv.arg(self.contacts_since.map(|t| t.to_string()).unwrap_or_default());
+        for id in self.event_ids {
+            inv.arg(*id);
+        }
+        inv
+    }
+}
+
+/// commit.lua: the optimistic write of a user's state.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitArgs<'a> {
+    pub user: &'a str,
+    pub expected_version: u64,
+    pub now: Millis,
+    /// Event ids stored before this time are forgotten.
+    pub dedup_cutoff: Millis,
+    /// At most this many event ids are remembered per user.
+    pub dedup_max: u64,
+    pub journey_log_maxlen: u64,
+    pub new_version: u64,
+    /// The new state (its own transitions are ignored: `transitions` are appended).
+    pub state: &'a UserState,
+    pub transitions: &'a [Transition],
+    pub events: &'a [Event],
+    pub attribution: AttributionArgs<'a>,
+}
+
+impl CommitArgs<'_> {
+    /// The invocation of commit.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let u = self.user;
+        let mut inv = scripts.commit.prepare_invoke();
+        inv.key(k.profile(u))
+            .key(k.journey(u))
+            .key(k.dedup(u))
+            .key(k.journey_log(u))
+            .key(k.exposures(u))
+            .key(k.experiment_counters(u));
+        inv.arg(self.expected_version.to_string())
+            .arg(self.now)
+            .arg(self.dedup_cutoff)
+            .arg(self.dedup_max)
+            .arg(self.journey_log_maxlen)
+            .arg(self.new_version.to_string());
+        let fields = encode_profile(self.state);
+        inv.arg(fields.len());
+        for (f, v) in &fields {
+            inv.arg(f).arg(v);
+        }
+        inv.arg(self.transitions.len());
+        for t in self.transitions {
+            inv.arg(serde_json::to_string(t).expect("transition serialises"));
+        }
+        inv.arg(self.events.len());
+        for e in self.events {
+            let f = encode_event(e);
+            inv.arg(&e.event_id).arg(f.len());
+            for (name, v) in f {
+                inv.arg(name).arg(v);
+            }
+        }
+        self.attribution.push(&mut inv);
+        inv
+    }
+}
+
+/// decision.lua: logs a decision if its contact guard still holds.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionArgs<'a> {
+    pub record: &'a DecisionRecord,
+    pub guard: &'a ContactGuard,
+    /// How many recent decisions per user are kept for outcome linking.
+    pub recent_decisions: u64,
+    pub decision_log_maxlen: u64,
+}
+
+impl DecisionArgs<'_> {
+    /// The invocation of decision.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let (rec, guard) = (self.record, self.guard);
+        let u = rec.user_id.as_str();
+        let mut inv = scripts.decision.prepare_invoke();
+        inv.key(k.decisions(u))
+            .key(k.decision_index(u))
+            .key(k.decision_log(u))
+            .key(k.contacts(u))
+            .key(k.exposures(u))
+            .key(k.experiment_counters(u));
+        inv.arg(&rec.decision_id)
+            .arg(rec.at)
+            .arg(encode_decision_offers(rec))
+            .arg(self.recent_decisions)
+            .arg(serde_json::to_string(rec).expect("decision record serialises"))
+            .arg(self.decision_log_maxlen)
+            .arg(DECISION_MEMORY_MS)
+            .arg(&guard.channel)
+            .arg(guard.keep_since)
+            .arg(guard.channel_limits.len());
+        for (max, since) in &guard.channel_limits {
+            inv.arg(max).arg(since);
+        }
+        inv.arg(guard.offer_caps.len());
+        for (offer, max, since) in &guard.offer_caps {
+            inv.arg(offer).arg(max).arg(since);
+        }
+        inv.arg(guard.offers.len());
+        for offer in &guard.offers {
+            inv.arg(offer);
+        }
+        inv.arg(rec.assignments.len());
+        for (experiment, variant) in &rec.assignments {
+            inv.arg(experiment).arg(variant);
+        }
+        inv
+    }
+}
+
+/// outcome.lua: links an outcome to a recent decision, once per offer and outcome kind.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeArgs<'a> {
+    pub record: &'a OutcomeRecord,
+    pub decision_log_maxlen: u64,
+    /// (experiment id, attribution window ms) of every experiment.
+    pub windows: &'a [(String, Millis)],
+}
+
+impl OutcomeArgs<'_> {
+    /// The invocation of outcome.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let rec = self.record;
+        let u = rec.user_id.as_str();
+        let mut inv = scripts.outcome.prepare_invoke();
+        inv.key(k.decisions(u))
+            .key(k.decision_log(u))
+            .key(k.marks(u))
+            .key(k.exposures(u))
+            .key(k.experiment_counters(u));
+        inv.arg(&rec.decision_id)
+            .arg(&rec.offer_id)
+            .arg(serde_json::to_string(rec).expect("outcome record serialises"))
+            .arg(self.decision_log_maxlen)
+            .arg(rec.outcome.as_str())
+            .arg(rec.at)
+            .arg(DECISION_MEMORY_MS);
+        // A click is a visit and a conversion a conversion for the user's experiments.
+        let happening = match rec.outcome {
+            OutcomeKind::Click => Some(Happening::Visit { at: rec.at }),
+            OutcomeKind::Conversion => Some(Happening::Conversion { at: rec.at, value: rec.value }),
+            _ => None,
+        };
+        AttributionArgs { windows: self.windows, happenings: happening.as_slice() }.push(&mut inv);
+        inv
+    }
+
+    /// What outcome.lua's answer means.
+    pub fn link(answer: i64) -> OutcomeLink {
+        match answer {
+            1 => OutcomeLink::Linked,
+            2 => OutcomeLink::Duplicate,
+            0 => OutcomeLink::UnknownDecision,
+            _ => OutcomeLink::OfferNotInDecision,
+        }
+    }
+}
+
+/// set_current.lua: points a model's `current` at a version.
+#[derive(Debug, Clone, Copy)]
+pub struct SetCurrentArgs<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+}
+
+impl SetCurrentArgs<'_> {
+    /// The invocation of set_current.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let mut inv = scripts.set_current.prepare_invoke();
+        inv.key(k.model_current(self.model)).key(k.model_history(self.model)).arg(self.version);
+        inv
+    }
+}
+
+/// rollback.lua: moves a model's `current` back to the previous version.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackArgs<'a> {
+    pub model: &'a str,
+}
+
+impl RollbackArgs<'_> {
+    /// The invocation of rollback.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let mut inv = scripts.rollback.prepare_invoke();
+        inv.key(k.model_current(self.model)).key(k.model_history(self.model));
+        inv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each script's header names the struct that builds its arguments, and the helper is
+    /// prepended only where it is called.
+    #[test]
+    fn every_script_documents_its_arguments() {
+        for (file, text, args) in [
+            ("load.lua", include_str!("scripts/load.lua"), "LoadArgs"),
+            ("commit.lua", include_str!("scripts/commit.lua"), "CommitArgs"),
+            ("decision.lua", include_str!("scripts/decision.lua"), "DecisionArgs"),
+            ("outcome.lua", include_str!("scripts/outcome.lua"), "OutcomeArgs"),
+            ("set_current.lua", include_str!("scripts/set_current.lua"), "SetCurrentArgs"),
+            ("rollback.lua", include_str!("scripts/rollback.lua"), "RollbackArgs"),
+        ] {
+            assert!(text.contains(&format!("KEYS ({args})")), "{file} documents its KEYS");
+            assert!(text.contains("-- ARGV"), "{file} documents its ARGV");
+            assert_eq!(text.contains("attribute("), text.contains("Needs attribute.lua prepended"), "{file}");
+        }
+    }
+
+    #[test]
+    fn outcome_answers() {
+        let links: Vec<OutcomeLink> = [1, 2, 0, -1].into_iter().map(OutcomeArgs::link).collect();
+        assert_eq!(
+            links,
+            [
+                OutcomeLink::Linked,
+                OutcomeLink::Duplicate,
+                OutcomeLink::UnknownDecision,
+                OutcomeLink::OfferNotInDecision
+            ]
+        );
+    }
+}

@@ -1,0 +1,69 @@
+-- Logs a decision if its contact guard still holds: records the contacts, appends to the
+-- decision log, remembers the decision for outcome linking and records first exposures.
+-- The guard re-counts contacts here, atomically with recording the new ones.
+-- A decision's hash value is its offers then the outcomes recorded: ",o1,o2,|o1:click|".
+-- KEYS (DecisionArgs): 1 decisions hash, 2 decision index, 3 decision log, 4 contacts,
+--       5 exposures, 6 experiment counters.
+-- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record JSON,
+--       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
+--       10 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
+--       nexposures, (experiment, variant)...
+-- Returns 1 when logged, 0 when the guard no longer holds (nothing written).
+local i = 10
+local limits, caps, offers = {}, {}, {}
+for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
+i = i + 1
+for k = 1, tonumber(ARGV[i]) do caps[k] = {ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}; i = i + 3 end
+i = i + 1
+for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
+i = i + #offers + 1
+local exposures = {}
+for k = 1, tonumber(ARGV[i]) do exposures[k] = {ARGV[i + 2 * k - 1], ARGV[i + 2 * k]} end
+if #limits > 0 or #caps > 0 then
+  local since = math.huge
+  for _, l in ipairs(limits) do since = math.min(since, l[2]) end
+  for _, c in ipairs(caps) do since = math.min(since, c[3]) end
+  local m = redis.call('ZRANGEBYSCORE', KEYS[4], since, '+inf', 'WITHSCORES')
+  for _, l in ipairs(limits) do
+    local seen, n = {}, 0
+    for j = 1, #m, 2 do
+      local d, ch = string.match(m[j], '^([^|]*)|([^|]*)|')
+      if ch == ARGV[8] and tonumber(m[j + 1]) >= l[2] and not seen[d] then seen[d] = true; n = n + 1 end
+    end
+    if n >= l[1] then return 0 end
+  end
+  for _, c in ipairs(caps) do
+    local n = 0
+    for j = 1, #m, 2 do
+      local o = string.match(m[j], '^[^|]*|[^|]*|(.*)$')
+      if o == c[1] and tonumber(m[j + 1]) >= c[3] then n = n + 1 end
+    end
+    if n >= c[2] then return 0 end
+  end
+end
+if #offers > 0 then
+  for _, o in ipairs(offers) do redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
+  -- Contacts live at least as long as the longest window that counts them.
+  redis.call('PEXPIRE', KEYS[4], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], excess)
+  for k = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[k]) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+for _, e in ipairs(exposures) do
+  local prefix = e[1] .. '|' .. e[2] .. '|'
+  redis.call('HINCRBY', KEYS[6], prefix .. 'decisions', 1)
+  if redis.call('HSETNX', KEYS[5], e[1], e[2] .. '|' .. ARGV[2]) == 1 then
+    redis.call('HINCRBY', KEYS[6], prefix .. 'exposed', 1)
+  end
+end
+-- Exposures do not expire: a user must never be counted as newly exposed again
+-- (DeleteProfile removes them).
+return 1
