@@ -7,9 +7,11 @@ use crate::domain::Millis;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// `[server]`: where the gRPC and metrics endpoints listen.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ServerConfig {
+    /// gRPC address.
     pub listen: String,
     /// Prometheus `/metrics` address; empty disables the endpoint.
     pub metrics_listen: String,
@@ -23,12 +25,14 @@ impl Default for ServerConfig {
     }
 }
 
+/// `[redis]`: the store and its retention limits.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RedisConfig {
     /// `memory://` for the embedded in-memory store, `redis://host:port/db` for Redis.
     /// With `cluster = true`, a comma-separated list of seed nodes.
     pub url: String,
+    /// Redis Cluster rather than a single node.
     pub cluster: bool,
     /// Prefix of every key, so several environments can share one Redis.
     pub key_prefix: String,
@@ -62,9 +66,12 @@ impl Default for RedisConfig {
     }
 }
 
+/// `[[journey.transitions]]`: an event type that moves a user to a stage.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct TransitionConfig {
+    /// The event type that triggers the transition.
     pub event_type: String,
+    /// The stage it moves the user to.
     pub to: String,
     /// The transition fires from the `min_count`-th event of this type on.
     #[serde(default = "one")]
@@ -75,12 +82,17 @@ fn one() -> u64 {
     1
 }
 
+/// `[journey]`: the stages and how events move users through them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct JourneyConfig {
+    /// Stage names, in journey order (users only move forward).
     pub stages: Vec<String>,
+    /// Days without activity after which a user counts as lapsed (0 disables).
     pub lapse_after_days: f64,
+    /// The event type that counts as a purchase.
     pub purchase_event: String,
+    /// The triggers between stages.
     pub transitions: Vec<TransitionConfig>,
 }
 
@@ -104,9 +116,11 @@ impl Default for JourneyConfig {
     }
 }
 
+/// `[decisions]`: channels, limits, arbitration and exploration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct DecisionsConfig {
+    /// Channels a request may name.
     pub channels: Vec<String>,
     /// Offers returned when a request's `limit` is 0.
     pub default_limit: u32,
@@ -115,6 +129,7 @@ pub struct DecisionsConfig {
     /// How long a decision may wait for the store before answering from the fallback
     /// (a shorter gRPC deadline on the request wins).
     pub deadline_ms: u64,
+    /// `[decisions.exploration]`.
     pub exploration: ExplorationConfig,
 }
 
@@ -130,11 +145,13 @@ impl Default for DecisionsConfig {
     }
 }
 
+/// `[decisions.exploration]`: how often a random candidate is shown instead of the best.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ExplorationConfig {
     /// `none` or `epsilon_greedy`.
     pub policy: String,
+    /// Share of ranks filled at random under `epsilon_greedy`.
     pub epsilon: f64,
 }
 
@@ -144,38 +161,54 @@ impl Default for ExplorationConfig {
     }
 }
 
+/// `[[segments]]`: a named CEL rule over the profile.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SegmentConfig {
+    /// Segment id, returned with decisions.
     pub id: String,
     /// demographic, behavioural, psychographic, geographic (or any label, for reporting).
     #[serde(default)]
     pub kind: String,
+    /// CEL rule: the user is in the segment when it holds.
     pub rule: String,
 }
 
+/// At most `max` contacts per `days`.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct LimitConfig {
+    /// Contacts allowed in the window.
     pub max: u32,
+    /// Window length in days.
     pub days: f64,
 }
 
+/// `[[contact_policy]]`: contact limits of one channel.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ContactPolicyConfig {
+    /// The channel limited.
     pub channel: String,
+    /// Every limit must hold.
     pub limits: Vec<LimitConfig>,
 }
 
+/// `[[fallbacks]]`: offers answered when the store is unavailable.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FallbackConfig {
+    /// The channel it answers for.
     pub channel: String,
+    /// The stage it is for; the entry without a stage serves users whose stage is unknown.
     #[serde(default)]
     pub stage: Option<String>,
+    /// Offer ids, in order.
     pub offers: Vec<String>,
 }
 
+/// `[[experiments.variants]]`: one arm of an experiment and what it overrides.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VariantConfig {
+    /// Variant name, unique in its experiment.
     pub name: String,
+    /// Relative share of the experiment's traffic.
     #[serde(default = "one_f")]
     pub weight: f64,
     /// A CEL priority expression for this variant's decisions.
@@ -184,6 +217,7 @@ pub struct VariantConfig {
     /// Model artifact files (relative to the config file) replacing the configured ones.
     #[serde(default)]
     pub churn_model: Option<String>,
+    /// Purchase model file replacing the configured one.
     #[serde(default)]
     pub purchase_model: Option<String>,
     /// Only these offers are candidates.
@@ -192,6 +226,7 @@ pub struct VariantConfig {
     /// none | epsilon_greedy (with `epsilon`), overriding decisions.exploration.
     #[serde(default)]
     pub exploration: Option<String>,
+    /// Epsilon for `exploration = "epsilon_greedy"` (default 0.1).
     #[serde(default)]
     pub epsilon: Option<f64>,
     /// No offers for this variant's users (control of "contact or not").
@@ -199,8 +234,10 @@ pub struct VariantConfig {
     pub holdout: bool,
 }
 
+/// `[[experiments]]`: a randomised experiment over decisions.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExperimentConfig {
+    /// Experiment id (letters, digits, `_ - .`).
     pub id: String,
     /// Hash salt of the variant assignment; default: the id. Change it to re-randomise.
     #[serde(default)]
@@ -211,12 +248,16 @@ pub struct ExperimentConfig {
     /// Where in the layer the experiment's slice starts, and its share of the layer.
     #[serde(default)]
     pub offset: f64,
+    /// Share of the layer in the experiment (see `offset`).
     #[serde(default = "one_f")]
     pub allocation: f64,
+    /// RFC 3339 time the experiment starts.
     #[serde(default)]
     pub start: Option<String>,
+    /// RFC 3339 time the experiment ends.
     #[serde(default)]
     pub end: Option<String>,
+    /// Channels it runs on; empty for all.
     #[serde(default)]
     pub channels: Vec<String>,
     /// CEL rule: only users for whom it holds enter the experiment.
@@ -225,8 +266,10 @@ pub struct ExperimentConfig {
     /// The variant others are compared with; default: the first.
     #[serde(default)]
     pub control: Option<String>,
+    /// How long after a showing an outcome counts for the variant.
     #[serde(default = "fourteen")]
     pub attribution_days: f64,
+    /// At least two.
     pub variants: Vec<VariantConfig>,
 }
 
@@ -234,12 +277,15 @@ fn fourteen() -> f64 {
     14.0
 }
 
+/// `[holdout]`: the global holdout, users who never receive offers.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HoldoutConfig {
     /// Share of all users who never receive offers (0 disables).
     pub share: f64,
+    /// Hash salt of the holdout assignment.
     #[serde(default = "holdout_salt")]
     pub salt: String,
+    /// How long after a decision an outcome counts for the holdout comparison.
     #[serde(default = "fourteen")]
     pub attribution_days: f64,
 }
@@ -252,7 +298,9 @@ fn holdout_salt() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ModelsConfig {
+    /// Churn model file.
     pub churn: Option<String>,
+    /// Purchase model file.
     pub purchase: Option<String>,
     /// offer id -> response model file
     pub response: BTreeMap<String, String>,
@@ -270,22 +318,33 @@ impl Default for ModelsConfig {
     }
 }
 
+/// `[[offers]]`: one offer of the catalogue.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OfferConfig {
+    /// Offer id, unique.
     pub id: String,
+    /// Display name; default: the id.
     #[serde(default)]
     pub name: String,
+    /// Journey stages the offer is for.
     pub stages: Vec<String>,
+    /// Channels it may be shown on.
     pub channels: Vec<String>,
+    /// Placements (free labels for the caller).
     #[serde(default)]
     pub placements: Vec<String>,
+    /// Reference to the content, returned with the decision.
     pub content_ref: String,
+    /// Static priority (the default arbitration without models).
     #[serde(default)]
     pub priority: f64,
+    /// Value of an acceptance.
     #[serde(default)]
     pub value: f64,
+    /// Cost of a showing.
     #[serde(default)]
     pub cost: f64,
+    /// Business weight multiplying the priority.
     #[serde(default = "one_f")]
     pub weight: f64,
     /// RFC 3339 time from which the offer may be shown.
@@ -300,8 +359,10 @@ pub struct OfferConfig {
     /// At most `max` showings per `days` per user, on any channel.
     #[serde(default)]
     pub cap: Option<LimitConfig>,
+    /// Days the offer is not shown again after a dismissal.
     #[serde(default)]
     pub cooldown_after_dismiss_days: f64,
+    /// Days the offer is not shown again after an acceptance.
     #[serde(default)]
     pub cooldown_after_accept_days: f64,
 }
@@ -314,16 +375,27 @@ fn one_f() -> f64 {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct FileConfig {
+    /// `[server]`.
     pub server: ServerConfig,
+    /// `[redis]`.
     pub redis: RedisConfig,
+    /// `[journey]`.
     pub journey: JourneyConfig,
+    /// `[decisions]`.
     pub decisions: DecisionsConfig,
+    /// `[[segments]]`.
     pub segments: Vec<SegmentConfig>,
+    /// `[[offers]]`.
     pub offers: Vec<OfferConfig>,
+    /// `[[contact_policy]]`.
     pub contact_policy: Vec<ContactPolicyConfig>,
+    /// `[[fallbacks]]`.
     pub fallbacks: Vec<FallbackConfig>,
+    /// `[models]`.
     pub models: ModelsConfig,
+    /// `[[experiments]]`.
     pub experiments: Vec<ExperimentConfig>,
+    /// `[holdout]`; none by default.
     pub holdout: Option<HoldoutConfig>,
     /// Event types that count as a visit in experiment results.
     pub visit_events: Vec<String>,
