@@ -36,8 +36,15 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<String>,
     },
-    /// Validate a config file and exit (64 when it is bad).
-    CheckConfig { file: PathBuf },
+    /// Validate a config file and exit (64 when it is bad, with every problem and its line).
+    CheckConfig {
+        /// The config file (or give it as `--config FILE`, like the other commands).
+        #[arg(required_unless_present = "config", conflicts_with = "config", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Seed the in-memory store with simulated journeys, serve, and run a short scripted session.
     Demo(demo::Args),
     /// Call a running server.
@@ -65,7 +72,8 @@ pub fn load_config(path: &Path, overrides: Vec<(String, String)>) -> Result<(Con
     match Config::load(path, vars.clone()) {
         Ok(c) => Ok((c, vars)),
         Err(e) => {
-            eprintln!("bad config: {e}");
+            let n = e.problems.len();
+            eprintln!("bad config ({n} problem{}):\n{e}", if n == 1 { "" } else { "s" });
             Err(ExitCode::from(EXIT_BAD_CONFIG as u8))
         }
     }
@@ -94,20 +102,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::run(engine, &server, None).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { file } => Ok(match load_config(&file, vec![]) {
-            Ok((c, _)) => {
-                println!(
-                    "{}: ok (version {}, {} stages, {} offers, channels {})",
-                    file.display(),
-                    c.version,
-                    c.policy.journey.stages().len(),
-                    c.policy.catalogue.offers().len(),
-                    c.file.decisions.channels.join(", ")
-                );
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        }),
+        Command::CheckConfig { file, config } => {
+            let file = config.or(file).expect("clap requires one of FILE and --config");
+            Ok(check_config(&file))
+        }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Replay { decision_id, config, redis_url } => {
             let overrides = redis_url.map(|u| ("TOUCHPOINT_REDIS_URL".to_string(), u)).into_iter().collect();
@@ -155,5 +153,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(args) => client::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Experiments(args) => experiments::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `check-config`: a summary of a good config, or every problem of a bad one (exit 64).
+fn check_config(file: &Path) -> ExitCode {
+    match load_config(file, vec![]) {
+        Ok((c, _)) => {
+            println!(
+                "{}: ok (version {}, {} stages, {} offers, channels {})",
+                file.display(),
+                c.version,
+                c.policy.journey.stages().len(),
+                c.policy.catalogue.offers().len(),
+                c.file.decisions.channels.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }

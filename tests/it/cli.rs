@@ -2,7 +2,16 @@
 use std::process::Command;
 
 fn touchpoint(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_touchpoint")).args(args).env("RUST_LOG", "error").output().unwrap();
+    touchpoint_with(args, &[])
+}
+
+fn touchpoint_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -13,9 +22,85 @@ fn touchpoint(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn check_config_accepts_the_example() {
     let path = crate::harness::example_path();
-    let (code, out, _) = touchpoint(&["check-config", path.to_str().unwrap()]);
-    assert_eq!(code, 0);
-    assert!(out.contains("ok") && out.contains("5 stages"), "{out}");
+    let path = path.to_str().unwrap();
+    // The positional form and `--config` like the other commands.
+    for args in [vec!["check-config", path], vec!["check-config", "--config", path]] {
+        let (code, out, err) = touchpoint(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("ok") && out.contains("5 stages"), "{out}");
+    }
+    let (code, _, err) = touchpoint(&["check-config"]);
+    assert_eq!(code, 2, "a file is required: {err}");
+    let (code, _, err) = touchpoint(&["check-config", path, "--config", path]);
+    assert_eq!(code, 2, "one file, not both: {err}");
+}
+
+/// 1-based line of the first line after `after` (itself a line of `text`) that starts with `key`.
+fn line_of(text: &str, after: &str, key: &str) -> usize {
+    let start = text.lines().position(|l| l.trim() == after).unwrap_or_else(|| panic!("{after} not found"));
+    let rel = text.lines().skip(start).position(|l| l.trim_start().starts_with(key)).unwrap();
+    start + rel + 1
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let example = std::fs::read_to_string(crate::harness::example_path()).unwrap();
+    // Three problems of different kinds: an unknown key, a bad value and a CEL rule that does
+    // not compile, far apart in the file.
+    let at = example.find("id = \"bestsellers_email\"").unwrap();
+    let broken = format!(
+        "{}{}",
+        &example[..at],
+        // Still an email offer, so the email fallback naming it stays valid.
+        example[at..].replacen("channels = [\"email\"]", "channels = [\"email\", \"fax\"]", 1)
+    )
+    .replacen("[redis]\n", "[redis]\nkey_prefx = \"typo\"\n", 1)
+    .replacen("rule = \"profile.purchase_count >= 2.0\"", "rule = \"profile.purchase_count >= \"", 1);
+    let unknown = line_of(&broken, "[redis]", "key_prefx");
+    let cel = line_of(&broken, "[[segments]]", "rule = \"profile.purchase_count >= \"");
+    let fax = broken.lines().position(|l| l.trim() == "channels = [\"email\", \"fax\"]").unwrap() + 1;
+    assert!(unknown < cel && cel < fax, "{unknown} {cel} {fax}");
+    std::fs::write(&bad, &broken).unwrap();
+    let segment = broken.lines().take(cel).filter(|l| l.trim() == "[[segments]]").count() - 1;
+    let offer = {
+        let at = broken.lines().take(fax).filter(|l| l.trim() == "[[offers]]").count() - 1;
+        format!("offers[{at}].channels")
+    };
+    for args in [vec!["check-config", bad.to_str().unwrap()], vec!["check-config", "--config", bad.to_str().unwrap()]] {
+        let (code, _, err) = touchpoint(&args);
+        assert_eq!(code, 64, "{err}");
+        assert!(err.contains("(3 problems)"), "{err}");
+        assert!(err.contains(&format!("bad.toml:{unknown}: redis.key_prefx: unknown key")), "{err}");
+        assert!(err.contains(&format!("bad.toml:{cel}: segments[{segment}].rule: segment ")), "{err}");
+        assert!(
+            err.contains(&format!("bad.toml:{fax}: {offer}: ")) && err.contains("unknown channel \"fax\""),
+            "{err}"
+        );
+        // In line order.
+        let pos = |s: &str| err.find(&format!("bad.toml:{s}:")).unwrap();
+        assert!(pos(&unknown.to_string()) < pos(&cel.to_string()) && pos(&cel.to_string()) < pos(&fax.to_string()));
+    }
+}
+
+#[test]
+fn environment_overrides_are_checked_and_named() {
+    let path = crate::harness::example_path();
+    let path = path.to_str().unwrap();
+    let (code, _, err) = touchpoint_with(&["check-config", path], &[("TOUCHPOINT_REDIS_COMMAND_TIMEOUT_MS", "soon")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("TOUCHPOINT_REDIS_COMMAND_TIMEOUT_MS: cannot parse \"soon\""), "{err}");
+    let (code, _, err) = touchpoint_with(&["check-config", path], &[("TOUCHPOINT_DECISIONS_DEFAULT_LIMIT", "0")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("decisions.default_limit") && err.contains("(set by TOUCHPOINT_DECISIONS_DEFAULT_LIMIT)"),
+        "{err}"
+    );
+    let (code, out, err) = touchpoint_with(&["check-config", path], &[("TOUCHPOINT_DECISIONS_DEFAULT_LIMIT", "5")]);
+    assert_eq!(code, 0, "{err}");
+    let (_, plain, _) = touchpoint(&["check-config", path]);
+    assert_ne!(out, plain, "an override changes the config version");
 }
 
 #[test]

@@ -5,3 +5,4 @@ mod experiments;
 mod grpc_e2e;
 mod harness;
 mod store_suite;
+mod tls;

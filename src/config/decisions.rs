@@ -1,0 +1,111 @@
+//! The `[decisions]` section and what decisions draw on besides offers: channels, the priority
+//! rule, exploration, `[[segments]]`, `[[contact_policy]]` and `[[fallbacks]]`.
+use super::file::FileConfig;
+use super::{Problems, limit};
+use crate::domain::contact::Limit;
+use crate::domain::limits::{MAX_LIMIT, check_name};
+use crate::domain::offer::Catalogue;
+use crate::domain::policy::{Exploration, Fallback, Priority, Segment};
+use crate::domain::rules::{Expect, Rule};
+use std::collections::{HashMap, HashSet};
+
+/// The compiled decision settings that do not depend on the catalogue.
+pub struct Decisions {
+    pub priority: Priority,
+    pub exploration: Exploration,
+    pub segments: Vec<Segment>,
+    pub contact_limits: HashMap<String, Vec<Limit>>,
+}
+
+/// Compiles `[decisions]`, segments and contact limits; what is invalid is left out.
+pub fn compile(file: &FileConfig, p: &mut Problems) -> Decisions {
+    let d = &file.decisions;
+    if d.channels.is_empty() {
+        p.add("decisions.channels", "needs at least one channel");
+    }
+    for c in &d.channels {
+        if let Err(e) = check_name("decisions.channels", c, 64) {
+            p.add("decisions.channels", format!("{c:?} {}", e.message));
+        }
+    }
+    if d.default_limit == 0 || d.default_limit > MAX_LIMIT {
+        p.add("decisions.default_limit", format!("must be 1..={MAX_LIMIT}"));
+    }
+    let priority = if d.priority.trim().is_empty() {
+        Priority::Default
+    } else {
+        let rule = Rule::compile(&d.priority, Expect::Number, true).map_err(|e| ("decisions.priority".to_string(), e));
+        p.take(rule).map_or(Priority::Default, Priority::Rule)
+    };
+    let exploration = match d.exploration.policy.as_str() {
+        "none" => Exploration::None,
+        "epsilon_greedy" if (0.0..=1.0).contains(&d.exploration.epsilon) => {
+            Exploration::EpsilonGreedy { epsilon: d.exploration.epsilon }
+        }
+        "epsilon_greedy" => {
+            p.add("decisions.exploration.epsilon", "must be within 0..=1");
+            Exploration::None
+        }
+        other => {
+            p.add("decisions.exploration.policy", format!("unknown policy {other:?} (none, epsilon_greedy)"));
+            Exploration::None
+        }
+    };
+    if d.deadline_ms == 0 {
+        p.add("decisions.deadline_ms", "must be positive");
+    }
+
+    let mut segments = Vec::new();
+    let mut segment_ids = HashSet::new();
+    for (i, s) in file.segments.iter().enumerate() {
+        let entry = format!("segments[{i}]");
+        if let Err(e) = check_name(&format!("{entry}.id"), &s.id, 128) {
+            p.add(e.field, e.message);
+        }
+        if !segment_ids.insert(s.id.as_str()) {
+            p.add(format!("{entry}.id"), format!("segment id {:?} is used twice", s.id));
+        }
+        let rule = Rule::compile(&s.rule, Expect::Bool, false)
+            .map_err(|e| (format!("{entry}.rule"), format!("segment {:?}: {e}", s.id)));
+        if let Some(rule) = p.take(rule) {
+            segments.push(Segment { id: s.id.clone(), kind: s.kind.clone(), rule });
+        }
+    }
+
+    let mut contact_limits: HashMap<String, Vec<Limit>> = HashMap::new();
+    for (i, c) in file.contact_policy.iter().enumerate() {
+        let entry = format!("contact_policy[{i}]");
+        if !d.channels.contains(&c.channel) {
+            p.add(format!("{entry}.channel"), format!("unknown channel {:?}", c.channel));
+        }
+        let limits: Vec<Limit> = c.limits.iter().filter_map(|l| p.take(limit(&format!("{entry}.limits"), l))).collect();
+        contact_limits.entry(c.channel.clone()).or_default().extend(limits);
+    }
+    Decisions { priority, exploration, segments, contact_limits }
+}
+
+/// The `[[fallbacks]]`: offers answered when the store is unavailable.
+pub fn fallbacks(file: &FileConfig, catalogue: &Catalogue, p: &mut Problems) -> Vec<Fallback> {
+    let (channels, stages) = (&file.decisions.channels, &file.journey.stages);
+    let mut out = Vec::new();
+    for (i, f) in file.fallbacks.iter().enumerate() {
+        let entry = format!("fallbacks[{i}]");
+        if !channels.contains(&f.channel) {
+            p.add(format!("{entry}.channel"), format!("unknown channel {:?}", f.channel));
+        }
+        if let Some(s) = f.stage.as_ref().filter(|s| !stages.contains(s)) {
+            p.add(format!("{entry}.stage"), format!("unknown stage {s:?}"));
+        }
+        for o in &f.offers {
+            match catalogue.get(o) {
+                None => p.add(format!("{entry}.offers"), format!("unknown offer {o:?}")),
+                Some(offer) if !offer.channels.contains(&f.channel) => {
+                    p.add(format!("{entry}.offers"), format!("offer {o:?} is not for channel {:?}", f.channel));
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(Fallback { channel: f.channel.clone(), stage: f.stage.clone(), offers: f.offers.clone() });
+    }
+    out
+}

@@ -1,0 +1,409 @@
+//! The TOML file format: the raw sections and entries as written, with their defaults.
+//!
+//! Unknown keys are not refused here (no `deny_unknown_fields`): `read.rs` collects them with
+//! their paths so that they are reported together with every other problem of the file.
+use crate::domain::MS_PER_DAY;
+use crate::domain::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `[server]`: where the gRPC and metrics endpoints listen.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// gRPC address.
+    pub listen: String,
+    /// Prometheus `/metrics` address; empty disables the endpoint.
+    pub metrics_listen: String,
+    /// How long shutdown waits for in-flight calls to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000 }
+    }
+}
+
+/// `[redis]`: the store and its retention limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// `memory://` for the embedded in-memory store, `redis://host:port/db` for Redis.
+    /// With `cluster = true`, a comma-separated list of seed nodes.
+    pub url: String,
+    /// Redis Cluster rather than a single node.
+    pub cluster: bool,
+    /// Prefix of every key, so several environments can share one Redis.
+    pub key_prefix: String,
+    /// Per-command timeout; a slower Redis counts as unavailable.
+    pub command_timeout_ms: u64,
+    /// Approximate maximum length of each journey-log stream (MAXLEN ~).
+    pub journey_log_maxlen: u64,
+    /// Approximate maximum length of each decision-log stream (MAXLEN ~).
+    pub decision_log_maxlen: u64,
+    /// How long an event id is remembered for de-duplication.
+    pub dedup_window_days: f64,
+    /// At most this many event ids are remembered per user (the oldest go first).
+    pub dedup_max_per_user: u64,
+    /// Recent decisions kept per user so outcomes can be linked to them.
+    pub recent_decisions_per_user: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            cluster: false,
+            key_prefix: "tp".into(),
+            command_timeout_ms: 1000,
+            journey_log_maxlen: 1_000_000,
+            decision_log_maxlen: 1_000_000,
+            dedup_window_days: 30.0,
+            dedup_max_per_user: 10_000,
+            recent_decisions_per_user: 64,
+        }
+    }
+}
+
+/// `[[journey.transitions]]`: an event type that moves a user to a stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TransitionConfig {
+    /// The event type that triggers the transition.
+    pub event_type: String,
+    /// The stage it moves the user to.
+    pub to: String,
+    /// The transition fires from the `min_count`-th event of this type on.
+    #[serde(default = "one")]
+    pub min_count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// `[journey]`: the stages and how events move users through them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct JourneyConfig {
+    /// Stage names, in journey order (users only move forward).
+    pub stages: Vec<String>,
+    /// Days without activity after which a user counts as lapsed (0 disables).
+    pub lapse_after_days: f64,
+    /// The event type that counts as a purchase.
+    pub purchase_event: String,
+    /// The triggers between stages.
+    pub transitions: Vec<TransitionConfig>,
+}
+
+impl Default for JourneyConfig {
+    fn default() -> Self {
+        let t = |e: &str, to: &str| TransitionConfig { event_type: e.into(), to: to.into(), min_count: 1 };
+        Self {
+            stages: ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into(),
+            lapse_after_days: 30.0,
+            purchase_event: "purchase".into(),
+            transitions: vec![
+                t("page_view", "awareness"),
+                t("product_view", "consideration"),
+                t("add_to_cart", "conversion"),
+                t("checkout_started", "conversion"),
+                t("purchase", "retention"),
+                t("review_posted", "advocacy"),
+                t("referral", "advocacy"),
+            ],
+        }
+    }
+}
+
+/// `[decisions]`: channels, limits, arbitration and exploration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DecisionsConfig {
+    /// Channels a request may name.
+    pub channels: Vec<String>,
+    /// Offers returned when a request's `limit` is 0.
+    pub default_limit: u32,
+    /// CEL priority expression; empty for the built-in default (see `Priority::Default`).
+    pub priority: String,
+    /// How long a decision may wait for the store before answering from the fallback
+    /// (a shorter gRPC deadline on the request wins).
+    pub deadline_ms: u64,
+    /// `[decisions.exploration]`.
+    pub exploration: ExplorationConfig,
+}
+
+impl Default for DecisionsConfig {
+    fn default() -> Self {
+        Self {
+            channels: ["web", "app", "email"].map(String::from).into(),
+            default_limit: 3,
+            priority: String::new(),
+            deadline_ms: 50,
+            exploration: ExplorationConfig::default(),
+        }
+    }
+}
+
+/// `[decisions.exploration]`: how often a random candidate is shown instead of the best.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ExplorationConfig {
+    /// `none` or `epsilon_greedy`.
+    pub policy: String,
+    /// Share of ranks filled at random under `epsilon_greedy`.
+    pub epsilon: f64,
+}
+
+impl Default for ExplorationConfig {
+    fn default() -> Self {
+        Self { policy: "none".into(), epsilon: 0.1 }
+    }
+}
+
+/// `[[segments]]`: a named CEL rule over the profile.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SegmentConfig {
+    /// Segment id, returned with decisions.
+    pub id: String,
+    /// demographic, behavioural, psychographic, geographic (or any label, for reporting).
+    #[serde(default)]
+    pub kind: String,
+    /// CEL rule: the user is in the segment when it holds.
+    pub rule: String,
+}
+
+/// At most `max` contacts per `days`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct LimitConfig {
+    /// Contacts allowed in the window.
+    pub max: u32,
+    /// Window length in days.
+    pub days: f64,
+}
+
+/// `[[contact_policy]]`: contact limits of one channel.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactPolicyConfig {
+    /// The channel limited.
+    pub channel: String,
+    /// Every limit must hold.
+    pub limits: Vec<LimitConfig>,
+}
+
+/// `[[fallbacks]]`: offers answered when the store is unavailable.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FallbackConfig {
+    /// The channel it answers for.
+    pub channel: String,
+    /// The stage it is for; the entry without a stage serves users whose stage is unknown.
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// Offer ids, in order.
+    pub offers: Vec<String>,
+}
+
+/// `[[experiments.variants]]`: one arm of an experiment and what it overrides.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VariantConfig {
+    /// Variant name, unique in its experiment.
+    pub name: String,
+    /// Relative share of the experiment's traffic.
+    #[serde(default = "one_f")]
+    pub weight: f64,
+    /// A CEL priority expression for this variant's decisions.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Model artifact files (relative to the config file) replacing the configured ones.
+    #[serde(default)]
+    pub churn_model: Option<String>,
+    /// Purchase model file replacing the configured one.
+    #[serde(default)]
+    pub purchase_model: Option<String>,
+    /// Only these offers are candidates.
+    #[serde(default)]
+    pub offers: Option<Vec<String>>,
+    /// none | epsilon_greedy (with `epsilon`), overriding decisions.exploration.
+    #[serde(default)]
+    pub exploration: Option<String>,
+    /// Epsilon for `exploration = "epsilon_greedy"` (default 0.1).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// No offers for this variant's users (control of "contact or not").
+    #[serde(default)]
+    pub holdout: bool,
+}
+
+/// `[[experiments]]`: a randomised experiment over decisions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExperimentConfig {
+    /// Experiment id (letters, digits, `_ - .`).
+    pub id: String,
+    /// Hash salt of the variant assignment; default: the id. Change it to re-randomise.
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// Experiments in one layer get disjoint traffic; default: a layer of its own.
+    #[serde(default)]
+    pub layer: Option<String>,
+    /// Where in the layer the experiment's slice starts, and its share of the layer.
+    #[serde(default)]
+    pub offset: f64,
+    /// Share of the layer in the experiment (see `offset`).
+    #[serde(default = "one_f")]
+    pub allocation: f64,
+    /// RFC 3339 time the experiment starts.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// RFC 3339 time the experiment ends.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Channels it runs on; empty for all.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// CEL rule: only users for whom it holds enter the experiment.
+    #[serde(default)]
+    pub targeting: Option<String>,
+    /// The variant others are compared with; default: the first.
+    #[serde(default)]
+    pub control: Option<String>,
+    /// How long after a showing an outcome counts for the variant.
+    #[serde(default = "fourteen")]
+    pub attribution_days: f64,
+    /// At least two.
+    pub variants: Vec<VariantConfig>,
+}
+
+fn fourteen() -> f64 {
+    14.0
+}
+
+/// `[holdout]`: the global holdout, users who never receive offers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct HoldoutConfig {
+    /// Share of all users who never receive offers (0 disables).
+    pub share: f64,
+    /// Hash salt of the holdout assignment.
+    #[serde(default = "holdout_salt")]
+    pub salt: String,
+    /// How long after a decision an outcome counts for the holdout comparison.
+    #[serde(default = "fourteen")]
+    pub attribution_days: f64,
+}
+
+fn holdout_salt() -> String {
+    "global".into()
+}
+
+/// Model artifact files, relative to the config file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ModelsConfig {
+    /// Churn model file.
+    pub churn: Option<String>,
+    /// Purchase model file.
+    pub purchase: Option<String>,
+    /// offer id -> response model file
+    pub response: BTreeMap<String, String>,
+    /// Models to follow in the Redis registry (`churn`, `purchase`, `response:<offer id>`):
+    /// when `touchpoint-train publish` moves a model's `current` pointer, running servers
+    /// switch to it without a restart (it replaces the file model of the same name).
+    pub registry: Vec<String>,
+    /// How often the registry pointers are checked.
+    pub poll_seconds: f64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { churn: None, purchase: None, response: BTreeMap::new(), registry: vec![], poll_seconds: 5.0 }
+    }
+}
+
+/// `[[offers]]`: one offer of the catalogue.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OfferConfig {
+    /// Offer id, unique.
+    pub id: String,
+    /// Display name; default: the id.
+    #[serde(default)]
+    pub name: String,
+    /// Journey stages the offer is for.
+    pub stages: Vec<String>,
+    /// Channels it may be shown on.
+    pub channels: Vec<String>,
+    /// Placements (free labels for the caller).
+    #[serde(default)]
+    pub placements: Vec<String>,
+    /// Reference to the content, returned with the decision.
+    pub content_ref: String,
+    /// Static priority (the default arbitration without models).
+    #[serde(default)]
+    pub priority: f64,
+    /// Value of an acceptance.
+    #[serde(default)]
+    pub value: f64,
+    /// Cost of a showing.
+    #[serde(default)]
+    pub cost: f64,
+    /// Business weight multiplying the priority.
+    #[serde(default = "one_f")]
+    pub weight: f64,
+    /// RFC 3339 time from which the offer may be shown.
+    #[serde(default)]
+    pub valid_from: Option<String>,
+    /// RFC 3339 time from which the offer may no longer be shown.
+    #[serde(default)]
+    pub valid_until: Option<String>,
+    /// CEL rule: the offer is a candidate only when it holds.
+    #[serde(default)]
+    pub eligibility: Option<String>,
+    /// At most `max` showings per `days` per user, on any channel.
+    #[serde(default)]
+    pub cap: Option<LimitConfig>,
+    /// Days the offer is not shown again after a dismissal.
+    #[serde(default)]
+    pub cooldown_after_dismiss_days: f64,
+    /// Days the offer is not shown again after an acceptance.
+    #[serde(default)]
+    pub cooldown_after_accept_days: f64,
+}
+
+fn one_f() -> f64 {
+    1.0
+}
+
+/// The file as written (after environment overrides), before derivation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct FileConfig {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[redis]`.
+    pub redis: RedisConfig,
+    /// `[journey]`.
+    pub journey: JourneyConfig,
+    /// `[decisions]`.
+    pub decisions: DecisionsConfig,
+    /// `[[segments]]`.
+    pub segments: Vec<SegmentConfig>,
+    /// `[[offers]]`.
+    pub offers: Vec<OfferConfig>,
+    /// `[[contact_policy]]`.
+    pub contact_policy: Vec<ContactPolicyConfig>,
+    /// `[[fallbacks]]`.
+    pub fallbacks: Vec<FallbackConfig>,
+    /// `[models]`.
+    pub models: ModelsConfig,
+    /// `[[experiments]]`.
+    pub experiments: Vec<ExperimentConfig>,
+    /// `[holdout]`; none by default.
+    pub holdout: Option<HoldoutConfig>,
+    /// Event types that count as a visit in experiment results.
+    pub visit_events: Vec<String>,
+}
+
+impl RedisConfig {
+    /// How long an event id is remembered for de-duplication, in milliseconds.
+    pub fn dedup_window_ms(&self) -> Millis {
+        (self.dedup_window_days * MS_PER_DAY as f64) as Millis
+    }
+}

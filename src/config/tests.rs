@@ -1,0 +1,144 @@
+//! Config loading end to end: entries and lines of problems, all problems at once, overrides.
+use super::*;
+use crate::domain::journey::JourneyDef;
+
+const BASE: &str = r#"
+[redis]
+key_prefix = "t"
+
+[[offers]]
+id = "a"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://a"
+
+[[offers]]
+id = "b"
+stages = ["nowhere"]
+channels = ["web"]
+content_ref = "cms://b"
+"#;
+
+fn check(src: &str, vars: &[(&str, &str)], expected: Result<(), (&str, Option<usize>)>) {
+    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    match (Config::from_toml(src, "t.toml", vars), expected) {
+        (Ok(_), Ok(())) => {}
+        (Err(e), Err((entry, line))) => {
+            assert_eq!(e.problems.len(), 1, "{e:#?}");
+            let p = &e.problems[0];
+            assert!(p.entry.starts_with(entry), "{e} should name {entry}");
+            assert_eq!(p.line, line, "{e}");
+        }
+        (got, want) => panic!("got {got:?}, want {want:?}"),
+    }
+}
+
+#[test]
+fn names_the_entry_and_line() {
+    check(BASE, &[], Err(("offers[1].stages", Some(13))));
+    check(&BASE.replace("nowhere", "awareness"), &[], Ok(()));
+    check(&BASE.replace("\"nowhere\"", "awareness"), &[], Err(("toml", Some(13))));
+    check(&BASE.replace("id = \"b\"", "id = \"a\""), &[], Err(("offers[1].id", Some(12))));
+    check("[server]\nlisten = \"nope\"\n", &[], Err(("server.listen", Some(2))));
+    let nested = "[[experiments]]\nid = \"a\"\n[[experiments.variants]]\nname = \"x\"\n[[experiments.variants]]\nname = \"y\"\npriority = \"1 +\"\n";
+    check(nested, &[], Err(("experiments[0].variants[1].priority", Some(7))));
+    // Unknown keys are problems with their line, as every other.
+    check("[server]\nlisn = 1\n", &[], Err(("server.lisn", Some(2))));
+    let capped = BASE.replace("nowhere", "awareness").replace("cms://a\"", "cms://a\"\ncap = { max = 0, days = 1 }");
+    check(&capped, &[], Err(("offers[0].cap", Some(10))));
+}
+
+#[test]
+fn reports_every_problem_at_once_in_line_order() {
+    let src = r#"[server]
+listen = "127.0.0.1:1"
+colour = "red"
+
+[decisions]
+default_limit = 0
+
+[[segments]]
+id = "s"
+rule = "profile.age >"
+
+[[offers]]
+id = "a"
+stages = ["awareness"]
+channels = ["fax"]
+content_ref = "cms://a"
+cap = { max = 1, days = 1, dayz = 3 }
+"#;
+    let e = Config::from_toml(src, "bad.toml", std::iter::empty()).unwrap_err();
+    let got: Vec<(Option<usize>, &str)> = e.problems.iter().map(|p| (p.line, p.entry.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some(3), "server.colour"),
+            (Some(6), "decisions.default_limit"),
+            (Some(10), "segments[0].rule"),
+            (Some(15), "offers[0].channels"),
+            (Some(17), "offers[0].cap.dayz"),
+        ],
+        "{e}"
+    );
+    let shown = e.to_string();
+    assert_eq!(e.problems.len(), 5, "{e:#?}");
+    assert!(shown.lines().next().unwrap().starts_with("bad.toml:3: server.colour: unknown key"), "{shown}");
+}
+
+#[test]
+fn a_type_error_does_not_hide_the_rest() {
+    let src = "[redis]\ncommand_timeout_ms = \"soon\"\n\n[[offers]]\nid = \"a\"\nstages = [\"x\"]\nchannels = [\"web\"]\ncontent_ref = \"c\"\n";
+    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
+    let got: Vec<(Option<usize>, &str)> = e.problems.iter().map(|p| (p.line, p.entry.as_str())).collect();
+    assert_eq!(got, [(Some(2), "redis.command_timeout_ms"), (Some(6), "offers[0].stages")], "{e}");
+}
+
+#[test]
+fn env_overrides_scalars() {
+    let vars = [("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "env".to_string()), ("OTHER".into(), "x".into())];
+    let c = Config::from_toml("", "t", vars).unwrap();
+    assert_eq!(c.file.redis.key_prefix, "env");
+    let c2 = Config::from_toml("", "t", std::iter::empty()).unwrap();
+    assert_ne!(c.version, c2.version, "overrides change the version");
+    check("", &[("TOUCHPOINT_SERVER_SHUTDOWN_GRACE_MS", "soon")], Err(("TOUCHPOINT_SERVER_SHUTDOWN_GRACE_MS", None)));
+    check("", &[("TOUCHPOINT_REDIS_URL", "ftp://x")], Err(("redis.url", None)));
+    // A bad overridden value names the variable, not a line of the file.
+    let e =
+        Config::from_toml("[redis]\nurl = \"memory://\"\n", "t", [("TOUCHPOINT_REDIS_URL".into(), "ftp://x".into())])
+            .unwrap_err();
+    assert!(e.to_string().contains("(set by TOUCHPOINT_REDIS_URL)"), "{e}");
+    assert_eq!(e.problems[0].line, None);
+}
+
+#[test]
+fn env_overrides_nested_and_optional_settings() {
+    let vars = [
+        ("TOUCHPOINT_DECISIONS_EXPLORATION_POLICY", "epsilon_greedy"),
+        ("TOUCHPOINT_DECISIONS_EXPLORATION_EPSILON", "0.25"),
+        ("TOUCHPOINT_DECISIONS_DEADLINE_MS", "80"),
+        ("TOUCHPOINT_MODELS_POLL_SECONDS", "2.5"),
+        ("TOUCHPOINT_HOLDOUT_SHARE", "0.05"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let c = Config::from_toml("", "t", vars).unwrap();
+    assert_eq!(c.file.decisions.exploration.epsilon, 0.25);
+    assert_eq!(c.file.decisions.deadline_ms, 80);
+    assert_eq!(c.file.models.poll_seconds, 2.5);
+    assert_eq!(c.policy.holdout.as_ref().map(|h| h.share), Some(0.05));
+    assert!(
+        matches!(c.policy.exploration, crate::domain::policy::Exploration::EpsilonGreedy { epsilon } if epsilon == 0.25)
+    );
+}
+
+#[test]
+fn accepts_rediss_urls() {
+    check("[redis]\nurl = \"rediss://127.0.0.1:6380/0\"\n", &[], Ok(()));
+    check("[redis]\nurl = \"https://127.0.0.1\"\n", &[], Err(("redis.url", Some(2))));
+}
+
+#[test]
+fn default_journey_matches_design() {
+    let c = Config::defaults();
+    assert_eq!(c.policy.journey, JourneyDef::default_journey());
+}
