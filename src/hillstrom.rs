@@ -6,9 +6,10 @@
 //! The file's arms were randomised by Hillstrom. To reproduce that exact split, each customer
 //! gets a user id that the engine's own hash puts in the file's arm (`h<row>-<k>` for the
 //! first k that does), so the engine's assignment and the file agree user for user.
-use crate::domain::decision::{DecisionQuery, OutcomeKind, OutcomeRecord};
+use crate::domain::decision::DecisionQuery;
 use crate::domain::event::Event;
 use crate::domain::experiment::ExperimentReport;
+use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::AttrValue;
 use crate::engine::{Engine, Error};
 use futures::StreamExt;

@@ -2,10 +2,11 @@
 //! rule, exploration, `[[segments]]`, `[[contact_policy]]` and `[[fallbacks]]`.
 use super::file::FileConfig;
 use super::{Problems, limit};
+use crate::domain::arbitration::{Exploration, Priority};
 use crate::domain::contact::Limit;
 use crate::domain::limits::{MAX_LIMIT, check_name};
 use crate::domain::offer::Catalogue;
-use crate::domain::policy::{Exploration, Fallback, Priority, Segment};
+use crate::domain::policy::{Fallback, Segment};
 use crate::domain::rules::{Expect, Rule};
 use std::collections::{HashMap, HashSet};
 

@@ -3,10 +3,10 @@
 use super::file::{ExperimentConfig, FileConfig, HoldoutConfig, VariantConfig};
 use super::models::read_model;
 use super::{Invalid, MAX_WINDOW_DAYS, Problems, days_ms, parse_time};
+use crate::domain::arbitration::Exploration;
 use crate::domain::experiment::{Experiment, GLOBAL_HOLDOUT, GlobalHoldout, Overrides, Variant};
 use crate::domain::limits::check_name;
 use crate::domain::offer::Catalogue;
-use crate::domain::policy::Exploration;
 use crate::domain::rules::{Expect, Rule};
 use std::path::Path;
 

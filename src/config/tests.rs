@@ -127,7 +127,7 @@ fn env_overrides_nested_and_optional_settings() {
     assert_eq!(c.file.models.poll_seconds, 2.5);
     assert_eq!(c.policy.holdout.as_ref().map(|h| h.share), Some(0.05));
     assert!(
-        matches!(c.policy.exploration, crate::domain::policy::Exploration::EpsilonGreedy { epsilon } if epsilon == 0.25)
+        matches!(c.policy.exploration, crate::domain::arbitration::Exploration::EpsilonGreedy { epsilon } if epsilon == 0.25)
     );
 }
 

@@ -1,7 +1,7 @@
 //! The compiled decision policy: everything a decision needs from configuration and models,
 //! built once at load (rules compiled, offer values precomputed) and shared read-only.
 use super::Millis;
-pub use super::arbitration::{Exploration, Priority};
+use super::arbitration::{Exploration, Priority};
 use super::contact::Limit;
 use super::journey::JourneyDef;
 use super::model::BoundModel;

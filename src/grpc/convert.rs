@@ -1,10 +1,11 @@
 //! Protobuf <-> domain conversions. Validation of request shape happens here, naming the field.
 use super::pb;
 use crate::domain::Millis;
-use crate::domain::decision::{DecisionQuery, OutcomeKind, OutcomeRecord};
+use crate::domain::decision::DecisionQuery;
 use crate::domain::event::Event;
 use crate::domain::experiment::{Assignment, ExperimentReport};
 use crate::domain::limits::*;
+use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{AttrValue, Transition};
 use crate::domain::stats::Comparison;
 use crate::engine::{self, Decision, ProfileView};

@@ -3,10 +3,10 @@
 use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
 use crate::domain::contact::{Contact, ContactGuard, ContactState};
-use crate::domain::decision::OutcomeKind;
-use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::{Exposure, Happening, VariantCounters, attribute};
+use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::UserState;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

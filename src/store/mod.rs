@@ -8,9 +8,10 @@
 //! acknowledged event is stored exactly once.
 use crate::domain::Millis;
 use crate::domain::contact::{ContactGuard, ContactState};
-use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::{Happening, VariantCounters};
+use crate::domain::outcome::OutcomeRecord;
 use crate::domain::profile::{Transition, UserState};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -8,9 +8,10 @@ use crate::harness::{
 use std::sync::Arc;
 use touchpoint::config::Config;
 use touchpoint::domain::contact::{Contact, ContactGuard, ContactState};
-use touchpoint::domain::decision::{Chosen, DecisionRecord, OutcomeKind, OutcomeRecord};
+use touchpoint::domain::decision::{Chosen, DecisionRecord};
 use touchpoint::domain::event::Event;
 use touchpoint::domain::experiment::{Happening, VariantCounters};
+use touchpoint::domain::outcome::{OutcomeKind, OutcomeRecord};
 use touchpoint::domain::profile::{AttrValue, Transition, UserState};
 use touchpoint::engine::Engine;
 use touchpoint::store::redis::RedisStore;

@@ -238,6 +238,3 @@ fn rank_and_pick(
         })
         .collect()
 }
-
-// Transitional: outcomes moved to `domain::outcome`.
-pub use crate::domain::outcome::{OutcomeKind, OutcomeRecord};

@@ -11,9 +11,10 @@ use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreEr
 use crate::config::RedisConfig;
 use crate::domain::Millis;
 use crate::domain::contact::ContactGuard;
-use crate::domain::decision::{DecisionRecord, OutcomeRecord};
+use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::VariantCounters;
+use crate::domain::outcome::OutcomeRecord;
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
