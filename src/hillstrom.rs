@@ -8,9 +8,9 @@
 //! first k that does), so the engine's assignment and the file agree user for user.
 use crate::domain::decision::DecisionQuery;
 use crate::domain::event::Event;
-use crate::domain::experiment::ExperimentReport;
 use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::AttrValue;
+use crate::domain::results::ExperimentReport;
 use crate::engine::{Engine, Error};
 use futures::StreamExt;
 use std::collections::BTreeMap;

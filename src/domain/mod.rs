@@ -15,6 +15,7 @@ pub mod offer;
 pub mod outcome;
 pub mod policy;
 pub mod profile;
+pub mod results;
 pub mod rules;
 pub mod stats;
 

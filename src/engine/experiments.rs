@@ -1,7 +1,8 @@
 //! Experiments: a user's assignments with reasons, and per-variant results.
 use super::{Engine, Error, now_ms};
 use crate::domain::decision;
-use crate::domain::experiment::{Assignment, ExperimentReport, GLOBAL_HOLDOUT};
+use crate::domain::experiment::{Assignment, GLOBAL_HOLDOUT};
+use crate::domain::results::ExperimentReport;
 
 impl Engine {
     /// A user's assignment in every experiment (or one), with the reasons; with a channel,
@@ -44,6 +45,6 @@ impl Engine {
             (e.control.clone(), e.variants.iter().map(|v| (v.name.clone(), v.weight)).collect())
         };
         let counters = self.store.experiment_counters(id).await?;
-        Ok(crate::domain::experiment::report(id, &control, &weights, &counters))
+        Ok(crate::domain::results::report(id, &control, &weights, &counters))
     }
 }

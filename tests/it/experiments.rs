@@ -47,7 +47,7 @@ async fn hillstrom_run_reproduces_the_files_arms_and_scipys_p_values() {
         assert_eq!((c.exposed, c.visitors, c.converters), (n, visits, conversions), "{}", v.variant);
         assert!((c.revenue - spend).abs() < 1e-6 * spend, "{}: {} vs {spend}", v.variant, c.revenue);
     }
-    let rate = |arm: &str, f: fn(&touchpoint::domain::experiment::VariantResult) -> f64| {
+    let rate = |arm: &str, f: fn(&touchpoint::domain::results::VariantResult) -> f64| {
         f(report.variants.iter().find(|v| v.variant == arm).unwrap())
     };
     // The figures the data README gives, to their precision.
