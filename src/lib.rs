@@ -1,4 +1,5 @@
 //! Touchpoint: a next-best-action engine (library: domain, engine, stores, gRPC layer).
+#![warn(missing_docs)]
 pub mod config;
 pub mod domain;
 pub mod engine;

@@ -12,7 +12,7 @@ mod services;
 
 pub mod pb {
     //! Generated from proto/touchpoint/v1.
-    #![allow(clippy::all, clippy::pedantic)]
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("touchpoint.v1");
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/touchpoint_descriptor.bin"));
 }
