@@ -123,12 +123,18 @@ impl Engine {
         Err(Error::Contention(query.user_id))
     }
 
+    /// The answer for a record; counts suppressions by reason code
+    /// (`touchpoint_decisions_suppressed_total{reason}`).
     fn decision_view(
         policy: &Policy,
         record: DecisionRecord,
         explain: bool,
         degraded_reason: Option<String>,
     ) -> Decision {
+        if let Some(reason) = &record.suppression {
+            // By stable code only: bounded label values, whatever the ids in the message.
+            metrics::counter!("touchpoint_decisions_suppressed_total", "reason" => reason.code()).increment(1);
+        }
         let offers = record
             .chosen
             .iter()

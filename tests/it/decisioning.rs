@@ -73,7 +73,7 @@ async fn segments_of_every_kind_and_offer_eligibility() {
     assert_eq!(ben.segments, ["recently_active"]);
     for offer in ["gadget_guide", "eu_free_returns"] {
         let c = explain(&ben, offer);
-        assert!(!c.kept && c.reason == "eligibility rule is false", "{c:?}");
+        assert!(!c.kept && c.reason == "eligibility rule is false" && c.reason_code == "ineligible", "{c:?}");
     }
     let cai = d.decide(decide("cai", "web", 5)).await.unwrap().into_inner();
     let ids: Vec<&str> = cai.offers.iter().map(|o| o.offer_id.as_str()).collect();
@@ -152,6 +152,7 @@ eligibility = "scores.churn > 0.5"
     assert_eq!(r.segments, ["likely_buyers"], "a segment reading a missing score is false");
     let rescue = r.explanation.iter().find(|c| c.offer_id == "rescue").unwrap();
     assert_eq!(rescue.reason, "eligibility rule could not be evaluated: no value for \"churn\"");
+    assert_eq!(rescue.reason_code, "eligibility_error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,6 +260,12 @@ async fn decide_batch_keeps_input_order_and_says_why_users_get_nothing() {
         assert_eq!((item.index as usize, item.user_id.as_str()), (i, users[i].as_str()));
     }
     assert_eq!(items[1].suppression_reason, "contact limit: at most 1 email contact(s) per 3 day(s)");
+    assert_eq!(items[1].suppression_code, "contact_limit");
+    let decided = items[1].decision.as_ref().unwrap();
+    assert_eq!(
+        (decided.suppression_code.as_str(), decided.suppression_reason.as_str()),
+        ("contact_limit", items[1].suppression_reason.as_str())
+    );
     assert!(items[1].decision.as_ref().unwrap().offers.is_empty());
     assert!(items.iter().enumerate().filter(|(i, _)| *i != 1).all(|(_, it)| it.suppression_reason.is_empty()
         && it.decision.as_ref().unwrap().offers[0].offer_id == "bestsellers_email"));

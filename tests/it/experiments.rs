@@ -342,3 +342,44 @@ async fn degraded_answers_respect_the_global_holdout() {
     }
     assert!(held > 5 && served > 5, "{held} held out, {served} served");
 }
+
+/// `GetAssignment` with a channel answers as a decision on that channel would: an experiment
+/// limited to other channels says so; an unknown channel is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_assignment_checks_the_channel() {
+    let redis = crate::harness::shared_redis();
+    let body = r#"
+[[offers]]
+id = "news"
+stages = ["awareness"]
+channels = ["email"]
+content_ref = "cms://news"
+
+[[experiments]]
+id = "subject_lines"
+channels = ["email"]
+[[experiments.variants]]
+name = "a"
+[[experiments.variants]]
+name = "b"
+"#;
+    let cfg =
+        Config::from_toml(&format!("[redis]\nurl = \"{}\"\n{body}", redis.url()), "t", std::iter::empty()).unwrap();
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
+    let mut ex = pb::experiments_client::ExperimentsClient::new(srv.channel.clone());
+    let ask = |channel: &str| pb::GetAssignmentRequest {
+        user_id: "chan-user".into(),
+        experiment_id: "subject_lines".into(),
+        channel: channel.into(),
+    };
+    let on_email = ex.get_assignment(ask("email")).await.unwrap().into_inner();
+    assert!(!on_email.assignments[0].variant.is_empty(), "{on_email:?}");
+    let on_web = ex.get_assignment(ask("web")).await.unwrap().into_inner();
+    assert!(on_web.assignments[0].variant.is_empty(), "{on_web:?}");
+    assert!(on_web.assignments[0].reason.contains("channel web"), "{on_web:?}");
+    let any = ex.get_assignment(ask("")).await.unwrap().into_inner();
+    assert_eq!(any.assignments[0].variant, on_email.assignments[0].variant, "no channel: any channel qualifies");
+    let bad = ex.get_assignment(ask("fax")).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("channel"), "{}", bad.message());
+}

@@ -223,3 +223,43 @@ fn replay_reproduces_and_reports_differences() {
     let diffs = back.differences(&back.replay(&changed));
     assert!(diffs.iter().any(|d| d.starts_with("chosen:")), "{diffs:?}");
 }
+
+/// A journey whose events are `view_item` / `begin_checkout` gets non-zero features from
+/// them (the feature roles follow the configured transitions, not hard-coded names).
+#[test]
+fn features_use_the_configured_event_names() {
+    let src = r#"
+[journey]
+stages = ["awareness", "consideration", "conversion", "retention", "advocacy"]
+purchase_event = "order_completed"
+[[journey.transitions]]
+event_type = "view_item"
+to = "consideration"
+[[journey.transitions]]
+event_type = "begin_checkout"
+to = "conversion"
+[[journey.transitions]]
+event_type = "order_completed"
+to = "retention"
+"#;
+    let p = Config::from_toml(src, "custom.toml", std::iter::empty()).unwrap().policy;
+    let ev = |id: &str, kind: &str| crate::domain::event::Event {
+        event_id: id.into(),
+        user_id: "u".into(),
+        event_type: kind.into(),
+        timestamp: NOW - DAY,
+        channel: String::new(),
+        offer_id: String::new(),
+        value: 0.0,
+        properties: Default::default(),
+    };
+    let events = [ev("1", "view_item"), ev("2", "view_item"), ev("3", "begin_checkout")];
+    let mut state = UserState::default();
+    p.journey.apply_events(&mut state, &events.iter().collect::<Vec<_>>());
+    let o = run(&p, &query("web", 1), &state, &ContactState::default(), 1);
+    let by_name = DecisionRecord::features_by_name(&o.features);
+    assert_eq!(by_name["log_product_views"], 2f64.ln_1p());
+    assert_eq!(by_name["log_add_to_cart"], 1f64.ln_1p(), "the first conversion trigger is the cart");
+    assert_eq!(by_name["cart_abandoned"], 1.0);
+    assert_eq!(o.stage, "conversion");
+}
