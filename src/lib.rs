@@ -10,4 +10,5 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 
+/// The crate version (`CARGO_PKG_VERSION`), reported as the server version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

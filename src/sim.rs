@@ -25,21 +25,31 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// Number of users (ids `u000000`, `u000001`, ...).
     pub users: usize,
+    /// Length of the simulated window, in days.
     pub days: u32,
+    /// Seed of the random stream: one seed, one simulation.
     pub seed: u64,
     /// End of the simulated window (ms since epoch).
     pub end: Millis,
 }
 
+/// A simulated user: attributes and the latent behaviour behind their events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SimUser {
+    /// User id.
     pub user_id: String,
+    /// Age, gender, income band, country, region and interests.
     pub attributes: BTreeMap<String, AttrValue>,
+    /// Probability of a visit on any day after arrival, while not churned.
     pub visit_prob: f64,
+    /// Daily probability of churning (never returning).
     pub churn_hazard: f64,
+    /// Probability that a visit ends in a purchase.
     pub buy_prob: f64,
     /// Churned before the end of the window.
     pub churned: bool,
@@ -61,7 +71,9 @@ impl SimUser {
     }
 }
 
+/// A simulation's output.
 pub struct Simulation {
+    /// Every user, in id order.
     pub users: Vec<SimUser>,
     /// Every event, in time order.
     pub events: Vec<Event>,
@@ -87,6 +99,7 @@ fn pick<'a>(rng: &mut ChaCha8Rng, items: &[(&'a str, f64)]) -> &'a str {
     items[items.len() - 1].0
 }
 
+/// Runs the simulation (see the module doc); deterministic for a given config.
 pub fn simulate(cfg: &SimConfig) -> Simulation {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let start = cfg.end - i64::from(cfg.days) * MS_PER_DAY;

@@ -7,12 +7,17 @@ use std::collections::{BTreeMap, HashSet};
 /// One offer shown on a channel by a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
+    /// When the offer was shown (ms since the epoch).
     pub at: Millis,
+    /// The decision that showed it; one decision is one contact on its channel.
     pub decision_id: String,
+    /// The channel it was shown on.
     pub channel: String,
+    /// The offer shown.
     pub offer_id: String,
 }
 
+/// A user's contact history: recent showings plus the last dismiss and accept per offer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactState {
     /// Contacts inside the longest configured window, oldest first.
@@ -26,7 +31,9 @@ pub struct ContactState {
 /// At most `max` contacts per `window_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limit {
+    /// Most contacts allowed inside the window.
     pub max: u32,
+    /// Length of the sliding window, in milliseconds.
     pub window_ms: Millis,
 }
 
@@ -52,6 +59,7 @@ impl ContactState {
 /// concurrent decisions for one user cannot together exceed a cap or a contact limit.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContactGuard {
+    /// The channel the decision contacts the user on.
     pub channel: String,
     /// (max, since) per channel limit.
     pub channel_limits: Vec<(u32, Millis)>,

@@ -19,8 +19,11 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+/// Hash buckets per layer or holdout: slices and shares are fractions of 10,000.
 pub const BUCKETS: u64 = 10_000;
 
+/// The user's bucket under `key`, in `0..BUCKETS`: the first 8 bytes of
+/// `SHA-256(key + ":" + user)` as a big-endian integer, mod 10,000 (see the module doc).
 pub fn bucket(key: &str, user: &str) -> u64 {
     let digest = Sha256::new().chain_update(key.as_bytes()).chain_update(b":").chain_update(user.as_bytes()).finalize();
     let mut first = [0u8; 8];
@@ -31,36 +34,55 @@ pub fn bucket(key: &str, user: &str) -> u64 {
 /// What a variant changes in the decisions of its users.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// A CEL priority rule replacing the policy's priority.
     pub priority: Option<Rule>,
+    /// A churn model replacing the configured one.
     pub churn: Option<Arc<BoundModel>>,
+    /// A purchase model replacing the configured one.
     pub purchase: Option<Arc<BoundModel>>,
     /// Only these offers are candidates.
     pub offers: Option<BTreeSet<String>>,
+    /// An exploration policy replacing the configured one.
     pub exploration: Option<Exploration>,
     /// No offer at all (the control of "does contacting help?").
     pub holdout: bool,
 }
 
+/// One arm of an experiment.
 #[derive(Debug, Clone)]
 pub struct Variant {
+    /// Name, unique within the experiment.
     pub name: String,
+    /// Relative weight (positive): the variant's share is its weight over the sum of weights.
     pub weight: f64,
+    /// What the variant changes.
     pub overrides: Overrides,
 }
 
+/// A randomised experiment over decisions, compiled from the config.
 #[derive(Debug, Clone)]
 pub struct Experiment {
+    /// Experiment id, as reported in assignments and results.
     pub id: String,
+    /// Salt of the variant hash; a new salt re-randomises the variants.
     pub salt: String,
+    /// The layer it shares traffic in (experiments of a layer get disjoint users).
     pub layer: String,
+    /// Where its slice of the layer starts, as a fraction of the layer in [0, 1].
     pub offset: f64,
+    /// Its share of the layer, a fraction in (0, 1]; `offset + allocation <= 1`.
     pub allocation: f64,
+    /// Start time (ms since the epoch, inclusive); None: no start.
     pub start: Option<Millis>,
+    /// End time (ms since the epoch, exclusive); None: never ends.
     pub end: Option<Millis>,
     /// Decisions on these channels only (empty: all).
     pub channels: Vec<String>,
+    /// CEL rule: only users for whom it holds are assigned.
     pub targeting: Option<Rule>,
+    /// The arms, at least two.
     pub variants: Vec<Variant>,
+    /// Name of the variant the others are compared with.
     pub control: String,
     /// Outcomes count for a variant up to this long after the user's first exposure.
     pub attribution_ms: Millis,
@@ -70,26 +92,34 @@ pub struct Experiment {
 /// experiment named `global_holdout` with variants `holdout` and `treated`).
 #[derive(Debug, Clone)]
 pub struct GlobalHoldout {
+    /// Salt of the holdout hash.
     pub salt: String,
+    /// Fraction of all users held out, in (0, 1).
     pub share: f64,
+    /// Outcomes count up to this long (ms) after the user's first decision.
     pub attribution_ms: Millis,
 }
 
+/// The experiment id (and layer) under which the global holdout is reported.
 pub const GLOBAL_HOLDOUT: &str = "global_holdout";
 
 /// A user's assignment in one experiment, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
+    /// The experiment (or `global_holdout`).
     pub experiment_id: String,
+    /// The experiment's layer.
     pub layer: String,
     /// None when the user is not in the experiment.
     pub variant: Option<String>,
     /// The user's bucket in the layer (or in the holdout).
     pub bucket: u64,
+    /// Why the user is or is not in the experiment, in words.
     pub reason: String,
 }
 
 impl Experiment {
+    /// Whether `now` is inside `[start, end)`.
     pub fn running(&self, now: Millis) -> bool {
         self.start.is_none_or(|s| now >= s) && self.end.is_none_or(|e| now < e)
     }
@@ -162,6 +192,7 @@ impl Experiment {
 }
 
 impl GlobalHoldout {
+    /// Assigns `user` to `holdout` (bucket below `share * 10,000`) or `treated`.
     pub fn assign(&self, user: &str) -> Assignment {
         let b = bucket(&format!("holdout:{}", self.salt), user);
         let held = (b as f64) < self.share * BUCKETS as f64;
@@ -186,6 +217,7 @@ pub struct VariantCounters {
     pub visitors: u64,
     /// Unique users with a conversion (conversion outcome or purchase event) inside it.
     pub converters: u64,
+    /// Sum of attributed conversion values.
     pub revenue: f64,
     /// Sum over users of their attributed revenue squared (for Welch's t-test).
     pub revenue_sq: f64,
@@ -194,17 +226,33 @@ pub struct VariantCounters {
 /// A user's exposure to one experiment, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
+    /// The variant the user was assigned at first exposure.
     pub variant: String,
+    /// Time of the first exposure (ms since the epoch): the attribution window starts here.
     pub first: Millis,
+    /// Already counted as a visitor.
     pub visited: bool,
+    /// Already counted as a converter.
     pub converted: bool,
+    /// Conversion value attributed to this user so far.
     pub revenue: f64,
 }
 
+/// Something a user did that may count for their experiment variants (see `attribute`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Happening {
-    Visit { at: Millis },
-    Conversion { at: Millis, value: f64 },
+    /// A visit (a click outcome or a visit event).
+    Visit {
+        /// When (ms since the epoch).
+        at: Millis,
+    },
+    /// A conversion (a conversion outcome or a purchase event).
+    Conversion {
+        /// When (ms since the epoch).
+        at: Millis,
+        /// Its monetary value, added to the variant's revenue.
+        value: f64,
+    },
 }
 
 /// The attribution rule (the Redis store runs the same in Lua): a happening inside

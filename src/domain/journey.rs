@@ -15,8 +15,11 @@ use std::collections::HashMap;
 /// from the `min_count`-th such event on (e.g. the third purchase moves to advocacy).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
+    /// The event type that fires the rule.
     pub event_type: String,
+    /// The target stage, as an index into the journey's stages.
     pub to: usize,
+    /// The rule fires from the user's `min_count`-th event of this type on (1: the first).
     pub min_count: u64,
 }
 
@@ -121,14 +124,17 @@ impl JourneyDef {
         Self::new(stages, triggers, 30.0, "purchase".into())
     }
 
+    /// Stage names, in journey order.
     pub fn stages(&self) -> &[String] {
         &self.stages
     }
 
+    /// The stage a new user starts in.
     pub fn first_stage(&self) -> &str {
         &self.stages[0]
     }
 
+    /// A stage's position in the journey (0 first), or None for an unknown name.
     pub fn rank(&self, stage: &str) -> Option<usize> {
         self.stages.iter().position(|s| s == stage)
     }

@@ -1,16 +1,27 @@
 //! Input limits and the field-level validation shared by every entry point.
 use std::fmt;
 
+/// Longest user id, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 128;
+/// Longest event, decision or offer id (and placement), in bytes.
 pub const MAX_ID_BYTES: usize = 128;
+/// Most offers one decision may ask for (`limit`, and `decisions.default_limit`).
 pub const MAX_LIMIT: u32 = 50;
+/// Most entries in a decision request's `context` map.
 pub const MAX_CONTEXT_ENTRIES: usize = 64;
+/// Longest attribute, context or property key, in bytes.
 pub const MAX_KEY_BYTES: usize = 128;
+/// Longest string value of an attribute, context entry or property, in bytes.
 pub const MAX_STRING_VALUE_BYTES: usize = 1024;
+/// Most events in one `RecordEvents` call.
 pub const MAX_EVENTS_PER_CALL: usize = 1000;
+/// Most users in one `DecideBatch` call.
 pub const MAX_BATCH_USERS: usize = 10_000;
+/// Most properties on one event.
 pub const MAX_PROPERTIES: usize = 64;
+/// Most attributes one `PutProfile` call may set (and, separately, remove).
 pub const MAX_ATTRIBUTES_PER_CALL: usize = 256;
+/// Longest event type, in bytes.
 pub const MAX_EVENT_TYPE_BYTES: usize = 64;
 /// Events may carry a time up to this far ahead of the server clock (clock skew).
 pub const MAX_FUTURE_SKEW_MS: i64 = 24 * 3_600_000;
@@ -24,11 +35,14 @@ pub const MAX_ATTRIBUTES_PER_PROFILE: usize = 256;
 /// A request field that failed validation: `field` is the protobuf path (e.g. `events[3].event_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
+    /// The request field's path.
     pub field: String,
+    /// What is wrong with it (lowercase, no trailing period).
     pub message: String,
 }
 
 impl FieldError {
+    /// An error for `field` saying `message`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { field: field.into(), message: message.into() }
     }
@@ -78,6 +92,7 @@ pub fn check_name(field: &str, value: &str, max: usize) -> Result<(), FieldError
     Ok(())
 }
 
+/// A finite number within ±`MAX_ABS_VALUE`.
 pub fn check_finite(field: &str, value: f64) -> Result<(), FieldError> {
     if !value.is_finite() {
         Err(FieldError::new(field, "must be a finite number"))
@@ -88,6 +103,7 @@ pub fn check_finite(field: &str, value: f64) -> Result<(), FieldError> {
     }
 }
 
+/// Free text of at most `max` bytes (may be empty).
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     if value.len() > max {
         return Err(FieldError::new(field, format!("is {} bytes, at most {max} allowed", value.len())));

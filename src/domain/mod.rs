@@ -22,4 +22,5 @@ pub mod stats;
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// One day in milliseconds.
 pub const MS_PER_DAY: Millis = 86_400_000;

@@ -4,39 +4,52 @@ use super::features::{FEATURE_NAMES, Features};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Per-feature standardisation: a feature enters the model as `(x - mean) / std`
+/// (a `std` of 0 is treated as 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scaling {
+    /// Feature means, in `feature_names` order.
     pub mean: Vec<f64>,
+    /// Feature standard deviations, in `feature_names` order.
     pub std: Vec<f64>,
 }
 
+/// A trained model as stored (JSON): identity, provenance and parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelArtifact {
     /// `churn`, `purchase`, or `response:<offer id>`.
     pub name: String,
+    /// Version label, unique per name (the trainer writes `<name>-<UTC time>-<fingerprint>`).
     pub version: String,
     /// `logistic_regression`.
     pub kind: String,
     /// What the score is the probability of (e.g. "purchase within 30 days").
     #[serde(default)]
     pub target: String,
+    /// When it was trained (RFC 3339).
     #[serde(default)]
     pub created_at: String,
     /// Training window or data fingerprint: what the model was fitted on.
     #[serde(default)]
     pub training_window: String,
+    /// Short SHA-256 of the training data file.
     #[serde(default)]
     pub data_fingerprint: String,
     /// Feature names in coefficient order.
     pub feature_names: Vec<String>,
+    /// Standardisation of each feature.
     pub scaling: Scaling,
     /// One-hot encodings of categorical columns (feature-table models): column -> categories.
     #[serde(default)]
     pub encodings: BTreeMap<String, Vec<String>>,
+    /// Logistic-regression intercept (on standardised features).
     pub intercept: f64,
+    /// One coefficient per feature, in `feature_names` order (on standardised features).
     pub coefficients: Vec<f64>,
+    /// Training hyper-parameters, for the record.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Evaluation metrics by name (e.g. AUC on held-out data).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
 }
@@ -46,6 +59,8 @@ fn sigmoid(z: f64) -> f64 {
 }
 
 impl ModelArtifact {
+    /// Checks the artifact can be scored: a supported kind, one coefficient, mean and std per
+    /// feature, and finite parameters.
     pub fn check(&self) -> Result<(), String> {
         let n = self.feature_names.len();
         if self.kind != "logistic_regression" {
@@ -82,6 +97,7 @@ impl ModelArtifact {
 /// A journey model bound to the shared feature vector: ready to score a user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundModel {
+    /// The artifact it was bound from.
     pub artifact: ModelArtifact,
     /// For each coefficient, its position in `FEATURE_NAMES`.
     index: Vec<usize>,
@@ -91,6 +107,8 @@ pub struct BoundModel {
 }
 
 impl BoundModel {
+    /// Checks the artifact and binds its features to `FEATURE_NAMES`; fails naming a feature
+    /// the journey does not compute.
     pub fn bind(artifact: ModelArtifact) -> Result<Self, String> {
         artifact.check()?;
         let index = artifact
@@ -109,10 +127,12 @@ impl BoundModel {
         Ok(Self { artifact, index, weights, constant })
     }
 
+    /// The probability the model gives for a user's feature vector.
     pub fn score(&self, x: &Features) -> f64 {
         sigmoid(self.index.iter().zip(&self.weights).fold(self.constant, |acc, (i, w)| acc + w * x[*i]))
     }
 
+    /// The artifact's version label.
     pub fn version(&self) -> &str {
         &self.artifact.version
     }

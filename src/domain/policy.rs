@@ -10,28 +10,38 @@ use super::rules::Rule;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// A named user segment: the users for whom its rule holds (reported with decisions).
 #[derive(Debug, Clone)]
 pub struct Segment {
+    /// Segment id.
     pub id: String,
     /// demographic, behavioural, psychographic, geographic, or anything else (reporting only).
     pub kind: String,
+    /// CEL boolean rule over the profile and context (never `offer`).
     pub rule: Rule,
 }
 
 /// Per-offer rules and limits, parallel to the catalogue's offers.
 #[derive(Debug, Clone)]
 pub struct OfferRules {
+    /// CEL rule: the offer is a candidate only when it holds (None: always).
     pub eligibility: Option<Rule>,
+    /// At most `max` showings per window to a user, on any channel.
     pub cap: Option<Limit>,
+    /// After the user dismisses the offer, it is not shown for this long (ms; 0: no cooldown).
     pub cooldown_after_dismiss_ms: Millis,
+    /// After the user accepts the offer, it is not shown for this long (ms; 0: no cooldown).
     pub cooldown_after_accept_ms: Millis,
     /// The offer as the CEL `offer` variable, prepared once.
     pub value: super::rules::Prepared,
 }
 
+/// The loaded models; a slot without a model is None (its score is absent to rules).
 #[derive(Debug, Clone, Default)]
 pub struct Models {
+    /// The churn model.
     pub churn: Option<Arc<BoundModel>>,
+    /// The purchase model.
     pub purchase: Option<Arc<BoundModel>>,
     /// offer id -> response model
     pub response: BTreeMap<String, Arc<BoundModel>>,
@@ -47,6 +57,7 @@ impl Models {
         }
     }
 
+    /// Fills the slot a registry name refers to; a name that is no slot is ignored.
     pub fn set(&mut self, name: &str, model: Arc<BoundModel>) {
         match name {
             "churn" => self.churn = Some(model),
@@ -73,26 +84,42 @@ impl Models {
 /// A degraded answer's offers for a channel (and optionally a stage).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fallback {
+    /// The channel it answers for.
     pub channel: String,
+    /// The stage it is for; None: users whose stage is unknown.
     pub stage: Option<String>,
+    /// Offer ids, in order.
     pub offers: Vec<String>,
 }
 
+/// Everything a decision reads from the configuration, compiled.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Stages, triggers, lapse and purchase settings.
     pub journey: JourneyDef,
+    /// The offers.
     pub catalogue: Catalogue,
+    /// Per-offer rules and limits, parallel to `catalogue.offers()`.
     pub offer_rules: Vec<OfferRules>,
+    /// Segments, in config order.
     pub segments: Vec<Segment>,
+    /// How candidates are ranked (variants may override it).
     pub priority: Priority,
+    /// How often a random candidate replaces the best (variants may override it).
     pub exploration: Exploration,
     /// channel -> limits
     pub contact_limits: HashMap<String, Vec<Limit>>,
+    /// The churn, purchase and response models.
     pub models: Models,
+    /// The offers of a degraded answer, per channel (and stage).
     pub fallbacks: Vec<Fallback>,
+    /// Channels a request or event may name.
     pub channels: Vec<String>,
+    /// Offers returned when a request's `limit` is 0 (1..=`MAX_LIMIT`).
     pub default_limit: u32,
+    /// Experiments, in config order (later ones win overlapping overrides).
     pub experiments: Vec<super::experiment::Experiment>,
+    /// The global holdout; None when disabled.
     pub holdout: Option<super::experiment::GlobalHoldout>,
     /// Event types that count as a visit for experiment results.
     pub visit_events: Vec<String>,

@@ -7,23 +7,33 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AttrValue {
+    /// A boolean.
     Bool(bool),
+    /// A number (every number is a double).
     Num(f64),
+    /// A string.
     Str(String),
 }
 
 /// Counters the journey engine maintains from events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregates {
+    /// Events seen per event type (types past `MAX_EVENT_TYPES_PER_USER` count as `other`).
     pub event_counts: BTreeMap<String, u64>,
+    /// Sum of the values of purchase events.
     pub monetary_total: f64,
+    /// Number of purchase events.
     pub purchase_count: u64,
+    /// Earliest event time (ms since the epoch); None before any event.
     pub first_seen: Option<Millis>,
+    /// Latest event time (ms since the epoch); None before any event.
     pub last_seen: Option<Millis>,
+    /// Latest purchase time (ms since the epoch); None before any purchase.
     pub last_purchase: Option<Millis>,
 }
 
 impl Aggregates {
+    /// Events seen of `event_type` (0 if none).
     pub fn count(&self, event_type: &str) -> u64 {
         self.event_counts.get(event_type).copied().unwrap_or(0)
     }
@@ -32,10 +42,15 @@ impl Aggregates {
 /// One move between stages, appended to the user's stage history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
+    /// The stage left (empty for the user's first transition).
     pub from: String,
+    /// The stage entered.
     pub to: String,
+    /// When (ms since the epoch; never earlier than the previous transition).
     pub at: Millis,
+    /// Type of the event that caused it.
     pub trigger_event_type: String,
+    /// Id of the event that caused it.
     pub trigger_event_id: String,
 }
 
@@ -43,10 +58,15 @@ pub struct Transition {
 /// treated as being in the journey's first stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
+    /// The user's typed attributes, by name.
     pub attributes: BTreeMap<String, AttrValue>,
+    /// Counters kept from the user's events.
     pub aggregates: Aggregates,
+    /// The current stage; None for a user no event has moved yet.
     pub stage: Option<String>,
+    /// When the current stage was entered (ms since the epoch).
     pub stage_since: Option<Millis>,
+    /// Stage history, oldest first.
     pub transitions: Vec<Transition>,
 }
 

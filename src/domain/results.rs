@@ -7,26 +7,41 @@ use std::collections::BTreeMap;
 /// One variant's results against the control.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantResult {
+    /// Variant name.
     pub variant: String,
+    /// Whether this is the experiment's control.
     pub is_control: bool,
     /// The share of traffic the weights ask for.
     pub expected_share: f64,
+    /// The raw counters.
     pub counters: VariantCounters,
+    /// Visitors over exposed users (0 without exposures).
     pub visit_rate: f64,
+    /// Converters over exposed users (0 without exposures).
     pub conversion_rate: f64,
+    /// Attributed revenue over exposed users (0 without exposures).
     pub revenue_per_user: f64,
     /// Against the control (None for the control, or when undefined, e.g. a zero rate).
     pub visit: Option<super::stats::Comparison>,
+    /// Conversion rate against the control (two-proportion z-test; None as for `visit`).
     pub conversion: Option<super::stats::Comparison>,
+    /// Revenue per exposed user against the control (Welch's t-test; None as for `visit`).
     pub revenue: Option<super::stats::Comparison>,
 }
 
+/// An experiment's results: every variant against the control, and the sample-ratio check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentReport {
+    /// The experiment (or `global_holdout`).
     pub experiment_id: String,
+    /// Name of the control variant.
     pub control: String,
+    /// One entry per variant, in the order of the weights given to `report`.
     pub variants: Vec<VariantResult>,
+    /// Chi-square statistic of exposures against the weights (None when it cannot be computed,
+    /// e.g. before any exposure).
     pub srm_chi_square: Option<f64>,
+    /// Its p-value (None when the statistic is None).
     pub srm_p_value: Option<f64>,
     /// Sample-ratio mismatch below p = 0.001: the split is broken, do not trust the lifts.
     pub srm_alarm: bool,
@@ -88,6 +103,7 @@ fn scientific_p(p: f64) -> String {
 }
 
 impl ExperimentReport {
+    /// The results as a fixed-width text table, with the sample-ratio verdict.
     pub fn table(&self) -> String {
         let pct = |x: f64| format!("{:.3}%", 100.0 * x);
         let cmp = |c: &Option<super::stats::Comparison>| match c {
@@ -145,6 +161,7 @@ impl ExperimentReport {
         out
     }
 
+    /// The results as CSV with a header, one row per variant.
     pub fn csv(&self) -> String {
         // Small p-values in scientific notation: `{}` would print 5.7e-112 as 112 decimal digits.
         let p = |p: f64| if p != 0.0 && p < 1e-4 { format!("{p:e}") } else { p.to_string() };

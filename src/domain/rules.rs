@@ -21,17 +21,22 @@ use cel::{Context, ExecutionError, Program, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The variables a rule may name; any other is rejected at compile time.
 pub const VARIABLES: [&str; 7] = ["profile", "context", "scores", "offer", "stage", "lapsed", "now"];
 
 /// What a rule must evaluate to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
+    /// A condition (segments, eligibility, targeting).
     Bool,
+    /// A number (a priority).
     Number,
 }
 
+/// A compiled CEL rule, checked at load against a probe user.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The rule's text, as written in the config.
     pub source: String,
     program: Arc<Program>,
     expect: Expect,
@@ -60,6 +65,7 @@ pub fn with_scope<R>(vars: Vec<(&'static str, Value)>, f: impl FnOnce(&Context) 
 pub struct Prepared(Box<dyn Val>);
 
 impl Prepared {
+    /// Prepares a plain value (maps, lists, scalars); panics on anything else.
     pub fn new(v: Value) -> Self {
         Prepared(v.try_into().expect("plain maps, lists and scalars convert"))
     }
@@ -101,11 +107,13 @@ pub fn with_offer<R>(ctx: &Context, offer: &Prepared, scores: Option<Value>, f: 
     f(&scope)
 }
 
+/// A CEL map from string keys.
 pub fn map(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
     let m: HashMap<String, Value> = pairs.into_iter().collect();
     m.into()
 }
 
+/// A CEL string.
 pub fn string(s: &str) -> Value {
     Value::String(Arc::new(s.to_string()))
 }
@@ -212,6 +220,7 @@ impl Rule {
         self.check_type(&v).map(|x| x != 0.0)
     }
 
+    /// The number it evaluates to (finite), or why it could not be evaluated.
     pub fn eval_number(&self, ctx: &Context) -> Result<f64, String> {
         let v = self.program.execute(ctx).map_err(|e| describe(&e))?;
         let x = self.check_type(&v)?;

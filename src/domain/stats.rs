@@ -18,7 +18,9 @@ pub struct Comparison {
     pub lift: f64,
     /// 95% confidence interval of the lift.
     pub ci: (f64, f64),
+    /// The test statistic (z or t) of treatment minus control.
     pub statistic: f64,
+    /// Two-sided p-value.
     pub p_value: f64,
 }
 
@@ -50,8 +52,11 @@ pub fn two_proportions(x_control: u64, n_control: u64, x_treat: u64, n_treat: u6
 /// Summary of a per-user metric: mean, (sample) variance, count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    /// Mean per user.
     pub mean: f64,
+    /// Sample variance (n - 1 denominator; 0 for fewer than 2 users).
     pub variance: f64,
+    /// Number of users.
     pub n: u64,
 }
 

@@ -12,6 +12,7 @@ use crate::domain::stats::Comparison;
 use crate::engine::{self, Decision, ProfileView};
 use std::collections::{BTreeMap, HashMap};
 
+/// A protobuf timestamp from ms since the epoch (negative times included).
 pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
 }
@@ -79,6 +80,7 @@ fn value_map(
         .collect()
 }
 
+/// A validated user id (the `user_id` field).
 pub fn user_id(id: &str) -> Result<String, FieldError> {
     check_id("user_id", id, MAX_USER_ID_BYTES)?;
     Ok(id.to_string())
@@ -144,6 +146,9 @@ fn event(i: usize, e: pb::Event, now: Millis) -> Result<Event, FieldError> {
     })
 }
 
+/// Validates a `RecordEvents` request: 1..=`MAX_EVENTS_PER_CALL` events, each with valid
+/// ids, names, values and properties; a missing timestamp is now, and none may be further
+/// ahead of the clock than `MAX_FUTURE_SKEW_MS`.
 pub fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, FieldError> {
     if r.events.is_empty() {
         return Err(FieldError::new("events", "is empty"));
@@ -158,6 +163,7 @@ pub fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, FieldError> {
     r.events.into_iter().enumerate().map(|(i, e)| event(i, e, now)).collect()
 }
 
+/// Validates a `RecordOutcome` request into the outcome to record.
 pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError> {
     check_id("decision_id", &r.decision_id, MAX_ID_BYTES)?;
     check_name("offer_id", &r.offer_id, MAX_ID_BYTES)?;
@@ -191,6 +197,7 @@ pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError>
 /// A validated `PutProfile`: the user, attributes to set, attribute names to remove.
 pub type ProfileChange = (String, BTreeMap<String, AttrValue>, Vec<String>);
 
+/// Validates a `PutProfile` request.
 pub fn put_profile(r: pb::PutProfileRequest) -> Result<ProfileChange, FieldError> {
     let user = user_id(&r.user_id)?;
     let set = value_map("attributes", &r.attributes, MAX_ATTRIBUTES_PER_CALL)?;
@@ -261,6 +268,8 @@ impl From<Decision> for pb::DecideResponse {
     }
 }
 
+/// The `GetAssignment` response for a user's assignments (a user in no variant gets an
+/// empty `variant`).
 pub fn assignments(user_id: String, list: Vec<Assignment>) -> pb::GetAssignmentResponse {
     pb::GetAssignmentResponse {
         user_id,
@@ -397,6 +406,7 @@ fn transition(t: &Transition) -> pb::StageTransition {
     }
 }
 
+/// The `GetJourney` response: the user's stage and stage history.
 pub fn journey(p: ProfileView) -> pb::Journey {
     pb::Journey {
         transitions: p.state.transitions.iter().map(transition).collect(),

@@ -49,6 +49,7 @@ struct Inner {
     decision_log: VecDeque<DecisionLogEntry>,
 }
 
+/// A store in process memory: nothing survives a restart.
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     retention: Retention,
@@ -59,6 +60,7 @@ pub struct MemoryStore {
 pub const MEMORY_LOG_CAP: u64 = 100_000;
 
 impl MemoryStore {
+    /// An empty store; each log keeps at most `MEMORY_LOG_CAP` entries, whatever `retention` says.
     pub fn new(mut retention: Retention) -> Self {
         retention.journey_log_maxlen = retention.journey_log_maxlen.min(MEMORY_LOG_CAP);
         retention.decision_log_maxlen = retention.decision_log_maxlen.min(MEMORY_LOG_CAP);

@@ -42,6 +42,7 @@ pub struct LoadedUser {
     /// Opaque version token of the stored profile; 0 when there is none. Every commit sets a
     /// fresh random token, so a token never comes back after a delete (no ABA).
     pub version: u64,
+    /// The stored profile (default for a user never stored).
     pub state: UserState,
     /// For each event id asked about: already stored (a duplicate)?
     pub seen: Vec<bool>,
@@ -58,6 +59,7 @@ pub struct UserWrite<'a> {
     pub new_transitions: &'a [Transition],
     /// Events newly applied: their ids are remembered and they go to the journey log.
     pub events: &'a [Event],
+    /// The commit time (ms since the epoch): when the event ids were seen.
     pub now: Millis,
     /// The version token the commit stores (random, non-zero).
     pub new_version: u64,
@@ -70,6 +72,7 @@ pub struct UserWrite<'a> {
 pub struct Attribution<'a> {
     /// (experiment id, attribution window) of every experiment, the global holdout included.
     pub windows: &'a [(String, Millis)],
+    /// Visits and conversions to attribute.
     pub happenings: &'a [Happening],
 }
 
@@ -81,10 +84,13 @@ pub fn new_version() -> u64 {
 /// How an outcome relates to the user's recent decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeLink {
+    /// Recorded against a recent decision of the user.
     Linked,
     /// The same outcome for the same offer of the same decision was already recorded.
     Duplicate,
+    /// The decision is not among the user's recent decisions (unknown or too old).
     UnknownDecision,
+    /// The decision did not show this offer.
     OfferNotInDecision,
 }
 
@@ -92,21 +98,29 @@ pub enum OutcomeLink {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionLogEntry {
+    /// A decision.
     Decision(Box<DecisionRecord>),
+    /// An outcome of a decision.
     Outcome(OutcomeRecord),
 }
 
 /// Retention settings every store honours.
 #[derive(Debug, Clone)]
 pub struct Retention {
+    /// Approximate maximum length of each journey-log stream.
     pub journey_log_maxlen: u64,
+    /// Approximate maximum length of each decision-log stream.
     pub decision_log_maxlen: u64,
+    /// How long an event id is remembered for de-duplication, in milliseconds.
     pub dedup_window_ms: Millis,
+    /// At most this many event ids are remembered per user (the oldest go first).
     pub dedup_max_per_user: u64,
+    /// Recent decisions kept per user so outcomes can be linked to them.
     pub recent_decisions_per_user: u64,
 }
 
 impl Retention {
+    /// The retention settings of a `[redis]` config section.
     pub fn from_config(r: &crate::config::RedisConfig) -> Self {
         Self {
             journey_log_maxlen: r.journey_log_maxlen,
@@ -118,11 +132,14 @@ impl Retention {
     }
 }
 
+/// What the engine needs from persistence; every implementation passes the conformance
+/// suite (`tests/it/store_suite.rs`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `memory`, `redis` or `redis-cluster`.
     fn kind(&self) -> &'static str;
 
+    /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Profile, stage, stage history, version, which of `event_ids` are stored and, when
@@ -166,6 +183,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a model artifact (JSON) under its name and version.
     async fn put_model(&self, name: &str, version: &str, artifact: &str) -> Result<(), StoreError>;
 
+    /// A model artifact (JSON) by name and version; None when not stored.
     async fn get_model(&self, name: &str, version: &str) -> Result<Option<String>, StoreError>;
 
     /// The version the `current` pointer of a model names.
