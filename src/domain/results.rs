@@ -156,7 +156,7 @@ impl ExperimentReport {
                 )
             }
             // Not "no mismatch": without exposures in two or more variants there is no test.
-            _ => out += "sample ratio: no data (needs exposures in two or more variants)\n",
+            _ => out += "sample ratio: no data (no exposure yet, or fewer than two variants with weight)\n",
         }
         out
     }
