@@ -59,6 +59,7 @@ pub fn compile(file: &FileConfig, p: &mut Problems) -> Decisions {
     let mut segments = Vec::new();
     let mut segment_ids = HashSet::new();
     for (i, s) in file.segments.iter().enumerate() {
+        let i = file.at("segments", i);
         let entry = format!("segments[{i}]");
         if let Err(e) = check_name(&format!("{entry}.id"), &s.id, 128) {
             p.add(e.field, e.message);
@@ -75,6 +76,7 @@ pub fn compile(file: &FileConfig, p: &mut Problems) -> Decisions {
 
     let mut contact_limits: HashMap<String, Vec<Limit>> = HashMap::new();
     for (i, c) in file.contact_policy.iter().enumerate() {
+        let i = file.at("contact_policy", i);
         let entry = format!("contact_policy[{i}]");
         if !d.channels.contains(&c.channel) {
             p.add(format!("{entry}.channel"), format!("unknown channel {:?}", c.channel));
@@ -90,6 +92,7 @@ pub fn fallbacks(file: &FileConfig, catalogue: &Catalogue, p: &mut Problems) -> 
     let (channels, stages) = (&file.decisions.channels, &file.journey.stages);
     let mut out = Vec::new();
     for (i, f) in file.fallbacks.iter().enumerate() {
+        let i = file.at("fallbacks", i);
         let entry = format!("fallbacks[{i}]");
         if !channels.contains(&f.channel) {
             p.add(format!("{entry}.channel"), format!("unknown channel {:?}", f.channel));
@@ -99,6 +102,7 @@ pub fn fallbacks(file: &FileConfig, catalogue: &Catalogue, p: &mut Problems) -> 
         }
         for o in &f.offers {
             match catalogue.get(o) {
+                None if file.unread_ids.contains(o) => {}
                 None => p.add(format!("{entry}.offers"), format!("unknown offer {o:?}")),
                 Some(offer) if !offer.channels.contains(&f.channel) => {
                     p.add(format!("{entry}.offers"), format!("offer {o:?} is not for channel {:?}", f.channel));

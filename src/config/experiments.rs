@@ -25,6 +25,7 @@ fn check_experiment_name(field: &str, value: &str) -> Result<(), Invalid> {
 pub fn compile(file: &FileConfig, catalogue: &Catalogue, base: &Path, p: &mut Problems) -> Vec<Experiment> {
     let mut out: Vec<Experiment> = Vec::new();
     for (i, e) in file.experiments.iter().enumerate() {
+        let i = file.at("experiments", i);
         let before = p.list.len();
         let exp = experiment(file, catalogue, base, &format!("experiments[{i}]"), e, &out, p);
         if p.list.len() == before {
@@ -71,7 +72,7 @@ fn experiment(
         if variants.iter().any(|x| x.name == v.name) {
             p.add(format!("{vf}.name"), format!("variant {:?} is listed twice", v.name));
         }
-        variants.push(variant(catalogue, base, &vf, v, p));
+        variants.push(variant(catalogue, &file.unread_ids, base, &vf, v, p));
     }
     let control = e.control.clone().or_else(|| variants.first().map(|v| v.name.clone())).unwrap_or_default();
     if !variants.iter().any(|v| v.name == control) {
@@ -107,7 +108,14 @@ fn experiment(
     exp
 }
 
-fn variant(catalogue: &Catalogue, base: &Path, entry: &str, v: &VariantConfig, p: &mut Problems) -> Variant {
+fn variant(
+    catalogue: &Catalogue,
+    unread: &std::collections::BTreeSet<String>,
+    base: &Path,
+    entry: &str,
+    v: &VariantConfig,
+    p: &mut Problems,
+) -> Variant {
     let vf = |name: &str| format!("{entry}.{name}");
     p.take(check_experiment_name(&vf("name"), &v.name));
     if !(v.weight > 0.0 && v.weight.is_finite()) {
@@ -121,7 +129,7 @@ fn variant(catalogue: &Catalogue, base: &Path, entry: &str, v: &VariantConfig, p
         |name: &str, path: &Option<String>| path.as_ref().and_then(|f| p.take(read_model(&vf(name), f, base)));
     let churn = model("churn_model", &v.churn_model);
     let purchase = model("purchase_model", &v.purchase_model);
-    if let Some(o) = v.offers.iter().flatten().find(|o| catalogue.get(o).is_none()) {
+    if let Some(o) = v.offers.iter().flatten().find(|o| catalogue.get(o).is_none() && !unread.contains(*o)) {
         p.add(vf("offers"), format!("unknown offer {o:?}"));
     }
     let offers = v.offers.as_ref().map(|list| list.iter().cloned().collect());

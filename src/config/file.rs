@@ -94,6 +94,25 @@ pub struct JourneyConfig {
     pub purchase_event: String,
     /// The triggers between stages.
     pub transitions: Vec<TransitionConfig>,
+    /// `[journey.feature_events]`: which event types feed which role-named feature; a role
+    /// left out is read off the transitions (see `domain::journey::FeatureEvents`).
+    pub feature_events: FeatureEventsConfig,
+}
+
+/// `[journey.feature_events]`: event types per feature role (each optional).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FeatureEventsConfig {
+    /// Events counted as page views (`log_page_views`).
+    pub page_views: Option<Vec<String>>,
+    /// Events counted as product views (`log_product_views`).
+    pub product_views: Option<Vec<String>>,
+    /// Events counted as cart additions (`log_add_to_cart`, `cart_abandoned`).
+    pub carts: Option<Vec<String>>,
+    /// Events counted as checkouts (`log_checkouts`).
+    pub checkouts: Option<Vec<String>>,
+    /// Events counted as reviews and referrals (`log_reviews_referrals`).
+    pub advocacy: Option<Vec<String>>,
 }
 
 impl Default for JourneyConfig {
@@ -112,6 +131,7 @@ impl Default for JourneyConfig {
                 t("review_posted", "advocacy"),
                 t("referral", "advocacy"),
             ],
+            feature_events: FeatureEventsConfig::default(),
         }
     }
 }
@@ -395,6 +415,14 @@ pub struct FileConfig {
     pub models: ModelsConfig,
     /// `[[experiments]]`.
     pub experiments: Vec<ExperimentConfig>,
+    /// For each array section with an element that could not be read: the position in the
+    /// file of each element that was (so later problems name the right element and line).
+    #[serde(skip)]
+    pub positions: std::collections::BTreeMap<String, Vec<usize>>,
+    /// The `id`s of array elements that could not be read (their own problem is reported;
+    /// references to them are not reported again as unknown).
+    #[serde(skip)]
+    pub unread_ids: std::collections::BTreeSet<String>,
     /// `[holdout]`; none by default.
     pub holdout: Option<HoldoutConfig>,
     /// Event types that count as a visit in experiment results.
@@ -405,5 +433,12 @@ impl RedisConfig {
     /// How long an event id is remembered for de-duplication, in milliseconds.
     pub fn dedup_window_ms(&self) -> Millis {
         (self.dedup_window_days * MS_PER_DAY as f64) as Millis
+    }
+}
+
+impl FileConfig {
+    /// The position in the file of the `i`-th element read of an array section.
+    pub fn at(&self, section: &str, i: usize) -> usize {
+        self.positions.get(section).and_then(|v| v.get(i)).copied().unwrap_or(i)
     }
 }

@@ -38,5 +38,18 @@ pub fn compile(j: &JourneyConfig, p: &mut Problems) -> JourneyDef {
             triggers.push(Trigger { event_type: t.event_type.clone(), to, min_count: t.min_count });
         }
     }
-    JourneyDef::new(j.stages.clone(), triggers, j.lapse_after_days, j.purchase_event.clone())
+    let mut journey = JourneyDef::new(j.stages.clone(), triggers, j.lapse_after_days, j.purchase_event.clone());
+    let (roles, given) = (&mut journey.feature_events, &j.feature_events);
+    for (role, events) in [
+        (&mut roles.page_views, &given.page_views),
+        (&mut roles.product_views, &given.product_views),
+        (&mut roles.carts, &given.carts),
+        (&mut roles.checkouts, &given.checkouts),
+        (&mut roles.advocacy, &given.advocacy),
+    ] {
+        if let Some(events) = events {
+            *role = events.clone();
+        }
+    }
+    journey
 }

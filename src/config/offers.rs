@@ -16,6 +16,7 @@ pub fn compile(file: &FileConfig, p: &mut Problems) -> (Catalogue, Vec<OfferRule
     let mut offers = Vec::new();
     let mut rules = Vec::new();
     for (i, o) in file.offers.iter().enumerate() {
+        let i = file.at("offers", i);
         let entry = format!("offers[{i}]");
         if p.take(check_name(&format!("{entry}.id"), &o.id, 128).map_err(|e| (e.field, e.message))).is_none() {
             continue;

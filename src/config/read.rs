@@ -10,22 +10,59 @@ pub fn read(doc: toml::Table, p: &mut Problems) -> FileConfig {
     for (key, value) in doc {
         let k = key.as_str();
         match k {
-            "server" => set(&mut f.server, one(value, k, p)),
-            "redis" => set(&mut f.redis, one(value, k, p)),
-            "journey" => set(&mut f.journey, one(value, k, p)),
-            "decisions" => set(&mut f.decisions, one(value, k, p)),
-            "models" => set(&mut f.models, one(value, k, p)),
+            "server" => set(&mut f.server, section(value, k, p)),
+            "redis" => set(&mut f.redis, section(value, k, p)),
+            "journey" => set(&mut f.journey, section(value, k, p)),
+            "decisions" => set(&mut f.decisions, section(value, k, p)),
+            "models" => set(&mut f.models, section(value, k, p)),
             "holdout" => f.holdout = one(value, k, p),
             "visit_events" => set(&mut f.visit_events, one(value, k, p)),
-            "segments" => f.segments = each(value, k, p),
-            "offers" => f.offers = each(value, k, p),
-            "contact_policy" => f.contact_policy = each(value, k, p),
-            "fallbacks" => f.fallbacks = each(value, k, p),
-            "experiments" => f.experiments = each(value, k, p),
+            "segments" => f.segments = each(value, k, &mut f.positions, &mut f.unread_ids, p),
+            "offers" => f.offers = each(value, k, &mut f.positions, &mut f.unread_ids, p),
+            "contact_policy" => f.contact_policy = each(value, k, &mut f.positions, &mut f.unread_ids, p),
+            "fallbacks" => f.fallbacks = each(value, k, &mut f.positions, &mut f.unread_ids, p),
+            "experiments" => f.experiments = each(value, k, &mut f.positions, &mut f.unread_ids, p),
             _ => p.add(k, "unknown key"),
         }
     }
     f
+}
+
+/// A section table, read like `one`, except that a value of the wrong type is reported and
+/// left out and the rest of the section is still read: one bad scalar must not reset the whole
+/// section to its defaults (that would report false problems elsewhere, e.g. unknown channels).
+fn section<T: DeserializeOwned>(mut value: toml::Value, path: &str, p: &mut Problems) -> Option<T> {
+    // Bounded: each round removes one key.
+    for _ in 0..64 {
+        let mut trial = Problems::default();
+        if let Some(v) = one::<T>(value.clone(), path, &mut trial) {
+            p.list.extend(trial.list);
+            return Some(v);
+        }
+        let Some((entry, message)) = trial.list.pop() else { return None };
+        let key = entry.strip_prefix(path).and_then(|k| k.strip_prefix('.')).unwrap_or_default();
+        let removed = !key.is_empty() && !key.contains('[') && remove_key(&mut value, key);
+        p.add(entry, message);
+        if !removed {
+            p.list.extend(trial.list);
+            return None;
+        }
+    }
+    None
+}
+
+/// Removes `a.b.c` from nested tables; false when it is not there.
+fn remove_key(value: &mut toml::Value, dotted: &str) -> bool {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let Some(last) = parts.pop() else { return false };
+    let mut at = value;
+    for part in parts {
+        match at.get_mut(part) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at.as_table_mut().is_some_and(|t| t.remove(last).is_some())
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -34,11 +71,33 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// Every element of an array section that reads; the others are problems.
-fn each<T: DeserializeOwned>(value: toml::Value, path: &str, p: &mut Problems) -> Vec<T> {
+/// Every element of an array section that reads; the others are problems. When one does not
+/// read, the file positions of those that do go to `positions`, and its `id` to `unread_ids`.
+fn each<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    positions: &mut std::collections::BTreeMap<String, Vec<usize>>,
+    unread_ids: &mut std::collections::BTreeSet<String>,
+    p: &mut Problems,
+) -> Vec<T> {
     match value {
         toml::Value::Array(items) => {
-            items.into_iter().enumerate().filter_map(|(i, v)| one(v, &format!("{path}[{i}]"), p)).collect()
+            let mut read = Vec::new();
+            let mut at = Vec::new();
+            for (i, v) in items.into_iter().enumerate() {
+                let id = v.get("id").and_then(|id| id.as_str()).map(str::to_string);
+                match one(v, &format!("{path}[{i}]"), p) {
+                    Some(t) => {
+                        read.push(t);
+                        at.push(i);
+                    }
+                    None => unread_ids.extend(id),
+                }
+            }
+            if at.len() != read.len() || at.iter().enumerate().any(|(k, i)| k != *i) {
+                positions.insert(path.to_string(), at);
+            }
+            read
         }
         _ => {
             p.add(path, "must be an array of tables ([[section]])");

@@ -142,3 +142,66 @@ fn default_journey_matches_design() {
     let c = Config::defaults();
     assert_eq!(c.policy.journey, JourneyDef::default_journey());
 }
+
+/// An array element that cannot be read shifts nothing: later problems still name their own
+/// element and line, and references to the unread element are not reported as unknown.
+#[test]
+fn an_unreadable_element_does_not_shift_later_problems() {
+    let src = r#"
+[[offers]]
+id = "broken"
+stages = ["awareness"]
+channels = "web"
+content_ref = "cms://broken"
+
+[[offers]]
+id = "fine"
+stages = ["awareness"]
+channels = ["fax"]
+content_ref = "cms://fine"
+
+[[fallbacks]]
+channel = "web"
+offers = ["broken"]
+"#;
+    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
+    let got: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.entry.as_str(), p.line)).collect();
+    assert_eq!(got, [("offers[0].channels", Some(5)), ("offers[1].channels", Some(11))], "{e}");
+}
+
+/// A bad scalar in a section is reported alone: the section's other settings still apply
+/// (here the custom channel), so offers using them get no false "unknown channel".
+#[test]
+fn a_bad_scalar_does_not_reset_its_section() {
+    let src = r#"
+[decisions]
+channels = ["kiosk"]
+default_limit = "three"
+
+[[offers]]
+id = "a"
+stages = ["awareness"]
+channels = ["kiosk"]
+content_ref = "cms://a"
+"#;
+    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
+    let got: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.entry.as_str(), p.line)).collect();
+    assert_eq!(got, [("decisions.default_limit", Some(4))], "{e}");
+}
+
+/// `[journey.feature_events]` overrides the roles read off the transitions, role by role.
+#[test]
+fn feature_events_can_be_named_explicitly() {
+    let src = r#"
+[journey.feature_events]
+carts = ["checkout_started"]
+checkouts = ["add_to_cart"]
+"#;
+    let c = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap();
+    let roles = &c.policy.journey.feature_events;
+    assert_eq!(
+        (roles.carts.as_slice(), roles.checkouts.as_slice()),
+        (&["checkout_started".to_string()][..], &["add_to_cart".to_string()][..])
+    );
+    assert_eq!(roles.product_views, ["product_view"], "roles not named keep the derived events");
+}

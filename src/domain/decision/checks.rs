@@ -88,11 +88,15 @@ pub enum DropReason {
     NoEligibleOffer,
     /// Suppression only: a degraded answer found no fallback offer for the channel.
     NoFallbackOffer,
+    /// A reason read from a record logged before reasons had codes: its sentence only
+    /// (decoded from a plain string, so older decision logs stay readable and replayable).
+    #[serde(untagged)]
+    Legacy(String),
 }
 
 impl DropReason {
     /// Every code, in declaration order (for tests and documentation).
-    pub const CODES: [&'static str; 16] = [
+    pub const CODES: [&'static str; 17] = [
         "global_holdout",
         "holdout_variant",
         "wrong_channel",
@@ -109,6 +113,7 @@ impl DropReason {
         "below_limit",
         "no_eligible_offer",
         "no_fallback_offer",
+        "legacy",
     ];
 
     /// The stable machine code (snake case), the same as the serialised `code` tag.
@@ -130,6 +135,7 @@ impl DropReason {
             DropReason::BelowLimit => 13,
             DropReason::NoEligibleOffer => 14,
             DropReason::NoFallbackOffer => 15,
+            DropReason::Legacy(_) => 16,
         };
         Self::CODES[i]
     }
@@ -172,6 +178,7 @@ impl fmt::Display for DropReason {
             DropReason::BelowLimit => write!(f, "ranked below the limit"),
             DropReason::NoEligibleOffer => write!(f, "no eligible offer"),
             DropReason::NoFallbackOffer => write!(f, "degraded: no fallback offer for this channel"),
+            DropReason::Legacy(text) => write!(f, "{text}"),
         }
     }
 }
@@ -289,7 +296,7 @@ mod tests {
             DropReason::NoEligibleOffer,
             DropReason::NoFallbackOffer,
         ];
-        assert_eq!(all.len(), DropReason::CODES.len());
+        assert_eq!(all.len() + 1, DropReason::CODES.len(), "every code but legacy");
         for r in &all {
             let json = serde_json::to_value(r).unwrap();
             assert_eq!(json["code"], r.code(), "{r:?}");
@@ -298,5 +305,17 @@ mod tests {
         let unique: std::collections::BTreeSet<_> = DropReason::CODES.iter().collect();
         assert_eq!(unique.len(), DropReason::CODES.len());
         assert_eq!(all[9].to_string(), "capped: shown 2 time(s) in 0.50 day(s)");
+    }
+
+    /// Records logged before reasons had codes held plain sentences: they still decode.
+    #[test]
+    fn plain_string_reasons_of_older_records_decode() {
+        let old: DropReason = serde_json::from_str("\"wrong channel\"").unwrap();
+        assert_eq!(old, DropReason::Legacy("wrong channel".into()));
+        assert_eq!((old.code(), old.to_string().as_str()), ("legacy", "wrong channel"));
+        let candidate: super::super::Candidate =
+            serde_json::from_str(r#"{"offer_id":"a","score":0.0,"dropped":"capped: shown 2 time(s) in 7 day(s)"}"#)
+                .unwrap();
+        assert_eq!(candidate.dropped.unwrap().to_string(), "capped: shown 2 time(s) in 7 day(s)");
     }
 }

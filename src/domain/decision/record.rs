@@ -112,14 +112,18 @@ impl DecisionRecord {
         for c in &self.candidates {
             match replayed.candidates.iter().find(|r| r.offer_id == c.offer_id) {
                 None => diffs.push(format!("candidate {}: no longer a candidate", c.offer_id)),
-                Some(r) if r != c => diffs.push(format!(
-                    "candidate {}: logged score {} ({}), now {} ({})",
-                    c.offer_id,
-                    c.score,
-                    verdict(c),
-                    r.score,
-                    verdict(r)
-                )),
+                // Reasons compare by their sentence: a record logged before reasons had codes
+                // holds the sentence only.
+                Some(r) if r.score != c.score || r.scores != c.scores || verdict(r) != verdict(c) => {
+                    diffs.push(format!(
+                        "candidate {}: logged score {} ({}), now {} ({})",
+                        c.offer_id,
+                        c.score,
+                        verdict(c),
+                        r.score,
+                        verdict(r)
+                    ))
+                }
                 Some(_) => {}
             }
         }

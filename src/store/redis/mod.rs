@@ -94,6 +94,36 @@ enum Source {
 struct LazyCluster {
     client: ClusterClient,
     conn: tokio::sync::OnceCell<ClusterConnection>,
+    /// The connection attempt in progress. It runs in its own task, shared by the callers
+    /// waiting for it, so a caller's timeout cancels only its wait, never the attempt (which
+    /// may need longer than one command's budget when a seed node does not answer).
+    attempt: std::sync::Mutex<Option<Attempt>>,
+}
+
+type Attempt = futures::future::Shared<futures::future::BoxFuture<'static, Result<ClusterConnection, String>>>;
+
+impl LazyCluster {
+    /// The connection, made by a shared background attempt the first time (and again after
+    /// an attempt failed).
+    async fn get(&self) -> Result<ClusterConnection, String> {
+        use futures::FutureExt;
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let attempt = {
+            let mut slot = self.attempt.lock().unwrap_or_else(|e| e.into_inner());
+            let failed = slot.as_ref().is_some_and(|a| matches!(a.peek(), Some(Err(_))));
+            if slot.is_none() || failed {
+                let client = self.client.clone();
+                let task = tokio::spawn(async move { client.get_async_connection().await.map_err(|e| e.to_string()) });
+                *slot = Some(async move { task.await.map_err(|e| e.to_string())? }.boxed().shared());
+            }
+            slot.clone().expect("an attempt was just made")
+        };
+        let c = attempt.await?;
+        let _ = self.conn.set(c.clone());
+        Ok(c)
+    }
 }
 
 /// The Redis-backed store.
@@ -123,11 +153,18 @@ pub fn classify(e: RedisError) -> StoreError {
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ReadOnly
+                    // Still redirected after the client's retries: a resharding in progress.
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
             ),
-            // A long script of another client holds the server, or it is out of memory.
-            ErrorKind::Extension => matches!(e.code(), Some("BUSY" | "OOM")),
+            // A long script of another client holds the server; it is out of memory; it cannot
+            // persist or reach its replicas; our credentials were revoked.
+            ErrorKind::Extension => matches!(e.code(), Some("BUSY" | "OOM" | "MISCONF" | "NOREPLICAS" | "NOAUTH")),
             _ => false,
-        };
+        }
+        // Out of connection slots, or out of memory inside a script (Redis 6 wraps it in ERR).
+        || e.to_string().contains("max number of clients")
+        || e.to_string().contains("OOM command not allowed");
     if unreachable { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
 }
 
@@ -152,7 +189,11 @@ impl RedisStore {
                 .map_err(bad_client)?;
             // Build the slot-tag table now rather than on the first request.
             keys::warm_slot_tags();
-            Source::Cluster(Box::new(LazyCluster { client, conn: tokio::sync::OnceCell::new() }))
+            Source::Cluster(Box::new(LazyCluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+                attempt: std::sync::Mutex::new(None),
+            }))
         } else {
             let client = redis::Client::open(cfg.url.as_str()).map_err(bad_client)?;
             let config = ConnectionManagerConfig::new()
@@ -181,13 +222,12 @@ impl RedisStore {
         match &self.source {
             Source::Single(c) => Ok(Conn::Single(c.clone())),
             Source::Cluster(lazy) => {
-                // A failed attempt leaves the cell empty, so the next call tries again.
+                // A failed attempt is replaced by a new one on the next call.
                 let c = lazy
-                    .conn
-                    .get_or_try_init(|| lazy.client.get_async_connection())
+                    .get()
                     .await
                     .map_err(|e| StoreError::Unavailable(format!("cannot connect to the cluster: {e}")))?;
-                Ok(Conn::Cluster(c.clone()))
+                Ok(Conn::Cluster(c))
             }
         }
     }
@@ -417,6 +457,17 @@ mod tests {
             ("cluster down", server_error("-CLUSTERDOWN The cluster is down\r\n"), true),
             ("try again", server_error("-TRYAGAIN Multiple keys request during rehashing\r\n"), true),
             ("busy script", server_error("-BUSY Redis is busy running a script\r\n"), true),
+            ("oom", server_error("-OOM command not allowed when used memory > 'maxmemory'.\r\n"), true),
+            ("misconf", server_error("-MISCONF Redis is configured to save RDB snapshots\r\n"), true),
+            ("no replicas", server_error("-NOREPLICAS Not enough good replicas to write\r\n"), true),
+            ("noauth", server_error("-NOAUTH Authentication required.\r\n"), true),
+            ("max clients", server_error("-ERR max number of clients reached\r\n"), true),
+            (
+                "oom in a script",
+                server_error("-ERR Error running script: OOM command not allowed when used memory > 'maxmemory'\r\n"),
+                true,
+            ),
+            ("moved", server_error("-MOVED 3999 127.0.0.1:6381\r\n"), true),
             (
                 "wrong type",
                 server_error("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
