@@ -79,7 +79,7 @@ pub fn cross_validate(x: &Array2<f64>, y: &[bool], k: usize, params: &Irls, seed
     let folds = stratified_folds(y, k, seed);
     let mut oof = vec![0.0; y.len()];
     let mut fold_aucs = Vec::new();
-    let bar = crate::progress::steps(k as u64, "cross-validation");
+    let bar = crate::progress::steps(k as u64, "cross-validation folds");
     for f in 0..k {
         let train: Vec<usize> = (0..y.len()).filter(|&i| folds[i] != f).collect();
         let test: Vec<usize> = (0..y.len()).filter(|&i| folds[i] == f).collect();
@@ -108,8 +108,11 @@ pub struct Fitted {
 
 /// Standardises `x` in place and fits.
 pub fn fit(x: &mut Array2<f64>, y: &[bool], params: &Irls) -> anyhow::Result<Fitted> {
+    let bar = crate::progress::spinner(&format!("fitting on {} rows", y.len()));
     let scaling = standardise(x);
-    let fit = fit_scaled(x, y, params).context("the final fit")?;
+    let fit = fit_scaled(x, y, params).context("the final fit");
+    bar.finish_and_clear();
+    let fit = fit?;
     Ok(Fitted { fit, scaling })
 }
 
