@@ -154,7 +154,7 @@ pub fn html(a: &ModelArtifact, eval: &Evaluation, eval_name: &str) -> String {
     let coefs: String = coefs.iter().map(|(n, c)| format!("<tr><td>{}</td><td>{c:+.4}</td></tr>", esc(n))).collect();
     format!(
         r##"<!doctype html><html><head><meta charset="utf-8"><title>{name} {version}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} figure{{display:inline-block;margin:0 1em 1em 0}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ddd;padding:2px 8px;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1240px}} figure{{display:inline-block;margin:0 1em 1em 0}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ddd;padding:2px 8px;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
 <h1>Model {name}</h1>
 <p>version <b>{version}</b> · target: {target} · trained on: {window} · data fingerprint {fp} · created {created}</p>
 <h2>Evaluation on the {eval_name} ({rows} rows, base rate {base:.4})</h2>
