@@ -293,8 +293,7 @@ pub fn fit_view(params: &Irls, x: ArrayView2<f64>, y: &[bool]) -> Result<IrlsFit
         }
         // Converged: the step is below the tolerance, or the predicted decrease is below what
         // the objective's rounding can show (no line search can tell such steps apart).
-        if step.iter().fold(0.0f64, |m, v| m.max(v.abs())) < params.tol
-            || decrement <= 1e-13 * (1.0 + objective.abs())
+        if step.iter().fold(0.0f64, |m, v| m.max(v.abs())) < params.tol || decrement <= 1e-13 * (1.0 + objective.abs())
         {
             beta += &step;
             return Ok(IrlsFit {

@@ -380,7 +380,9 @@ fn fit_table(
     let imputed: BTreeMap<&String, serde_json::Value> = t
         .imputed
         .iter()
-        .map(|(k, v)| (k, serde_json::json!({"missing": v.missing, "value": v.value, "indicator": format!("{k}_missing")})))
+        .map(|(k, v)| {
+            (k, serde_json::json!({"missing": v.missing, "value": v.value, "indicator": format!("{k}_missing")}))
+        })
         .collect();
     p.insert("imputed".to_string(), serde_json::json!(imputed));
     let fp = fingerprint(csv_path)?;
@@ -589,24 +591,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             report,
             folds_out,
             max_bad_rows,
-        } => {
-            fit_table(
-                &csv,
-                &label,
-                &drop,
-                filter.as_deref(),
-                delimiter,
-                max_levels,
-                cv,
-                c,
-                seed,
-                &name,
-                &out,
-                report.as_deref(),
-                folds_out.as_deref(),
-                max_bad_rows,
-            )?
-        }
+        } => fit_table(
+            &csv,
+            &label,
+            &drop,
+            filter.as_deref(),
+            delimiter,
+            max_levels,
+            cv,
+            c,
+            seed,
+            &name,
+            &out,
+            report.as_deref(),
+            folds_out.as_deref(),
+            max_bad_rows,
+        )?,
         Command::Publish { store, model, events, force } => publish(&store, &model, events.as_deref(), force).await?,
         Command::Rollback { store, name } => {
             let s = open_store(&store).await?;

@@ -171,7 +171,8 @@ pub fn read(path: &Path, opts: &Options, bad: &mut BadRows) -> anyhow::Result<Ta
             }
             encodings.insert(name.clone(), counts.keys().map(|k| k.to_string()).collect::<Vec<_>>());
         } else if missing > 0 {
-            let mut values: Vec<f64> = rows.iter().filter_map(|r| r.3[c].parse::<f64>().ok()).filter(|v| v.is_finite()).collect();
+            let mut values: Vec<f64> =
+                rows.iter().filter_map(|r| r.3[c].parse::<f64>().ok()).filter(|v| v.is_finite()).collect();
             let m = if values.is_empty() { 0.0 } else { median(&mut values) };
             fill.insert(c, m.to_string());
             imputed.insert(name.clone(), Imputed { missing, value: m.to_string() });

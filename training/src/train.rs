@@ -1,10 +1,10 @@
 //! Fitting: standardisation, the IRLS solver, stratified cross-validation, time-based
 //! holdouts, and the artifact.
 use crate::irls::{Irls, IrlsFit};
+use crate::metrics::{Evaluation, evaluate};
 use anyhow::Context;
 use linfa::dataset::DatasetBase;
 use linfa::traits::Fit;
-use crate::metrics::{Evaluation, evaluate};
 use ndarray::{Array2, ArrayView1, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

@@ -44,8 +44,19 @@ fn a_fit_that_does_not_converge_exits_1_and_writes_nothing() {
     let (out, report) = (dir.path().join("m.json"), dir.path().join("r.html"));
     for cv in ["0", "3"] {
         let o = train(&[
-            "fit-table", "--csv", path(&csv), "--label", "y", "--c", "1e12", "--cv", cv, "--out", path(&out),
-            "--report", path(&report),
+            "fit-table",
+            "--csv",
+            path(&csv),
+            "--label",
+            "y",
+            "--c",
+            "1e12",
+            "--cv",
+            cv,
+            "--out",
+            path(&out),
+            "--report",
+            path(&report),
         ]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "--cv {cv}: {err}");
@@ -72,8 +83,19 @@ fn folds_point_at_input_rows_and_gaps_are_reported() {
     std::fs::write(&csv, text).unwrap();
     let (out, folds) = (dir.path().join("m.json"), dir.path().join("folds.csv"));
     let o = train(&[
-        "fit-table", "--csv", path(&csv), "--label", "y", "--where", "seg=A", "--cv", "3", "--out", path(&out),
-        "--folds-out", path(&folds),
+        "fit-table",
+        "--csv",
+        path(&csv),
+        "--label",
+        "y",
+        "--where",
+        "seg=A",
+        "--cv",
+        "3",
+        "--out",
+        path(&out),
+        "--folds-out",
+        path(&folds),
     ]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
