@@ -113,12 +113,17 @@ pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>>
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = crate::progress::bytes(size, &format!("reading {}", path.display()));
     // The bar counts the bytes on disk (compressed or not), which is what its total is.
-    let reader = BufReader::new(
+    let mut reader = BufReader::new(
         touchpoint::io::maybe_gunzip(bar.wrap_read(file)).with_context(|| format!("reading {}", path.display()))?,
     );
     let mut events = Vec::new();
     if touchpoint::io::without_gz(path).extension().is_some_and(|e| e == "csv") {
-        let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        // The delimiter (`,` `;` tab `|`) from the header line, which then goes back in front.
+        let mut header = String::new();
+        reader.read_line(&mut header).with_context(|| format!("reading {}", path.display()))?;
+        let delimiter = detect_delimiter(&header);
+        let reader = std::io::Read::chain(std::io::Cursor::new(header.into_bytes()), reader);
+        let mut csv = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).from_reader(reader);
         let headers = csv.headers()?.clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
         let (Some(id), Some(user), Some(kind), Some(ts)) =
@@ -202,6 +207,16 @@ pub fn fingerprint(path: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_logs_with_semicolons_read_like_commas() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        std::fs::write(&a, "event_id,user_id,event_type,timestamp,value\ne1,u,purchase,5,3\n").unwrap();
+        std::fs::write(&b, "event_id;user_id;event_type;timestamp;value\ne1;u;purchase;5;3\n").unwrap();
+        let mut bad = BadRows::new(0);
+        assert_eq!(read_events(&a, &mut bad).unwrap(), read_events(&b, &mut bad).unwrap());
+    }
 
     #[test]
     fn delimiters_are_detected_from_the_header() {
