@@ -18,7 +18,11 @@ with (gzip.open if data.endswith(".gz") else open)(data, "rt", newline="") as f:
     df = pd.read_csv(f)
 y = df.pop("Revenue").astype(str).str.upper().eq("TRUE").to_numpy()
 X = pd.get_dummies(df.astype({"Weekend": str}), columns=["Month", "VisitorType", "Weekend"]).astype(float).to_numpy()
-folds = pd.read_csv(folds_csv)["fold"].to_numpy()
+# folds.csv `row` is the 1-based data row of the input file: align on it (rows the trainer
+# skipped are absent from it).
+fo = pd.read_csv(folds_csv)
+X, y = X[fo["row"].to_numpy() - 1], y[fo["row"].to_numpy() - 1]
+folds = fo["fold"].to_numpy()
 
 def cv(fold_of):
     aucs = []

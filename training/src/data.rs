@@ -43,6 +43,48 @@ impl BadRows {
     }
 }
 
+/// The delimiters detection chooses from.
+pub const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// The delimiter of a CSV file from its header line: the most frequent of `,` `;` tab `|`
+/// outside double quotes (`,` when none occurs: a one-column file).
+pub fn detect_delimiter(header: &str) -> u8 {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for b in header.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
+            counts[i] += 1;
+        }
+    }
+    // max_by_key keeps the last maximum: reverse so that ties go to the earlier (`,` first).
+    let (i, n) = counts.iter().enumerate().rev().max_by_key(|(_, n)| **n).expect("four candidates");
+    if *n == 0 { b',' } else { DELIMITERS[i] }
+}
+
+/// Opens a CSV file (plain or gzip-compressed) with a progress bar on the bytes read, fields
+/// trimmed, the delimiter given or detected from the header line; returns the delimiter used.
+pub fn open_csv(
+    path: &Path,
+    delimiter: Option<u8>,
+) -> anyhow::Result<(csv::Reader<Box<dyn std::io::Read + Send>>, u8)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = crate::progress::bytes(size, &format!("reading {}", path.display()));
+    let mut reader = BufReader::new(
+        touchpoint::io::maybe_gunzip(bar.wrap_read(file)).with_context(|| format!("reading {}", path.display()))?,
+    );
+    let mut header = String::new();
+    reader.read_line(&mut header).with_context(|| format!("reading the header line of {}", path.display()))?;
+    let delimiter = delimiter.unwrap_or_else(|| detect_delimiter(&header));
+    // The header line goes back in front of the rest for the CSV reader.
+    let rest: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(header.into_bytes()).chain(reader));
+    let csv = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).delimiter(delimiter).from_reader(rest);
+    Ok((csv, delimiter))
+}
+
 /// A date (`YYYY-MM-DD`, midnight UTC), an RFC 3339 time, or milliseconds since the epoch.
 pub fn parse_time(s: &str) -> anyhow::Result<Millis> {
     let s = s.trim();
@@ -71,12 +113,17 @@ pub fn read_events(path: &Path, bad: &mut BadRows) -> anyhow::Result<Vec<Event>>
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = crate::progress::bytes(size, &format!("reading {}", path.display()));
     // The bar counts the bytes on disk (compressed or not), which is what its total is.
-    let reader = BufReader::new(
+    let mut reader = BufReader::new(
         touchpoint::io::maybe_gunzip(bar.wrap_read(file)).with_context(|| format!("reading {}", path.display()))?,
     );
     let mut events = Vec::new();
     if touchpoint::io::without_gz(path).extension().is_some_and(|e| e == "csv") {
-        let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        // The delimiter (`,` `;` tab `|`) from the header line, which then goes back in front.
+        let mut header = String::new();
+        reader.read_line(&mut header).with_context(|| format!("reading {}", path.display()))?;
+        let delimiter = detect_delimiter(&header);
+        let reader = std::io::Read::chain(std::io::Cursor::new(header.into_bytes()), reader);
+        let mut csv = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter).from_reader(reader);
         let headers = csv.headers()?.clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
         let (Some(id), Some(user), Some(kind), Some(ts)) =
@@ -160,6 +207,26 @@ pub fn fingerprint(path: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_logs_with_semicolons_read_like_commas() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        std::fs::write(&a, "event_id,user_id,event_type,timestamp,value\ne1,u,purchase,5,3\n").unwrap();
+        std::fs::write(&b, "event_id;user_id;event_type;timestamp;value\ne1;u;purchase;5;3\n").unwrap();
+        let mut bad = BadRows::new(0);
+        assert_eq!(read_events(&a, &mut bad).unwrap(), read_events(&b, &mut bad).unwrap());
+    }
+
+    #[test]
+    fn delimiters_are_detected_from_the_header() {
+        assert_eq!(detect_delimiter("age;job;marital;\"y\"\n"), b';');
+        assert_eq!(detect_delimiter("a\tb\tc"), b'\t');
+        assert_eq!(detect_delimiter("a|b|c"), b'|');
+        assert_eq!(detect_delimiter("a,b,c"), b',');
+        assert_eq!(detect_delimiter("\"x;y\",b,c"), b',', "delimiters inside quotes do not count");
+        assert_eq!(detect_delimiter("single"), b',');
+    }
 
     #[test]
     fn times() {

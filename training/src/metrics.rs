@@ -17,9 +17,10 @@ pub struct Evaluation {
     pub brier: f64,
     /// Observed rate in the top-scored tenth over the base rate.
     pub lift_top_decile: f64,
-    /// Deciles of predicted probability, lowest first.
+    /// Deciles of predicted probability, lowest first (tied scores shared out, see `evaluate`).
     pub calibration: Vec<Decile>,
-    /// (false positive rate, true positive rate), at most ~200 points.
+    /// (false positive rate, true positive rate) at distinct score thresholds, highest first,
+    /// from (0, 0) to (1, 1); at most ~200 points.
     pub roc: Vec<(f64, f64)>,
 }
 
@@ -61,32 +62,50 @@ pub fn evaluate(p: &[f64], y: &[bool]) -> Evaluation {
     let brier = p.iter().zip(y).map(|(p, y)| (p - yf(*y)).powi(2)).sum::<f64>() / n.max(1) as f64;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    // Runs of tied scores (in `order`): a model cannot rank rows with equal scores, so no
+    // statistic may depend on the order they were sorted in.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // (start, end, positives)
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && p[order[j]] == p[order[i]] {
+            j += 1;
+        }
+        runs.push((i, j, order[i..j].iter().filter(|&&k| y[k]).count()));
+        i = j;
+    }
+    // Deciles by rank; a run that straddles a decile boundary is shared out in proportion to
+    // its rows in each decile, with its average outcome (the expectation over tie orders).
     let calibration: Vec<Decile> = (0..10)
         .map(|d| {
             let (lo, hi) = (d * n / 10, (d + 1) * n / 10);
-            let part = &order[lo..hi];
-            let c = part.len().max(1) as f64;
-            Decile {
-                mean_predicted: part.iter().map(|&i| p[i]).sum::<f64>() / c,
-                observed_rate: part.iter().filter(|&&i| y[i]).count() as f64 / c,
-                count: part.len(),
+            let (mut predicted, mut observed) = (0.0, 0.0);
+            for &(a, b, pos) in &runs {
+                let overlap = b.min(hi).saturating_sub(a.max(lo)) as f64;
+                if overlap > 0.0 {
+                    predicted += overlap * p[order[a]];
+                    observed += overlap * pos as f64 / (b - a) as f64;
+                }
             }
+            let c = (hi - lo).max(1) as f64;
+            Decile { mean_predicted: predicted / c, observed_rate: observed / c, count: hi - lo }
         })
         .collect();
     let lift_top_decile = if base_rate > 0.0 { calibration[9].observed_rate / base_rate } else { f64::NAN };
-    // ROC points, from the highest score down.
+    // ROC points, from the highest score down: one point per distinct score (a threshold
+    // between tied rows does not exist), thinned to about 200 points.
     let (pos, neg) = (base_rate * n as f64, (1.0 - base_rate) * n as f64);
     let mut roc = vec![(0.0, 0.0)];
     let (mut tp, mut fp) = (0.0, 0.0);
     let every = (n / 200).max(1);
-    for (k, &i) in order.iter().rev().enumerate() {
-        if y[i] {
-            tp += 1.0
-        } else {
-            fp += 1.0
-        }
-        if k % every == 0 || k + 1 == n {
+    let mut since = 0;
+    for (k, &(a, b, positives)) in runs.iter().rev().enumerate() {
+        tp += positives as f64;
+        fp += (b - a - positives) as f64;
+        since += b - a;
+        if since >= every || k + 1 == runs.len() {
             roc.push((fp / neg.max(1.0), tp / pos.max(1.0)));
+            since = 0;
         }
     }
     Evaluation { rows: n, base_rate, auc: auc(p, y), log_loss, brier, lift_top_decile, calibration, roc }
@@ -150,5 +169,34 @@ mod tests {
         assert_eq!(e.calibration.iter().map(|d| d.count).sum::<usize>(), 1000);
         assert_eq!(e.roc.first(), Some(&(0.0, 0.0)));
         assert_eq!(e.roc.last(), Some(&(1.0, 1.0)));
+    }
+
+    /// A constant model ranks nothing: AUC 0.5, the ROC is the diagonal, every decile shows the
+    /// base rate and the top-decile lift is 1, whatever order the rows come in.
+    #[test]
+    fn a_constant_model_is_no_better_than_chance() {
+        let y: Vec<bool> = (0..1000).map(|i| i % 7 == 0 || i > 900).collect();
+        let e = evaluate(&vec![0.3; 1000], &y);
+        assert_eq!(e.auc, 0.5);
+        assert_eq!(e.roc, [(0.0, 0.0), (1.0, 1.0)]);
+        assert!((e.lift_top_decile - 1.0).abs() < 1e-12, "{}", e.lift_top_decile);
+        for d in &e.calibration {
+            assert!((d.observed_rate - e.base_rate).abs() < 1e-12 && (d.mean_predicted - 0.3).abs() < 1e-12, "{d:?}");
+        }
+    }
+
+    /// One ROC point per distinct score; a tie group across a decile boundary is shared out.
+    #[test]
+    fn ties_make_one_roc_point_and_are_shared_between_deciles() {
+        // 20 rows: 10 at 0.9 (6 positive), 10 at 0.1 (1 positive).
+        let p: Vec<f64> = (0..20).map(|i| if i < 10 { 0.9 } else { 0.1 }).collect();
+        let y: Vec<bool> = (0..20).map(|i| i < 6 || i == 10).collect();
+        let e = evaluate(&p, &y);
+        assert_eq!(e.roc, [(0.0, 0.0), (4.0 / 13.0, 6.0 / 7.0), (1.0, 1.0)]);
+        assert!((e.calibration[9].observed_rate - 0.6).abs() < 1e-12);
+        assert!((e.lift_top_decile - 0.6 / 0.35).abs() < 1e-12);
+        // The area under the drawn polyline is the AUC.
+        let area: f64 = e.roc.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+        assert!((area - e.auc).abs() < 1e-12, "{area} vs {}", e.auc);
     }
 }

@@ -11,8 +11,8 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// A square chart with axes 0..1 (x) and 0..y_max (y).
-fn chart(title: &str, x_label: &str, y_label: &str, y_max: f64, body: &str) -> String {
+/// A square chart with axes 0..x_max (x) and 0..y_max (y), ticks in data units.
+fn chart(title: &str, x_label: &str, y_label: &str, x_max: f64, y_max: f64, body: &str) -> String {
     let mut s = format!(
         r##"<figure><svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">
 <rect x="{PAD}" y="10" width="{W}" height="{H}" fill="none" stroke="#999"/>"##,
@@ -23,10 +23,11 @@ fn chart(title: &str, x_label: &str, y_label: &str, y_max: f64, body: &str) -> S
         let f = i as f64 / 4.0;
         let (x, y) = (PAD + f * W, 10.0 + H - f * H);
         s += &format!(
-            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#ccc"/><text x="{x}" y="{}" text-anchor="middle">{f:.2}</text>"##,
+            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#ccc"/><text x="{x}" y="{}" text-anchor="middle">{:.2}</text>"##,
             10.0 + H,
             14.0 + H,
-            26.0 + H
+            26.0 + H,
+            f * x_max
         );
         s += &format!(r##"<text x="{}" y="{}" text-anchor="end">{:.2}</text>"##, PAD - 4.0, y + 4.0, f * y_max);
     }
@@ -42,15 +43,16 @@ fn chart(title: &str, x_label: &str, y_label: &str, y_max: f64, body: &str) -> S
     s
 }
 
-fn point(x: f64, y: f64, y_max: f64) -> (f64, f64) {
-    (PAD + x.clamp(0.0, 1.0) * W, 10.0 + H - (y / y_max).clamp(0.0, 1.0) * H)
+/// SVG coordinates of the data point (x, y) on axes 0..x_max and 0..y_max.
+fn point(x: f64, y: f64, x_max: f64, y_max: f64) -> (f64, f64) {
+    (PAD + (x / x_max).clamp(0.0, 1.0) * W, 10.0 + H - (y / y_max).clamp(0.0, 1.0) * H)
 }
 
-fn polyline(points: &[(f64, f64)], y_max: f64, color: &str) -> String {
+fn polyline(points: &[(f64, f64)], x_max: f64, y_max: f64, color: &str) -> String {
     let pts: Vec<String> = points
         .iter()
         .map(|(x, y)| {
-            let (a, b) = point(*x, *y, y_max);
+            let (a, b) = point(*x, *y, x_max, y_max);
             format!("{a:.1},{b:.1}")
         })
         .collect();
@@ -58,34 +60,38 @@ fn polyline(points: &[(f64, f64)], y_max: f64, color: &str) -> String {
 }
 
 pub fn roc_svg(e: &Evaluation) -> String {
-    let diagonal = polyline(&[(0.0, 0.0), (1.0, 1.0)], 1.0, "#bbb");
+    let diagonal = polyline(&[(0.0, 0.0), (1.0, 1.0)], 1.0, 1.0, "#bbb");
     chart(
         &format!("ROC curve (AUC {:.4})", e.auc),
         "false positive rate",
         "true positive rate",
         1.0,
-        &(diagonal + &polyline(&e.roc, 1.0, "#1f77b4")),
+        1.0,
+        &(diagonal + &polyline(&e.roc, 1.0, 1.0, "#1f77b4")),
     )
 }
 
+/// Observed rate against mean predicted probability by decile, both axes on the same
+/// 0..max scale (zoomed to the data), so the ideal y = x is the square's diagonal.
 pub fn calibration_svg(e: &Evaluation) -> String {
     let top = e.calibration.iter().map(|d| d.mean_predicted.max(d.observed_rate)).fold(0.0f64, f64::max).max(0.05);
-    let y_max = (top * 1.1).min(1.0);
-    let ideal = polyline(&[(0.0, 0.0), (y_max, y_max)], y_max, "#bbb");
-    let pts: Vec<(f64, f64)> = e.calibration.iter().map(|d| (d.mean_predicted / y_max, d.observed_rate)).collect();
+    let max = (top * 1.1).min(1.0);
+    let ideal = polyline(&[(0.0, 0.0), (max, max)], max, max, "#bbb");
+    let pts: Vec<(f64, f64)> = e.calibration.iter().map(|d| (d.mean_predicted, d.observed_rate)).collect();
     let dots: String = pts
         .iter()
         .map(|(x, y)| {
-            let (a, b) = point(*x, *y, y_max);
+            let (a, b) = point(*x, *y, max, max);
             format!(r##"<circle cx="{a:.1}" cy="{b:.1}" r="3.5" fill="#d62728"/>"##)
         })
         .collect();
     chart(
-        &format!("Calibration by decile (x: mean predicted, scaled to {y_max:.2})"),
-        "mean predicted / x max",
+        "Calibration by decile (grey: perfectly calibrated)",
+        "mean predicted probability",
         "observed rate",
-        y_max,
-        &(ideal + &polyline(&pts, y_max, "#d62728") + &dots),
+        max,
+        max,
+        &(ideal + &polyline(&pts, max, max, "#d62728") + &dots),
     )
 }
 
@@ -108,15 +114,16 @@ pub fn lift_svg(e: &Evaluation) -> String {
             (l / y_max) * H
         );
     }
-    let (_, one) = point(0.0, 1.0, y_max);
+    let (_, one) = point(0.0, 1.0, 1.0, y_max);
     body += &format!(
         r##"<line x1="{PAD}" y1="{one:.1}" x2="{}" y2="{one:.1}" stroke="#555" stroke-dasharray="4"/>"##,
         PAD + W
     );
     chart(
         &format!("Lift by decile, best first (top decile {:.2})", e.lift_top_decile),
-        "decile of predicted score (best first)",
+        "share of rows, best scores first",
         "lift over base rate",
+        1.0,
         y_max,
         &body,
     )
@@ -147,7 +154,7 @@ pub fn html(a: &ModelArtifact, eval: &Evaluation, eval_name: &str) -> String {
     let coefs: String = coefs.iter().map(|(n, c)| format!("<tr><td>{}</td><td>{c:+.4}</td></tr>", esc(n))).collect();
     format!(
         r##"<!doctype html><html><head><meta charset="utf-8"><title>{name} {version}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} figure{{display:inline-block;margin:0 1em 1em 0}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ddd;padding:2px 8px;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1240px}} figure{{display:inline-block;margin:0 1em 1em 0}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ddd;padding:2px 8px;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
 <h1>Model {name}</h1>
 <p>version <b>{version}</b> · target: {target} · trained on: {window} · data fingerprint {fp} · created {created}</p>
 <h2>Evaluation on the {eval_name} ({rows} rows, base rate {base:.4})</h2>
@@ -175,4 +182,42 @@ pub fn html(a: &ModelArtifact, eval: &Evaluation, eval_name: &str) -> String {
         deciles = metrics_table(eval),
         intercept = a.intercept,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::evaluate;
+
+    fn polylines(svg: &str) -> Vec<&str> {
+        svg.split(r#"points=""#).skip(1).map(|s| &s[..s.find('"').unwrap()]).collect()
+    }
+
+    /// A constant model's ROC curve is drawn exactly on the chance diagonal.
+    #[test]
+    fn a_constant_model_draws_the_diagonal() {
+        let y: Vec<bool> = (0..500).map(|i| i % 5 == 0).collect();
+        let svg = roc_svg(&evaluate(&vec![0.2; 500], &y));
+        let lines = polylines(&svg);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], "40.0,330.0 360.0,10.0", "the diagonal, corner to corner");
+        assert_eq!(lines[1], lines[0], "the model's curve is the diagonal");
+        assert!(svg.contains("AUC 0.5000"));
+    }
+
+    /// The calibration diagonal runs from the origin to the top-right corner (it used to stop
+    /// at x = max², inside the chart), and a decile is drawn at its data coordinates.
+    #[test]
+    fn calibration_diagonal_ends_in_the_corner() {
+        let p: Vec<f64> = (0..1000).map(|i| i as f64 / 5000.0).collect();
+        let y: Vec<bool> = (0..1000).map(|i| i % 10 == 0).collect();
+        let e = evaluate(&p, &y);
+        let svg = calibration_svg(&e);
+        assert_eq!(polylines(&svg)[0], "40.0,330.0 360.0,10.0");
+        let max = (e.calibration.iter().map(|d| d.mean_predicted.max(d.observed_rate)).fold(0.0f64, f64::max) * 1.1)
+            .clamp(0.055, 1.0);
+        let d = &e.calibration[9];
+        let (a, b) = point(d.mean_predicted, d.observed_rate, max, max);
+        assert!(svg.contains(&format!(r#"cx="{a:.1}" cy="{b:.1}""#)), "{svg}");
+    }
 }

@@ -1,8 +1,11 @@
 //! Fitting: standardisation, the IRLS solver, stratified cross-validation, time-based
 //! holdouts, and the artifact.
-use crate::irls::{Irls, IrlsFit, fit_view};
+use crate::irls::{Irls, IrlsFit};
 use crate::metrics::{Evaluation, evaluate};
-use ndarray::{Array2, Axis};
+use anyhow::Context;
+use linfa::dataset::DatasetBase;
+use linfa::traits::Fit;
+use ndarray::{Array2, ArrayView1, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -38,6 +41,12 @@ pub fn apply_scaling(x: &mut Array2<f64>, s: &Scaling) {
     }
 }
 
+/// Fits through linfa's `Dataset` and `Fit` (borrowed views: no copy of the matrix). A fit
+/// that does not converge is an error, so no caller can turn it into an artifact.
+pub fn fit_scaled(x_scaled: &Array2<f64>, y: &[bool], params: &Irls) -> Result<IrlsFit, crate::irls::IrlsError> {
+    params.fit(&DatasetBase::new(x_scaled.view(), ArrayView1::from(y)))
+}
+
 pub fn predict(fit: &IrlsFit, x_scaled: &Array2<f64>) -> Vec<f64> {
     fit.predict_proba(&x_scaled.view()).to_vec()
 }
@@ -70,14 +79,14 @@ pub fn cross_validate(x: &Array2<f64>, y: &[bool], k: usize, params: &Irls, seed
     let folds = stratified_folds(y, k, seed);
     let mut oof = vec![0.0; y.len()];
     let mut fold_aucs = Vec::new();
-    let bar = crate::progress::steps(k as u64, "cross-validation");
+    let bar = crate::progress::steps(k as u64, "cross-validation folds");
     for f in 0..k {
         let train: Vec<usize> = (0..y.len()).filter(|&i| folds[i] != f).collect();
         let test: Vec<usize> = (0..y.len()).filter(|&i| folds[i] == f).collect();
         let mut xt = x.select(Axis(0), &train);
         let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
         let scaling = standardise(&mut xt);
-        let fit = fit_view(params, xt.view(), &yt)?;
+        let fit = fit_scaled(&xt, &yt, params).with_context(|| format!("cross-validation fold {} of {k}", f + 1))?;
         let mut xv = x.select(Axis(0), &test);
         apply_scaling(&mut xv, &scaling);
         let p = predict(&fit, &xv);
@@ -99,11 +108,11 @@ pub struct Fitted {
 
 /// Standardises `x` in place and fits.
 pub fn fit(x: &mut Array2<f64>, y: &[bool], params: &Irls) -> anyhow::Result<Fitted> {
+    let bar = crate::progress::spinner(&format!("fitting on {} rows", y.len()));
     let scaling = standardise(x);
-    let fit = fit_view(params, x.view(), y)?;
-    if !fit.converged {
-        eprintln!("warning: the solver stopped after {} iterations without converging", fit.iterations);
-    }
+    let fit = fit_scaled(x, y, params).context("the final fit");
+    bar.finish_and_clear();
+    let fit = fit?;
     Ok(Fitted { fit, scaling })
 }
 
