@@ -134,6 +134,7 @@ pub fn artifact(info: ArtifactInfo, fitted: &Fitted) -> ModelArtifact {
         encodings: info.encodings,
         intercept: fitted.fit.intercept,
         coefficients: fitted.fit.coefficients.to_vec(),
+        trees: vec![],
         params: info.params,
         metrics: info.metrics.into_iter().filter(|(_, v)| v.is_finite()).collect(),
     }
