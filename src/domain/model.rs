@@ -96,11 +96,7 @@ impl ModelArtifact {
             return Err(format!("a gbdt model with {} coefficients (trees only)", self.coefficients.len()));
         }
         if self.scaling.mean.len() != n || self.scaling.std.len() != n {
-            return Err(format!(
-                "{n} features but {} means, {} stds",
-                self.scaling.mean.len(),
-                self.scaling.std.len()
-            ));
+            return Err(format!("{n} features but {} means, {} stds", self.scaling.mean.len(), self.scaling.std.len()));
         }
         if !self.intercept.is_finite() {
             return Err("non-finite base score (intercept)".into());

@@ -360,7 +360,8 @@ pub fn fit(x: &Array2<f64>, y: &[bool], p: &Params) -> Result<GbdtFit, String> {
             grad[i] = q - f64::from(u8::from(yt[i]));
             hess[i] = (q * (1.0 - q)).max(1e-16);
         }
-        let grower = Grower { bins: &bins, n_bins: edges.iter().map(|e| e.len() + 1).collect(), grad: &grad, hess: &hess, p };
+        let grower =
+            Grower { bins: &bins, n_bins: edges.iter().map(|e| e.len() + 1).collect(), grad: &grad, hess: &hess, p };
         let (nodes, leaves) = grower.grow((0..yt.len() as u32).collect());
         for (rows, v) in &leaves {
             for &r in rows {
