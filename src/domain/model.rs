@@ -5,27 +5,34 @@ use super::trees::{self, Compiled, Tree};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Per-feature standardisation: `(x - mean) / std`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scaling {
+    /// Training means, in feature order.
     pub mean: Vec<f64>,
+    /// Training standard deviations (1 for a constant feature).
     pub std: Vec<f64>,
 }
 
+/// A trained model as the trainer writes it and the registry stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelArtifact {
     /// `churn`, `purchase`, or `response:<offer id>`.
     pub name: String,
+    /// Unique version (name, training time, data fingerprint prefix).
     pub version: String,
     /// `logistic_regression` (intercept + coefficients) or `gbdt` (intercept + trees).
     pub kind: String,
     /// What the score is the probability of (e.g. "purchase within 30 days").
     #[serde(default)]
     pub target: String,
+    /// When the trainer wrote it (RFC 3339).
     #[serde(default)]
     pub created_at: String,
     /// Training window or data fingerprint: what the model was fitted on.
     #[serde(default)]
     pub training_window: String,
+    /// SHA-256 of the training data.
     #[serde(default)]
     pub data_fingerprint: String,
     /// Feature names in coefficient order (for trees: the order split features index).
@@ -45,8 +52,10 @@ pub struct ModelArtifact {
     /// artifacts keep their exact shape).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trees: Vec<Tree>,
+    /// Training parameters (regularisation, tree limits, holdout identity...).
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Evaluation metrics (holdout or cross-validated).
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
 }
@@ -134,6 +143,7 @@ enum Scorer {
 /// A journey model bound to the shared feature vector: ready to score a user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundModel {
+    /// The artifact it was bound from.
     pub artifact: ModelArtifact,
     /// For each artifact feature, its position in `FEATURE_NAMES`.
     index: Vec<usize>,

@@ -190,7 +190,7 @@ fn trees_section(a: &ModelArtifact) -> String {
     let depth = a.trees.iter().map(|t| t.depth()).max().unwrap_or(0);
     let mut counts: Vec<(&String, usize)> =
         a.feature_names.iter().zip(split_counts(&a.trees, a.feature_names.len())).filter(|(_, n)| *n > 0).collect();
-    counts.sort_by(|x, y| y.1.cmp(&x.1));
+    counts.sort_by_key(|x| std::cmp::Reverse(x.1));
     let rows: String = counts.iter().map(|(n, c)| format!("<tr><td>{}</td><td>{c}</td></tr>", esc(n))).collect();
     format!(
         "<h2>Gradient-boosted trees</h2><p>{} trees, deepest leaf at depth {depth}, base log-odds {:+.4}</p><table><tr><th>feature</th><th>splits</th></tr>{rows}</table>",
