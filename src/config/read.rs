@@ -39,7 +39,7 @@ fn section<T: DeserializeOwned>(mut value: toml::Value, path: &str, p: &mut Prob
             p.list.extend(trial.list);
             return Some(v);
         }
-        let Some((entry, message)) = trial.list.pop() else { return None };
+        let (entry, message) = trial.list.pop()?;
         let key = entry.strip_prefix(path).and_then(|k| k.strip_prefix('.')).unwrap_or_default();
         let removed = !key.is_empty() && !key.contains('[') && remove_key(&mut value, key);
         p.add(entry, message);

@@ -18,6 +18,7 @@ pub mod profile;
 pub mod results;
 pub mod rules;
 pub mod stats;
+pub mod trees;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;

@@ -17,7 +17,7 @@ use touchpoint_train::irls::Irls;
 use touchpoint_train::journey::{Target, build};
 use touchpoint_train::metrics::evaluate;
 use touchpoint_train::train::{self, ArtifactInfo};
-use touchpoint_train::{bench, report, table};
+use touchpoint_train::{bench, gbdt, report, table};
 
 #[derive(Parser)]
 #[command(name = "touchpoint-train", version, about = "Offline trainer for Touchpoint propensity models")]
@@ -35,6 +35,75 @@ struct Store {
     cluster: bool,
     #[arg(long, default_value = "tp")]
     key_prefix: String,
+}
+
+/// Which model kind to fit.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModelChoice {
+    /// Logistic regression (IRLS) over standardised features.
+    Logistic,
+    /// Gradient-boosted trees (histogram splits, early stopping).
+    Gbdt,
+    /// Cross-validate both on the same folds and fit the one with the higher CV ROC AUC.
+    Auto,
+}
+
+#[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Gradient-boosted trees (--model gbdt or auto)")]
+struct GbdtArgs {
+    /// Shrinkage applied to every tree's leaf values.
+    #[arg(long, default_value_t = 0.1)]
+    learning_rate: f64,
+    /// Most boosting rounds (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 100)]
+    max_trees: usize,
+    /// Most leaves a tree.
+    #[arg(long, default_value_t = 31)]
+    max_leaves: usize,
+    /// Deepest a leaf may be (0: limited by --max-leaves only).
+    #[arg(long, default_value_t = 0)]
+    max_depth: usize,
+    /// Fewest training rows in a leaf.
+    #[arg(long, default_value_t = 20)]
+    min_leaf: usize,
+    /// L2 penalty on leaf values.
+    #[arg(long, default_value_t = 0.0)]
+    l2: f64,
+    /// Histogram bins a feature (2..=255).
+    #[arg(long, default_value_t = 255)]
+    max_bins: usize,
+    /// Stop after this many rounds without a better validation log-loss (0: off).
+    #[arg(long, default_value_t = 10)]
+    early_stopping: usize,
+    /// Share of the training rows held out for early stopping.
+    #[arg(long, default_value_t = 0.1)]
+    validation_fraction: f64,
+}
+
+impl GbdtArgs {
+    fn params(&self, seed: u64) -> gbdt::Params {
+        gbdt::Params {
+            learning_rate: self.learning_rate,
+            max_trees: self.max_trees,
+            max_leaves: self.max_leaves,
+            max_depth: self.max_depth,
+            min_leaf: self.min_leaf,
+            l2: self.l2,
+            max_bins: self.max_bins,
+            patience: self.early_stopping,
+            validation_fraction: self.validation_fraction,
+            seed,
+        }
+    }
+}
+
+/// The artifact params that describe a GBDT fit.
+fn gbdt_params(p: &mut BTreeMap<String, serde_json::Value>, g: &gbdt::Params, fit: &gbdt::GbdtFit) {
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(g) {
+        p.extend(m.into_iter().map(|(k, v)| (format!("gbdt_{k}"), v)));
+    }
+    p.insert("trees".to_string(), serde_json::json!(fit.trees.len()));
+    p.insert("stopped_early".to_string(), serde_json::json!(fit.stopped_early));
 }
 
 #[derive(Subcommand)]
@@ -80,6 +149,11 @@ enum Command {
         /// Inverse L2 strength (scikit-learn's C).
         #[arg(long, default_value_t = 1.0)]
         c: f64,
+        /// Model kind: logistic or gbdt (auto needs cross-validation: fit-table only).
+        #[arg(long, value_enum, default_value = "logistic")]
+        model: ModelChoice,
+        #[command(flatten)]
+        gbdt: GbdtArgs,
         #[arg(long)]
         out: PathBuf,
         #[arg(long)]
@@ -134,6 +208,11 @@ enum Command {
         /// Inverse L2 regularisation strength (scikit-learn's C); smaller is stronger.
         #[arg(long, default_value_t = 1.0)]
         c: f64,
+        /// Model kind: logistic, gbdt, or auto (both cross-validated, the better one fitted).
+        #[arg(long, value_enum, default_value = "logistic")]
+        model: ModelChoice,
+        #[command(flatten)]
+        gbdt: GbdtArgs,
         /// Seed of the fold assignment.
         #[arg(long, default_value_t = 7)]
         seed: u64,
@@ -233,6 +312,8 @@ fn fit_journey(
     cutoff: &str,
     horizon: u32,
     c: f64,
+    model: ModelChoice,
+    gb: &gbdt::Params,
     out: &Path,
     report_path: Option<&Path>,
     export: Option<&Path>,
@@ -255,11 +336,27 @@ fn fit_journey(
         write_features(p, &names, &[("train", &trainset.x, &trainset.y), ("holdout", &holdout.x, &holdout.y)])?;
         println!("feature tables written to {}", p.display());
     }
-    let params = Irls { c, ..Default::default() };
-    let fitted = train::fit(&mut trainset.x, &trainset.y, &params)?;
-    let train_eval = evaluate(&train::predict(&fitted.fit, &trainset.x), &trainset.y);
-    train::apply_scaling(&mut holdout.x, &fitted.scaling);
-    let holdout_eval = evaluate(&train::predict(&fitted.fit, &holdout.x), &holdout.y);
+    // Trees split raw features; logistic regression standardises them (in place).
+    let (fitted, train_eval, holdout_eval) = match model {
+        ModelChoice::Logistic => {
+            let params = Irls { c, ..Default::default() };
+            let fitted = train::fit(&mut trainset.x, &trainset.y, &params)?;
+            let train_eval = evaluate(&train::predict(&fitted.fit, &trainset.x), &trainset.y);
+            train::apply_scaling(&mut holdout.x, &fitted.scaling);
+            let holdout_eval = evaluate(&train::predict(&fitted.fit, &holdout.x), &holdout.y);
+            (train::Trained::Logistic(fitted), train_eval, holdout_eval)
+        }
+        ModelChoice::Gbdt => {
+            let scaling = train::scaling_of(&trainset.x);
+            let fit = gbdt::fit(&trainset.x, &trainset.y, gb).map_err(anyhow::Error::msg)?;
+            let train_eval = evaluate(&fit.predict(&trainset.x), &trainset.y);
+            let holdout_eval = evaluate(&fit.predict(&holdout.x), &holdout.y);
+            (train::Trained::Gbdt(fit, scaling), train_eval, holdout_eval)
+        }
+        ModelChoice::Auto => {
+            bail!("--model auto picks by cross-validation, which fit-journey does not do: use logistic or gbdt")
+        }
+    };
     print!(
         "{}",
         train_eval.table(&format!("{} model, training window ending {}", target.name(), chrono_date(cutoff_ms - h)))
@@ -273,16 +370,24 @@ fn fit_journey(
     );
     let mut metrics = holdout_eval.metrics("holdout_");
     metrics.extend(train_eval.metrics("train_"));
-    metrics.push(("iterations".into(), fitted.fit.iterations as f64));
+    let mut p = BTreeMap::new();
+    match &fitted {
+        train::Trained::Logistic(f) => {
+            metrics.push(("iterations".into(), f.fit.iterations as f64));
+            p.insert("c".to_string(), serde_json::json!(c));
+            p.insert("solver".to_string(), serde_json::json!("irls"));
+        }
+        train::Trained::Gbdt(f, _) => {
+            gbdt_params(&mut p, gb, f);
+            p.insert("solver".to_string(), serde_json::json!("gbdt"));
+        }
+    }
     let fp = fingerprint(events)?;
     let holdout_id = format!("{fp}:{}:{cutoff_ms}:{horizon}", target.name());
-    let mut p = BTreeMap::new();
-    p.insert("c".to_string(), serde_json::json!(c));
     p.insert("target".to_string(), serde_json::json!(target.name()));
     p.insert("cutoff_ms".to_string(), serde_json::json!(cutoff_ms));
     p.insert("horizon_days".to_string(), serde_json::json!(horizon));
     p.insert("holdout".to_string(), serde_json::json!(holdout_id));
-    p.insert("solver".to_string(), serde_json::json!("irls"));
     let info = ArtifactInfo {
         name: target.name(),
         target: match target {
@@ -296,7 +401,7 @@ fn fit_journey(
         params: p,
         metrics,
     };
-    let a = train::artifact(info, &fitted);
+    let a = fitted.artifact(info);
     BoundModel::bind(a.clone()).map_err(anyhow::Error::msg)?;
     write_json(out, &a)?;
     println!("model {} written to {}", a.version, out.display());
@@ -321,6 +426,8 @@ fn fit_table(
     max_levels: usize,
     cv: usize,
     c: f64,
+    model: ModelChoice,
+    gb: &gbdt::Params,
     seed: u64,
     name: &str,
     out: &Path,
@@ -343,8 +450,37 @@ fn fit_table(
     let params = Irls { c, ..Default::default() };
     let mut metrics = Vec::new();
     let mut shown = None;
+    let mut kind = model;
     if cv > 1 {
-        let r = train::cross_validate(&t.x, &t.y, cv, &params, seed)?;
+        let lr =
+            (model != ModelChoice::Gbdt).then(|| train::cross_validate(&t.x, &t.y, cv, &params, seed)).transpose()?;
+        let gb_cv =
+            (model != ModelChoice::Logistic).then(|| gbdt::cross_validate(&t.x, &t.y, cv, gb, seed)).transpose()?;
+        let r = match (lr, gb_cv) {
+            (Some(l), Some(g)) => {
+                let (la, ga) = (train::mean(&l.fold_aucs), train::mean(&g.fold_aucs));
+                println!(
+                    "model comparison on the same {cv} folds: logistic regression CV ROC AUC {la:.4} ± {:.4}, gradient-boosted trees {ga:.4} ± {:.4}",
+                    train::std_dev(&l.fold_aucs),
+                    train::std_dev(&g.fold_aucs)
+                );
+                // A tie goes to the simpler model.
+                if ga > la {
+                    println!("gradient-boosted trees are better on this table (+{:.4} CV AUC): fitting gbdt", ga - la);
+                    kind = ModelChoice::Gbdt;
+                    g
+                } else {
+                    println!(
+                        "logistic regression is better on this table (+{:.4} CV AUC): fitting logistic regression",
+                        la - ga
+                    );
+                    kind = ModelChoice::Logistic;
+                    l
+                }
+            }
+            (Some(r), None) | (None, Some(r)) => r,
+            (None, None) => unreachable!("at least one model kind is cross-validated"),
+        };
         println!(
             "{cv}-fold stratified CV: ROC AUC per fold {:?}",
             r.fold_aucs.iter().map(|a| format!("{a:.4}")).collect::<Vec<_>>()
@@ -366,15 +502,35 @@ fn fit_table(
         }
         println!("cv_auc {:.4} ± {:.4}", train::mean(&r.fold_aucs), train::std_dev(&r.fold_aucs));
         shown = Some((r.oof, "out-of-fold predictions"));
+    } else if model == ModelChoice::Auto {
+        bail!("--model auto picks the model by cross-validation: give --cv 2 or more (e.g. --cv 5)");
     }
-    let fitted = train::fit(&mut t.x, &t.y, &params)?;
-    let train_eval = evaluate(&train::predict(&fitted.fit, &t.x), &t.y);
+    let (fitted, in_sample) = if kind == ModelChoice::Gbdt {
+        let scaling = train::scaling_of(&t.x);
+        let fit = gbdt::fit(&t.x, &t.y, gb).map_err(anyhow::Error::msg)?;
+        let p = fit.predict(&t.x);
+        println!(
+            "gradient-boosted trees: {} trees{}",
+            fit.trees.len(),
+            if fit.stopped_early { " (early stopping on the validation split)" } else { "" }
+        );
+        (train::Trained::Gbdt(fit, scaling), p)
+    } else {
+        let fitted = train::fit(&mut t.x, &t.y, &params)?;
+        let p = train::predict(&fitted.fit, &t.x);
+        (train::Trained::Logistic(fitted), p)
+    };
+    let train_eval = evaluate(&in_sample, &t.y);
     print!("{}", train_eval.table(&format!("{name}: fitted on all {} rows (in-sample)", t.y.len())));
     metrics.extend(train_eval.metrics("train_"));
-    let mean_predicted = train::mean(&train::predict(&fitted.fit, &t.x));
-    metrics.push(("mean_predicted".to_string(), mean_predicted));
+    metrics.push(("mean_predicted".to_string(), train::mean(&in_sample)));
     let mut p = BTreeMap::new();
-    p.insert("c".to_string(), serde_json::json!(c));
+    match &fitted {
+        train::Trained::Logistic(_) => {
+            p.insert("c".to_string(), serde_json::json!(c));
+        }
+        train::Trained::Gbdt(f, _) => gbdt_params(&mut p, gb, f),
+    }
     p.insert("label".to_string(), serde_json::json!(label));
     p.insert("cv_folds".to_string(), serde_json::json!(cv));
     p.insert("seed".to_string(), serde_json::json!(seed));
@@ -400,7 +556,7 @@ fn fit_table(
         params: p,
         metrics,
     };
-    let a = train::artifact(info, &fitted);
+    let a = fitted.artifact(info);
     write_json(out, &a)?;
     println!("model {} written to {}", a.version, out.display());
     if let Some(r) = report_path {
@@ -556,6 +712,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cutoff,
             horizon,
             c,
+            model,
+            gbdt,
             out,
             report,
             export_features,
@@ -573,6 +731,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &cutoff,
                 horizon,
                 c,
+                model,
+                &gbdt.params(7),
                 &out,
                 report.as_deref(),
                 export_features.as_deref(),
@@ -588,6 +748,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_levels,
             cv,
             c,
+            model,
+            gbdt,
             seed,
             name,
             out,
@@ -603,6 +765,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_levels,
             cv,
             c,
+            model,
+            &gbdt.params(seed),
             seed,
             &name,
             &out,

@@ -152,6 +152,14 @@ pub fn html(a: &ModelArtifact, eval: &Evaluation, eval_name: &str) -> String {
     let mut coefs: Vec<(&String, &f64)> = a.feature_names.iter().zip(&a.coefficients).collect();
     coefs.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
     let coefs: String = coefs.iter().map(|(n, c)| format!("<tr><td>{}</td><td>{c:+.4}</td></tr>", esc(n))).collect();
+    let parameters = if a.trees.is_empty() {
+        format!(
+            r#"<h2>Coefficients (standardised features, largest first)</h2><table><tr><th>feature</th><th>coefficient</th></tr><tr><td>(intercept)</td><td>{:+.4}</td></tr>{coefs}</table>"#,
+            a.intercept
+        )
+    } else {
+        trees_section(a)
+    };
     format!(
         r##"<!doctype html><html><head><meta charset="utf-8"><title>{name} {version}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1240px}} figure{{display:inline-block;margin:0 1em 1em 0}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ddd;padding:2px 8px;text-align:right}} th{{background:#f4f4f4}}</style></head><body>
@@ -162,7 +170,7 @@ pub fn html(a: &ModelArtifact, eval: &Evaluation, eval_name: &str) -> String {
 {roc}{cal}{lift_svg}
 <h2>Metrics stored in the artifact</h2>{metrics}
 <h2>Calibration by decile</h2>{deciles}
-<h2>Coefficients (standardised features, largest first)</h2><table><tr><th>feature</th><th>coefficient</th></tr><tr><td>(intercept)</td><td>{intercept:+.4}</td></tr>{coefs}</table>
+{parameters}
 </body></html>"##,
         name = esc(&a.name),
         version = esc(&a.version),
@@ -180,7 +188,21 @@ pub fn html(a: &ModelArtifact, eval: &Evaluation, eval_name: &str) -> String {
         cal = calibration_svg(eval),
         lift_svg = lift_svg(eval),
         deciles = metrics_table(eval),
-        intercept = a.intercept,
+    )
+}
+
+/// A gbdt model's summary: how many trees, how deep, and how often each feature is split on.
+fn trees_section(a: &ModelArtifact) -> String {
+    use touchpoint::domain::trees::split_counts;
+    let depth = a.trees.iter().map(|t| t.depth()).max().unwrap_or(0);
+    let mut counts: Vec<(&String, usize)> =
+        a.feature_names.iter().zip(split_counts(&a.trees, a.feature_names.len())).filter(|(_, n)| *n > 0).collect();
+    counts.sort_by_key(|x| std::cmp::Reverse(x.1));
+    let rows: String = counts.iter().map(|(n, c)| format!("<tr><td>{}</td><td>{c}</td></tr>", esc(n))).collect();
+    format!(
+        "<h2>Gradient-boosted trees</h2><p>{} trees, deepest leaf at depth {depth}, base log-odds {:+.4}</p><table><tr><th>feature</th><th>splits</th></tr>{rows}</table>",
+        a.trees.len(),
+        a.intercept
     )
 }
 

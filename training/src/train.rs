@@ -1,5 +1,5 @@
 //! Fitting: standardisation, the IRLS solver, stratified cross-validation, time-based
-//! holdouts, and the artifact.
+//! holdouts, and the artifact (logistic or gradient-boosted trees).
 use crate::irls::{Irls, IrlsFit};
 use crate::metrics::{Evaluation, evaluate};
 use anyhow::Context;
@@ -10,10 +10,17 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use touchpoint::domain::model::{ModelArtifact, Scaling};
+use touchpoint::domain::model::{GBDT, LOGISTIC, ModelArtifact, Scaling};
 
 /// Standardises columns in place (no copy of the matrix) and returns the scaling.
 pub fn standardise(x: &mut Array2<f64>) -> Scaling {
+    let s = scaling_of(x);
+    apply_scaling(x, &s);
+    s
+}
+
+/// The columns' means and standard deviations (1 for a constant column).
+pub fn scaling_of(x: &Array2<f64>) -> Scaling {
     let n = x.nrows().max(1) as f64;
     let mean: Vec<f64> = x.mean_axis(Axis(0)).map(|m| m.to_vec()).unwrap_or_default();
     let std: Vec<f64> = x
@@ -24,11 +31,6 @@ pub fn standardise(x: &mut Array2<f64>) -> Scaling {
             if var > 1e-24 { var.sqrt() } else { 1.0 }
         })
         .collect();
-    for mut row in x.rows_mut() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (*v - mean[j]) / std[j];
-        }
-    }
     Scaling { mean, std }
 }
 
@@ -116,6 +118,24 @@ pub fn fit(x: &mut Array2<f64>, y: &[bool], params: &Irls) -> anyhow::Result<Fit
     Ok(Fitted { fit, scaling })
 }
 
+/// A fitted model of either kind, ready to become an artifact.
+pub enum Trained {
+    /// Logistic regression over standardised features.
+    Logistic(Fitted),
+    /// Gradient-boosted trees over raw features, with the training data's scaling to record.
+    Gbdt(crate::gbdt::GbdtFit, Scaling),
+}
+
+impl Trained {
+    /// The artifact of this fit.
+    pub fn artifact(&self, info: ArtifactInfo) -> ModelArtifact {
+        match self {
+            Trained::Logistic(f) => artifact(info, f),
+            Trained::Gbdt(f, scaling) => gbdt_artifact(info, f, scaling.clone()),
+        }
+    }
+}
+
 pub struct ArtifactInfo<'a> {
     pub name: &'a str,
     pub target: String,
@@ -128,21 +148,37 @@ pub struct ArtifactInfo<'a> {
 }
 
 pub fn artifact(info: ArtifactInfo, fitted: &Fitted) -> ModelArtifact {
+    let mut a = new_artifact(info, LOGISTIC, fitted.scaling.clone());
+    a.intercept = fitted.fit.intercept;
+    a.coefficients = fitted.fit.coefficients.to_vec();
+    a
+}
+
+/// A `gbdt` artifact: the trees over raw features, with the training data's scaling recorded.
+pub fn gbdt_artifact(info: ArtifactInfo, fit: &crate::gbdt::GbdtFit, scaling: Scaling) -> ModelArtifact {
+    let mut a = new_artifact(info, GBDT, scaling);
+    a.intercept = fit.base;
+    a.trees = fit.trees.clone();
+    a
+}
+
+fn new_artifact(info: ArtifactInfo, kind: &str, scaling: Scaling) -> ModelArtifact {
     let now = chrono::Utc::now();
     let fp8: String = info.data_fingerprint.chars().take(8).collect();
     ModelArtifact {
         name: info.name.to_string(),
         version: format!("{}-{}-{fp8}", info.name, now.format("%Y%m%dT%H%M%SZ")),
-        kind: "logistic_regression".into(),
+        kind: kind.into(),
         target: info.target,
         created_at: now.to_rfc3339(),
         training_window: info.training_window,
         data_fingerprint: info.data_fingerprint,
         feature_names: info.feature_names,
-        scaling: fitted.scaling.clone(),
+        scaling,
         encodings: info.encodings,
-        intercept: fitted.fit.intercept,
-        coefficients: fitted.fit.coefficients.to_vec(),
+        intercept: 0.0,
+        coefficients: vec![],
+        trees: vec![],
         params: info.params,
         metrics: info.metrics.into_iter().filter(|(_, v)| v.is_finite()).collect(),
     }

@@ -170,3 +170,74 @@ async fn publish_gate_and_hot_pickup_by_a_running_server() {
     let (ok, out) = publish(&path("other.json"), &[]);
     assert!(!ok && out.contains("not evaluated on the same holdout"), "{out}");
 }
+
+/// A gradient-boosted model fitted by the trainer is published through the same gate and
+/// picked up by a running server, which scores `Decide` requests with it exactly as the
+/// artifact's own tree walk scores the user's features.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_gbdt_model_scores_decisions_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let sim_args = ["simulate", "--users", "2000", "--days", "120", "--end", "2026-06-01", "--seed", "9", "--out"];
+    let (ok, out) = train(&[&sim_args[..], &[&path("ev.jsonl")]].concat());
+    assert!(ok, "{out}");
+    let (ok, out) = train(&[
+        "fit-journey",
+        "--events",
+        &path("ev.jsonl"),
+        "--target",
+        "purchase",
+        "--cutoff",
+        "2026-05-01",
+        "--model",
+        "gbdt",
+        "--max-depth",
+        "4",
+        "--out",
+        &path("gbdt.json"),
+    ]);
+    assert!(ok, "{out}");
+    let a: touchpoint::domain::model::ModelArtifact =
+        serde_json::from_str(&std::fs::read_to_string(path("gbdt.json")).unwrap()).unwrap();
+    assert_eq!(a.kind, "gbdt");
+    assert!(!a.trees.is_empty() && a.coefficients.is_empty());
+    assert!(a.trees.iter().all(|t| t.depth() <= 4));
+
+    let redis = RedisServer::start();
+    let body = format!(
+        "[redis]\nurl = \"{}\"\n[models]\nregistry = [\"purchase\"]\npoll_seconds = 0.1\n\n[[offers]]\nid = \"o\"\nstages = [\"awareness\", \"consideration\", \"conversion\", \"retention\", \"advocacy\"]\nchannels = [\"web\"]\ncontent_ref = \"cms://o\"\n",
+        redis.url()
+    );
+    let cfg = Config::from_toml(&body, "t", std::iter::empty()).unwrap();
+    let engine = Arc::new(Engine::new(redis_store(&redis.url(), false).await, cfg, None, vec![]));
+    let _watcher = engine.spawn_model_watcher();
+    let srv = TestServer::start(engine.clone()).await;
+    let (ok, out) = train(&["publish", "--redis-url", &redis.url(), &path("gbdt.json")]);
+    assert!(ok && out.contains("is now current"), "{out}");
+
+    let mut d = srv.decisions();
+    let req = pb::DecideRequest { user_id: "x".into(), channel: "web".into(), explain: true, ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let got = d.decide(req.clone()).await.unwrap().into_inner();
+        if got.model_versions.get("purchase") == Some(&a.version) || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(answer.model_versions.get("purchase"), Some(&a.version), "picked up without a restart");
+    let served = answer.explanation.first().and_then(|c| c.scores.get("purchase").copied()).expect("a purchase score");
+    // The same user's feature vector, as the server computes it, scored by the artifact.
+    let q = DecisionQuery {
+        user_id: "x".into(),
+        channel: "web".into(),
+        placement: String::new(),
+        context: Default::default(),
+        limit: 1,
+        explain: false,
+    };
+    let record = engine.decide(q, None).await.unwrap().record;
+    let row: Vec<f64> = a.feature_names.iter().map(|n| record.features[n]).collect();
+    assert_eq!(served, a.score_row(&row), "the server scores with the artifact's trees");
+    assert_eq!(record.scores.get("purchase"), Some(&served));
+}
