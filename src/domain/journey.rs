@@ -107,7 +107,7 @@ impl JourneyDef {
         self.count_of(state, &self.feature_events.carts) > state.aggregates.purchase_count
     }
 
-    /// DESIGN.md's five-stage journey.
+    /// The default five-stage journey: awareness, consideration, conversion, retention, advocacy.
     pub fn default_journey() -> Self {
         let stages: Vec<String> =
             ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into();
