@@ -1,6 +1,6 @@
 //! `touchpoint bench`: a load generator that runs `Decide` end to end next to a bare tonic server
-//! (health check only) under the same client, in one process, so the ratios of the product's
-//! "Targets" can be read off one run on one machine.
+//! (health check only) under the same client, in one process, so the throughput ratios
+//! the product targets (README, Performance) can be read off one run on one machine.
 //!
 //! Everything goes to 127.0.0.1; every phase is bounded in time (`--seconds`) and every call by
 //! a timeout. Client and servers share the process and the machine's cores: the numbers compare
