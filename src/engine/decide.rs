@@ -38,7 +38,7 @@ pub struct Decision {
     pub offers: Vec<OfferView>,
     /// Whether the caller asked for the candidates' reasons.
     pub explain: bool,
-    /// Why the answer is degraded (store unavailable or too slow), when it is.
+    /// Why the answer is degraded, as a stable code from `degraded`, when it is.
     pub degraded_reason: Option<String>,
 }
 

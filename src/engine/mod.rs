@@ -96,7 +96,8 @@ pub struct Status {
     pub config_loaded_at: Millis,
     /// `memory`, `redis` or `redis-cluster`.
     pub store_kind: &'static str,
-    /// Why the store does not answer, when it does not.
+    /// Why the store does not answer, when it does not: a stable class from
+    /// `degraded` (the detail is logged, not shown).
     pub store_error: Option<String>,
 }
 
