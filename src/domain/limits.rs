@@ -73,9 +73,18 @@ pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), FieldError> 
     Ok(())
 }
 
-/// Zero-width and bidirectional formatting characters: printable ids must not hide text.
+/// Zero-width, bidirectional and other formatting characters, and the Unicode line and
+/// paragraph separators (U+0085 is a control already): printable ids must not hide text or
+/// break log lines.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// A name used as a map key or event type: 1..=max bytes of `[A-Za-z0-9_.:-]`.
@@ -101,6 +110,16 @@ pub fn check_finite(field: &str, value: f64) -> Result<(), FieldError> {
     } else {
         Ok(())
     }
+}
+
+/// A monetary amount: finite, within ±`MAX_ABS_VALUE` and not negative (refunds are not
+/// conversions; a negative value would lower totals and experiment revenue).
+pub fn check_amount(field: &str, value: f64) -> Result<(), FieldError> {
+    check_finite(field, value)?;
+    if value < 0.0 {
+        return Err(FieldError::new(field, format!("is negative ({value}), must be 0 or more")));
+    }
+    Ok(())
 }
 
 /// Free text of at most `max` bytes (may be empty).
@@ -133,6 +152,11 @@ mod tests {
         check(check_id("user_id", "}x{", 128), None);
         check(check_id("user_id", "   ", 128), Some("blank"));
         check(check_id("user_id", "a\u{200B}b", 128), Some("invisible"));
+        for c in
+            ['\u{2028}', '\u{2029}', '\u{0085}', '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{200D}', '\u{FEFF}']
+        {
+            check(check_id("user_id", &format!("a{c}b"), 128), Some("control or invisible"));
+        }
     }
 
     #[test]
@@ -148,5 +172,8 @@ mod tests {
         check(check_finite("value", f64::NAN), Some("finite"));
         check(check_finite("value", f64::INFINITY), Some("finite"));
         check(check_finite("value", -2e12), Some("within"));
+        check(check_amount("value", 0.0), None);
+        check(check_amount("value", -0.01), Some("negative"));
+        check(check_amount("value", f64::NAN), Some("finite"));
     }
 }

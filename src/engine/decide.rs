@@ -1,6 +1,6 @@
 //! Deciding: one user (`decide`, with the fallback within the budget), a campaign send
 //! (`decide_batch`), and finding a logged decision for replay.
-use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, Snapshot, now_ms};
+use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, Snapshot, degraded, now_ms};
 use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, DropReason};
 use crate::domain::policy::Policy;
 use crate::domain::profile::UserState;
@@ -38,7 +38,7 @@ pub struct Decision {
     pub offers: Vec<OfferView>,
     /// Whether the caller asked for the candidates' reasons.
     pub explain: bool,
-    /// Why the answer is degraded (store unavailable or too slow), when it is.
+    /// Why the answer is degraded, as a stable code from `degraded`, when it is.
     pub degraded_reason: Option<String>,
 }
 
@@ -65,10 +65,17 @@ impl Engine {
         let budget = Self::budget(&snap, deadline);
         match tokio::time::timeout(budget, self.decide_online(&snap, query.clone())).await {
             Ok(Ok(d)) => Ok(d),
-            Ok(Err(Error::Unavailable(reason))) => {
-                Ok(Self::fallback(&snap, query, format!("store unavailable: {reason}")))
+            Ok(Err(Error::Unavailable(detail))) => {
+                Ok(Self::fallback(&snap, query, degraded::classify_unavailable(&detail), &detail))
             }
-            Err(_) => Ok(Self::fallback(&snap, query, format!("store slower than the {budget:?} budget"))),
+            // A damaged profile must not make the user's every answer fail: serve the fallback.
+            Ok(Err(Error::Corrupt(detail))) => Ok(Self::fallback(&snap, query, degraded::STORE_CORRUPT, &detail)),
+            Err(_) => Ok(Self::fallback(
+                &snap,
+                query,
+                degraded::STORE_TIMEOUT,
+                &format!("store slower than the {budget:?} budget"),
+            )),
             Ok(Err(e)) => Err(e),
         }
     }
@@ -89,7 +96,7 @@ impl Engine {
             let guard = decision::guard(policy, &query, &decided, now);
             let state = UserState { transitions: vec![], ..loaded.state };
             let record = DecisionRecord {
-                decision_id: uuid::Uuid::now_v7().to_string(),
+                decision_id: decision_id_at(now),
                 user_id: query.user_id.clone(),
                 at: now,
                 channel: query.channel.clone(),
@@ -154,9 +161,10 @@ impl Engine {
     }
 
     /// The degraded answer: the configured fallback offers of the channel, nothing read or written.
-    fn fallback(snap: &Snapshot, query: DecisionQuery, reason: String) -> Decision {
-        metrics::counter!("touchpoint_decisions_degraded_total").increment(1);
-        tracing::warn!(user_id = %query.user_id, %reason, "degraded decision");
+    /// `reason` is the stable code callers see; `detail` goes only to the (rate-limited) log.
+    fn fallback(snap: &Snapshot, query: DecisionQuery, reason: &'static str, detail: &str) -> Decision {
+        metrics::counter!("touchpoint_decisions_degraded_total", "reason" => reason).increment(1);
+        degraded::warn_limited(reason, "degraded decision", detail);
         let policy = &snap.config.policy;
         let limit = if query.limit == 0 { policy.default_limit as usize } else { query.limit };
         let fallback = policy.fallback(&query.channel);
@@ -193,7 +201,7 @@ impl Engine {
             contacts: Default::default(),
             assignments: BTreeMap::new(),
         };
-        Self::decision_view(policy, record, query.explain, Some(reason))
+        Self::decision_view(policy, record, query.explain, Some(reason.to_string()))
     }
 
     /// Finds a logged decision by id (scans the decision log: an offline tool, not a hot path).
@@ -231,4 +239,12 @@ impl Engine {
             })
             .buffered(BATCH_CONCURRENCY))
     }
+}
+
+/// A UUID v7 carrying the decision's own time (`at`), so an outcome's time can be checked
+/// against it from the id alone, without a store read.
+fn decision_id_at(at: i64) -> String {
+    let at = at.max(0) as u64;
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, at / 1000, (at % 1000) as u32 * 1_000_000);
+    uuid::Uuid::new_v7(ts).to_string()
 }

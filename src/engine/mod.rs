@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod decide;
+pub mod degraded;
 mod events;
 mod experiments;
 mod models;
@@ -48,7 +49,10 @@ pub enum Error {
     /// Optimistic writes of one user kept conflicting.
     #[error("too many concurrent writes for user {0}, retry")]
     Contention(String),
-    /// A bug or corrupt data: logged, answered without detail.
+    /// A stored value does not decode: logged, answered without detail (`Decide` degrades).
+    #[error("{0}")]
+    Corrupt(String),
+    /// A bug: logged, answered without detail.
     #[error("{0}")]
     Internal(String),
     /// A reload was refused; the previous configuration keeps serving.
@@ -60,7 +64,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => Error::Unavailable(m),
-            StoreError::Corrupt(m) => Error::Internal(m),
+            StoreError::Corrupt(m) => Error::Corrupt(m),
             StoreError::Internal(m) => Error::Internal(m),
         }
     }
@@ -92,7 +96,8 @@ pub struct Status {
     pub config_loaded_at: Millis,
     /// `memory`, `redis` or `redis-cluster`.
     pub store_kind: &'static str,
-    /// Why the store does not answer, when it does not.
+    /// Why the store does not answer, when it does not: a stable class from
+    /// `degraded` (the detail is logged, not shown).
     pub store_error: Option<String>,
 }
 
@@ -146,7 +151,15 @@ impl Engine {
             model_versions: s.config.policy.models.versions(),
             config_loaded_at: s.loaded_at,
             store_kind: self.store.kind(),
-            store_error: self.store.ping().await.err().map(|e| e.to_string()),
+            store_error: self.store.ping().await.err().map(|e| {
+                let class = match &e {
+                    StoreError::Unavailable(m) => degraded::classify_unavailable(m),
+                    StoreError::Corrupt(_) => degraded::STORE_CORRUPT,
+                    StoreError::Internal(_) => degraded::STORE_ERROR,
+                };
+                degraded::warn_limited(class, "store health check failed", &e.to_string());
+                class.to_string()
+            }),
         }
     }
 

@@ -118,7 +118,7 @@ fn event(i: usize, e: pb::Event, now: Millis) -> Result<Event, FieldError> {
     if !e.offer_id.is_empty() {
         check_name(&f("offer_id"), &e.offer_id, MAX_ID_BYTES)?;
     }
-    check_finite(&f("value"), e.value)?;
+    check_amount(&f("value"), e.value)?;
     if e.properties.len() > MAX_PROPERTIES {
         return Err(FieldError::new(
             f("properties"),
@@ -167,7 +167,7 @@ pub fn events(r: pb::RecordEventsRequest) -> Result<Vec<Event>, FieldError> {
 pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError> {
     check_id("decision_id", &r.decision_id, MAX_ID_BYTES)?;
     check_name("offer_id", &r.offer_id, MAX_ID_BYTES)?;
-    check_finite("value", r.value)?;
+    check_amount("value", r.value)?;
     let outcome = match pb::Outcome::try_from(r.outcome) {
         Ok(pb::Outcome::Impression) => OutcomeKind::Impression,
         Ok(pb::Outcome::Click) => OutcomeKind::Click,
@@ -184,6 +184,20 @@ pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError>
         Some(ts) => millis("timestamp", ts, now)?,
         None => now,
     };
+    // Decision ids are UUID v7 carrying the decision's time: an outcome cannot predate it.
+    if let Ok(id) = uuid::Uuid::parse_str(&r.decision_id)
+        && id.get_version_num() == 7
+        && let Some(ts) = id.get_timestamp()
+    {
+        let (secs, nanos) = ts.to_unix();
+        let decided_at = (secs as i64).saturating_mul(1000) + i64::from(nanos / 1_000_000);
+        if at < decided_at {
+            return Err(FieldError::new(
+                "timestamp",
+                format!("is {} ms before its decision was made", decided_at - at),
+            ));
+        }
+    }
     Ok(OutcomeRecord {
         user_id: user_id(&r.user_id)?,
         decision_id: r.decision_id,

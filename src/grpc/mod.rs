@@ -24,16 +24,45 @@ impl From<engine::Error> for Status {
             engine::Error::InvalidArgument(f) => Status::invalid_argument(f.to_string()),
             engine::Error::NotFound(m) => Status::not_found(m),
             engine::Error::Unavailable(m) => {
-                tracing::warn!(error = %m, "store unavailable");
-                Status::unavailable("store unavailable, retry later")
+                let reason = engine::degraded::classify_unavailable(&m);
+                engine::degraded::warn_limited(reason, "store unavailable", &m);
+                Status::unavailable(format!("{reason}: store unavailable, retry later"))
             }
             e @ engine::Error::Contention(_) => Status::aborted(e.to_string()),
-            e @ engine::Error::Config(_) => Status::failed_precondition(e.to_string()),
+            engine::Error::Config(e) => {
+                tracing::warn!(error = %e, "config rejected");
+                Status::failed_precondition(format!(
+                    "config rejected, still serving the previous one: {}",
+                    without_directories(&e)
+                ))
+            }
+            engine::Error::Corrupt(m) => {
+                engine::degraded::warn_limited(engine::degraded::STORE_CORRUPT, "corrupt stored data", &m);
+                Status::internal("internal error")
+            }
             engine::Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error")
             }
         }
+    }
+}
+
+/// A config error's text with the file named by its base name only: where the server's files
+/// live is not the caller's business.
+fn without_directories(e: &crate::config::ConfigError) -> String {
+    let text = e.to_string();
+    match std::path::Path::new(&e.source_name).file_name().and_then(|n| n.to_str()) {
+        Some(base) if !e.source_name.is_empty() => {
+            let mut text = text.replace(&e.source_name, base);
+            if let Some(dir) = std::path::Path::new(&e.source_name).parent().and_then(|d| d.to_str())
+                && !dir.is_empty()
+            {
+                text = text.replace(dir, "");
+            }
+            text
+        }
+        _ => text,
     }
 }
 

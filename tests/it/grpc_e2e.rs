@@ -251,6 +251,15 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
         (decide(&|r| r.context = HashMap::from([("x".into(), num(f64::NAN))])), "context[\"x\"]"),
         (decide(&|r| r.context = HashMap::from([("x".into(), pb::Value { kind: None })])), "context[\"x\"]"),
         (decide(&|r| r.context = HashMap::from([("bad key".into(), num(1.0))])), "context[\"bad key\"]"),
+        // Unicode line/paragraph separators, NEL, bidi controls and zero-width characters.
+        (decide(&|r| r.user_id = "a\u{2028}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "a\u{2029}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "a\u{0085}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "a\u{202E}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "a\u{2066}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "a\u{2069}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "a\u{200D}b".into()), "user_id"),
+        (decide(&|r| r.user_id = "\u{FEFF}ab".into()), "user_id"),
     ];
     for (req, field) in decide_cases {
         let e = d.decide(req).await.unwrap_err();
@@ -275,6 +284,10 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
         (event(&|e| e.user_id.clear()), "events[1].user_id"),
         (event(&|e| e.event_type = "page view".into()), "events[1].event_type"),
         (event(&|e| e.value = f64::INFINITY), "events[1].value"),
+        (event(&|e| e.value = -5.0), "events[1].value"),
+        (event(&|e| e.value = f64::NAN), "events[1].value"),
+        (event(&|e| e.user_id = "u\u{2028}".into()), "events[1].user_id"),
+        (event(&|e| e.event_id = "e\u{202A}1".into()), "events[1].event_id"),
         (event(&|e| e.timestamp = Some(Timestamp { seconds: 4_000_000_000, nanos: 0 })), "events[1].timestamp"),
         (event(&|e| e.timestamp = Some(Timestamp { seconds: 1, nanos: -5 })), "events[1].timestamp"),
         (event(&|e| e.channel = "pigeon".into()), "events[1].channel"),
@@ -311,6 +324,18 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
         (outcome(&|r| r.outcome = 99), "outcome"),
         (outcome(&|r| r.value = f64::NAN), "value"),
         (outcome(&|r| r.user_id.clear()), "user_id"),
+        (outcome(&|r| r.value = -1.0), "value"),
+        (outcome(&|r| r.value = f64::NEG_INFINITY), "value"),
+        (outcome(&|r| r.user_id = "u\u{2029}".into()), "user_id"),
+        (outcome(&|r| r.decision_id = "d\u{200B}".into()), "decision_id"),
+        // A decision id (UUID v7) made now, with an outcome an hour earlier.
+        (
+            outcome(&|r| {
+                r.decision_id = uuid::Uuid::now_v7().to_string();
+                r.timestamp = Some(Timestamp { seconds: base(), nanos: 0 });
+            }),
+            "timestamp",
+        ),
     ];
     for (req, field) in outcome_cases {
         let e = d.record_outcome(req).await.unwrap_err();
@@ -328,6 +353,7 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
         (put(HashMap::from([("".into(), num(1.0))]), vec![]), "attributes[\"\"]"),
         (put(HashMap::new(), vec!["no spaces".into()]), "remove_attributes[0]"),
         (pb::PutProfileRequest { user_id: String::new(), ..Default::default() }, "user_id"),
+        (pb::PutProfileRequest { user_id: "u\u{2028}".into(), ..Default::default() }, "user_id"),
     ];
     for (req, field) in profile_cases {
         let e = p.put_profile(req).await.unwrap_err();
