@@ -2,8 +2,7 @@
 //! leaf-wise growth limited by leaves and depth, shrinkage, a minimum leaf size, L2 on leaf
 //! values, and early stopping on a stratified validation split. The fitted trees are the
 //! artifact's tree list, scored by the server with `touchpoint::domain::trees`.
-use crate::metrics::evaluate;
-use crate::train::{CvResult, mean, stratified_folds};
+use crate::train::{CvResult, stratified_folds};
 use ndarray::{Array2, Axis};
 use touchpoint::domain::trees::{Node, Tree};
 
@@ -396,24 +395,11 @@ pub fn fit(x: &Array2<f64>, y: &[bool], p: &Params) -> Result<GbdtFit, String> {
 /// K-fold stratified cross-validation on the same folds as logistic regression's
 /// (`train::stratified_folds` with the same seed).
 pub fn cross_validate(x: &Array2<f64>, y: &[bool], k: usize, params: &Params, seed: u64) -> anyhow::Result<CvResult> {
-    let folds = stratified_folds(y, k, seed);
-    let mut oof = vec![0.0; y.len()];
-    let mut fold_aucs = Vec::new();
-    let bar = crate::progress::steps(k as u64, "cross-validation (gbdt)");
-    for f in 0..k {
-        let (test, train): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|&i| folds[i] == f);
+    crate::train::cross_validate_with(y, k, seed, "cross-validation (gbdt)", |train, test| {
         let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-        let fit = fit(&x.select(Axis(0), &train), &yt, params).map_err(|e| anyhow::anyhow!("fold {f}: {e}"))?;
-        let p = fit.predict(&x.select(Axis(0), &test));
-        let yv: Vec<bool> = test.iter().map(|&i| y[i]).collect();
-        fold_aucs.push(crate::metrics::auc(&p, &yv));
-        for (j, &i) in test.iter().enumerate() {
-            oof[i] = p[j];
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(CvResult { oof_mean_predicted: mean(&oof), folds, fold_aucs, oof: evaluate(&oof, y) })
+        let fit = fit(&x.select(Axis(0), train), &yt, params).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(fit.predict(&x.select(Axis(0), test)))
+    })
 }
 
 #[cfg(test)]
@@ -450,7 +436,7 @@ mod tests {
         let (x, y) = xor(2000, 1);
         let gb = cross_validate(&x, &y, 5, &Params::default(), 3).unwrap();
         let lr = crate::train::cross_validate(&x, &y, 5, &crate::irls::Irls::default(), 3).unwrap();
-        let (g, l) = (mean(&gb.fold_aucs), mean(&lr.fold_aucs));
+        let (g, l) = (crate::train::mean(&gb.fold_aucs), crate::train::mean(&lr.fold_aucs));
         assert!(g > 0.95 && l < 0.6, "gbdt {g:.4}, logistic {l:.4}");
         assert_eq!(gb.folds, lr.folds, "the same folds");
     }

@@ -78,20 +78,34 @@ pub struct CvResult {
 
 /// K-fold stratified cross-validation: each fold standardised on its training part.
 pub fn cross_validate(x: &Array2<f64>, y: &[bool], k: usize, params: &Irls, seed: u64) -> anyhow::Result<CvResult> {
+    cross_validate_with(y, k, seed, "cross-validation folds", |train, test| {
+        let mut xt = x.select(Axis(0), train);
+        let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+        let scaling = standardise(&mut xt);
+        let fit = fit_scaled(&xt, &yt, params)?;
+        let mut xv = x.select(Axis(0), test);
+        apply_scaling(&mut xv, &scaling);
+        Ok(predict(&fit, &xv))
+    })
+}
+
+/// The fold loop every model kind shares: stratified folds for `seed`, and for each fold
+/// `fit_predict(train rows, test rows)` giving the test rows' probabilities; out-of-fold
+/// predictions and per-fold AUCs are collected. A failing fold fails the whole run.
+pub fn cross_validate_with(
+    y: &[bool],
+    k: usize,
+    seed: u64,
+    label: &str,
+    mut fit_predict: impl FnMut(&[usize], &[usize]) -> anyhow::Result<Vec<f64>>,
+) -> anyhow::Result<CvResult> {
     let folds = stratified_folds(y, k, seed);
     let mut oof = vec![0.0; y.len()];
     let mut fold_aucs = Vec::new();
-    let bar = crate::progress::steps(k as u64, "cross-validation folds");
+    let bar = crate::progress::steps(k as u64, label);
     for f in 0..k {
-        let train: Vec<usize> = (0..y.len()).filter(|&i| folds[i] != f).collect();
-        let test: Vec<usize> = (0..y.len()).filter(|&i| folds[i] == f).collect();
-        let mut xt = x.select(Axis(0), &train);
-        let yt: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-        let scaling = standardise(&mut xt);
-        let fit = fit_scaled(&xt, &yt, params).with_context(|| format!("cross-validation fold {} of {k}", f + 1))?;
-        let mut xv = x.select(Axis(0), &test);
-        apply_scaling(&mut xv, &scaling);
-        let p = predict(&fit, &xv);
+        let (test, train): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|&i| folds[i] == f);
+        let p = fit_predict(&train, &test).with_context(|| format!("cross-validation fold {} of {k}", f + 1))?;
         let yv: Vec<bool> = test.iter().map(|&i| y[i]).collect();
         fold_aucs.push(crate::metrics::auc(&p, &yv));
         for (j, &i) in test.iter().enumerate() {
