@@ -1,5 +1,5 @@
 //! Environment overrides: every scalar setting of the single sections (server, redis, journey,
-//! decisions, models, holdout) as `TOUCHPOINT_<PATH>`, the path's dots written as `_`.
+//! decisions, models, holdout, auth) as `TOUCHPOINT_<PATH>`, the path's dots written as `_`.
 //!
 //! Lists and the array sections (offers, segments, experiments, ...) come from the file only.
 use super::Problems;
@@ -52,6 +52,10 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("holdout.share", Kind::Float),
     ("holdout.salt", Kind::Str),
     ("holdout.attribution_days", Kind::Float),
+    ("auth.enabled", Kind::Bool),
+    ("auth.keys_file", Kind::Str),
+    ("auth.allow_health", Kind::Bool),
+    ("auth.allow_reflection", Kind::Bool),
 ];
 
 /// The variable that overrides an entry path: `redis.key_prefix` → `TOUCHPOINT_REDIS_KEY_PREFIX`.
@@ -155,6 +159,8 @@ mod tests {
         all.extend(leaves("decisions", DecisionsConfig::default()));
         all.extend(leaves("models", models));
         all.extend(leaves("holdout", holdout));
+        let auth = super::super::auth::AuthConfig { keys_file: Some("k".into()), ..Default::default() };
+        all.extend(leaves("auth", auth));
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let mut table: Vec<(String, Kind)> = OVERRIDABLE.iter().map(|&(p, k)| (p.to_string(), k)).collect();
         table.sort_by(|a, b| a.0.cmp(&b.0));

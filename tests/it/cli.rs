@@ -23,9 +23,18 @@ fn touchpoint_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
 fn check_config_accepts_the_example() {
     let path = crate::harness::example_path();
     let path = path.to_str().unwrap();
+    // The example has no key: a server could not start with it, and check-config says how to fix it.
+    let (code, _, err) = touchpoint(&["check-config", path]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("auth: authentication is on but no API key") && err.contains("keys new"), "{err}");
+    // With a keys file named from the environment (a mounted secret), it is good.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, crate::harness::auth_toml().replace("[[auth.keys]]", "[[keys]]")).unwrap();
+    let env = [("TOUCHPOINT_AUTH_KEYS_FILE", keys.to_str().unwrap())];
     // The positional form and `--config` like the other commands.
     for args in [vec!["check-config", path], vec!["check-config", "--config", path]] {
-        let (code, out, err) = touchpoint(&args);
+        let (code, out, err) = touchpoint_with(&args, &env);
         assert_eq!(code, 0, "{args:?}: {err}");
         assert!(out.contains("ok") && out.contains("5 stages"), "{out}");
     }
