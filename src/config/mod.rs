@@ -172,7 +172,7 @@ impl Config {
         })?;
         let mut p = Problems::default();
         let applied = env::apply(&mut doc, vars, &mut p);
-        let file = read::read(doc, &mut p);
+        let mut file = read::read(doc, &mut p);
         let mut hasher = Sha256::new();
         hasher.update(src.as_bytes());
         for a in &applied.lines {
@@ -187,7 +187,7 @@ impl Config {
             hasher.update(format!("key {}={}", k.id, hex::encode(k.sha256)).as_bytes());
         }
         let tls = file.server.tls.as_ref().and_then(|t| tls::compile_server(t, base, &mut p));
-        tls::check_redis(&file.redis, base, &mut p);
+        tls::check_redis(&mut file.redis, base, &mut p);
         let version = hex::encode(&hasher.finalize()[..6]);
         let policy = compile(&file, models, base, &mut p);
         let spans = spans::Spans::new(src);

@@ -69,7 +69,9 @@ pub(crate) fn compile_server(t: &ServerTlsConfig, base: &Path, p: &mut Problems)
 }
 
 /// Checks the `[redis]` TLS settings: the files read and parse, and only with `rediss://`.
-pub(crate) fn check_redis(r: &RedisConfig, base: &Path, p: &mut Problems) {
+/// Relative paths are made relative to the config file's directory here, so the store, which
+/// only sees `[redis]`, opens the files that were checked.
+pub(crate) fn check_redis(r: &mut RedisConfig, base: &Path, p: &mut Problems) {
     if r.url.contains("#insecure") {
         p.add(
             "redis.url",
@@ -91,6 +93,11 @@ pub(crate) fn check_redis(r: &RedisConfig, base: &Path, p: &mut Problems) {
     }
     if !r.tls_key_file.is_empty() {
         p.take(key(base, &r.tls_key_file, "redis.tls_key_file"));
+    }
+    for f in [&mut r.tls_ca_file, &mut r.tls_cert_file, &mut r.tls_key_file] {
+        if !f.is_empty() {
+            *f = base.join(&*f).display().to_string();
+        }
     }
 }
 
