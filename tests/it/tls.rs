@@ -165,7 +165,8 @@ fn the_config_checks_redis_tls_settings() {
 async fn an_acl_user_and_password_in_the_url() {
     // The default user may only connect and PING (the harness's readiness probe); `app` may
     // do everything with its password.
-    let acl = ["--user", "app on >s3cret ~* &* +@all", "--user", "default on nopass -@all +@connection"];
+    let acl = ["--user", "app", "on", ">s3cret", "~*", "&*", "+@all"];
+    let acl = [&acl[..], &["--user", "default", "on", "nopass", "-@all", "+@connection"]].concat();
     let redis = crate::harness::RedisServer::start_with(&acl);
     let config = |auth: &str| {
         crate::harness::redis_config(&format!("redis://{auth}127.0.0.1:{}", redis.port), false, "acl")
