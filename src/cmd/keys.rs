@@ -29,7 +29,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Cmd::New { id, roles } => {
             let (key, entry) = mint(&id, &roles)?;
             println!("API key for {id} (shown once; the server stores only its hash):\n\n  {key}\n");
-            println!("Add to the config file ([[auth.keys]]) or to the keys file named by auth.keys_file ([[keys]]):\n");
+            println!(
+                "Add to the config file ([[auth.keys]]) or to the keys file named by auth.keys_file ([[keys]]):\n"
+            );
             println!("{entry}");
             Ok(())
         }

@@ -121,7 +121,14 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { enabled: true, keys_file: None, allow_health: true, allow_reflection: false, keys: vec![], clients: vec![] }
+        Self {
+            enabled: true,
+            keys_file: None,
+            allow_health: true,
+            allow_reflection: false,
+            keys: vec![],
+            clients: vec![],
+        }
     }
 }
 
@@ -245,8 +252,11 @@ pub(crate) fn compile(a: &AuthConfig, base: &Path, p: &mut Problems) -> AuthPoli
 
 /// The problem of a policy that would serve nobody (set on the policy by the load).
 pub(crate) fn unconfigured(a: &AuthConfig, policy: &AuthPolicy) -> Option<Problem> {
-    (a.enabled && policy.keys.is_empty() && policy.clients.is_empty())
-        .then(|| Problem { line: None, entry: "auth".into(), message: NO_KEYS.into() })
+    (a.enabled && policy.keys.is_empty() && policy.clients.is_empty()).then(|| Problem {
+        line: None,
+        entry: "auth".into(),
+        message: NO_KEYS.into(),
+    })
 }
 
 fn key(k: &KeyConfig, entry: &str) -> Result<ApiKey, (String, String)> {
@@ -257,8 +267,7 @@ fn key(k: &KeyConfig, entry: &str) -> Result<ApiKey, (String, String)> {
     if hex::decode_to_slice(k.sha256.trim(), &mut sha256).is_err() {
         return Err((
             format!("{entry}.sha256"),
-            "must be the key's SHA-256 as 64 hex digits (`touchpoint keys new` prints it); never the key itself"
-                .into(),
+            "must be the key's SHA-256 as 64 hex digits (`touchpoint keys new` prints it); never the key itself".into(),
         ));
     }
     Ok(ApiKey { id: k.id.clone(), sha256, roles: roles(&k.roles, entry)? })

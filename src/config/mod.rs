@@ -28,8 +28,8 @@ mod tls;
 
 pub use auth::{ApiKey, AuthConfig, AuthPolicy, ClientConfig, ClientIdentity, KeyConfig, Role, Roles, key_hash};
 pub use env::{ENV_PREFIX, Kind, OVERRIDABLE, var_name};
-pub use tls::{ServerTls, ServerTlsConfig, provider as tls_provider};
 pub use file::*;
+pub use tls::{ServerTls, ServerTlsConfig, provider as tls_provider};
 
 /// Exit code for a bad configuration (EX_CONFIG is 78; sysexits' EX_USAGE 64 is what the CLI contract names).
 pub const EXIT_BAD_CONFIG: i32 = 64;

@@ -30,8 +30,7 @@ pub const METHODS: &[(&str, Role)] = &[
 ];
 
 const HEALTH: &str = "/grpc.health.v1.Health/";
-const REFLECTION: [&str; 2] =
-    ["/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+const REFLECTION: [&str; 2] = ["/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
 
 /// What a path needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +111,9 @@ pub fn authorize(
         return Ok(Caller { id: String::new() });
     }
     let (id, roles) = match presented_key(headers) {
-        Some(key) => find_key(policy, key).ok_or_else(|| deny("unknown_key", Status::unauthenticated("unknown API key")))?,
+        Some(key) => {
+            find_key(policy, key).ok_or_else(|| deny("unknown_key", Status::unauthenticated("unknown API key")))?
+        }
         None => policy
             .clients
             .iter()

@@ -13,11 +13,7 @@ use touchpoint::grpc::pb;
 
 fn entry(table: &str, id: &str, key: &str, roles: &[&str]) -> String {
     let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
-    format!(
-        "\n[[{table}]]\nid = {id:?}\nsha256 = \"{}\"\nroles = [{}]\n",
-        hex::encode(key_hash(key)),
-        roles.join(", ")
-    )
+    format!("\n[[{table}]]\nid = {id:?}\nsha256 = \"{}\"\nroles = [{}]\n", hex::encode(key_hash(key)), roles.join(", "))
 }
 
 /// A key per role, plus `k-all` with every role.
@@ -353,6 +349,30 @@ async fn mutual_tls_requires_a_client_certificate_and_maps_its_subject_to_roles(
     let ch = tls_channel(srv.addr, &ca.crt(), Some((&stranger.0, &stranger.1))).await.unwrap();
     assert_eq!(call("ingest", with_key(&ch, None)).await, Code::Unauthenticated);
     assert_eq!(call("admin", with_key(&ch, Some("k-admin"))).await, Code::Ok);
+
+    // The CLI client: TLS options, a client certificate and the key from the environment.
+    let cli = |key: Option<&'static str>| {
+        let (addr, ca, crt, key_file) =
+            (format!("https://localhost:{}", srv.addr.port()), ca.crt(), stranger.0.clone(), stranger.1.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"));
+            cmd.args(["client", "--addr", &addr, "--tls-ca-file"]).arg(ca).arg("--tls-cert-file").arg(crt);
+            cmd.arg("--tls-key-file").arg(key_file).arg("status").env("RUST_LOG", "error");
+            match key {
+                Some(k) => cmd.env("TOUCHPOINT_API_KEY", k),
+                None => cmd.env_remove("TOUCHPOINT_API_KEY"),
+            };
+            let out = cmd.output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+            )
+        })
+    };
+    let (ok, out) = cli(Some("k-admin")).await.unwrap();
+    assert!(ok && out.contains("store memory"), "{out}");
+    let (ok, out) = cli(None).await.unwrap();
+    assert!(!ok && out.contains("missing API key"), "{out}");
 }
 
 #[tokio::test]

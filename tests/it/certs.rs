@@ -23,7 +23,12 @@ impl Ca {
         let mut args = vec!["req", "-x509"];
         args.extend(EC);
         args.extend(["-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]);
-        args.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        args.extend([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
         openssl(dir, &args);
         Ca { dir: dir.to_path_buf(), name: name.to_string() }
     }
@@ -56,8 +61,22 @@ impl Ca {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key, "-set_serial", &serial(), "-out", &crt,
-                "-days", "2", "-extfile", &extf,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-set_serial",
+                &serial(),
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
             ],
         );
         (d.join(crt), d.join(key))

@@ -215,8 +215,7 @@ impl TestServer {
             .await
             .unwrap();
         });
-        let bare =
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let bare = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let key = touchpoint::grpc::auth::ApiKey::new(Some(TEST_KEY)).unwrap();
         let channel = touchpoint::grpc::auth::keyed(bare.clone(), key);
         TestServer { engine, channel, bare, addr, stop: Some(tx), task: Some(task) }

@@ -168,9 +168,8 @@ async fn an_acl_user_and_password_in_the_url() {
     let acl = ["--user", "app", "on", ">s3cret", "~*", "&*", "+@all"];
     let acl = [&acl[..], &["--user", "default", "on", "nopass", "-@all", "+@connection"]].concat();
     let redis = crate::harness::RedisServer::start_with(&acl);
-    let config = |auth: &str| {
-        crate::harness::redis_config(&format!("redis://{auth}127.0.0.1:{}", redis.port), false, "acl")
-    };
+    let config =
+        |auth: &str| crate::harness::redis_config(&format!("redis://{auth}127.0.0.1:{}", redis.port), false, "acl");
     let store = touchpoint::store::open(&config("app:s3cret@")).await.unwrap();
     store.ping().await.unwrap();
     store.put_model("churn", "v1", "{}").await.unwrap();

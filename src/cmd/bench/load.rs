@@ -33,7 +33,12 @@ impl Conns {
 }
 
 /// `n` channels to `addr`, connected now so that connecting is not timed.
-pub(super) async fn channels(addr: SocketAddr, n: usize, conns: Conns, key: &ApiKey) -> anyhow::Result<Vec<KeyedChannel>> {
+pub(super) async fn channels(
+    addr: SocketAddr,
+    n: usize,
+    conns: Conns,
+    key: &ApiKey,
+) -> anyhow::Result<Vec<KeyedChannel>> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
     let keyed = |c| touchpoint::grpc::auth::keyed(c, key.clone());
     match conns {

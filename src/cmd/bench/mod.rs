@@ -17,10 +17,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::transport::Endpoint;
-use touchpoint::grpc::auth::{ApiKey, KeyedChannel};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use touchpoint::config::Config;
 use touchpoint::engine::{Engine, now_ms};
+use touchpoint::grpc::auth::{ApiKey, KeyedChannel};
 use touchpoint::grpc::pb::{self, decisions_client::DecisionsClient};
 use touchpoint::sim::{SimConfig, simulate};
 

@@ -84,7 +84,10 @@ fn health_and_reflection_follow_the_config_and_disabled_lets_all_in() {
     p.allow_reflection = true;
     let h = headers(&[]);
     assert_eq!(code(authorize(&p, "/grpc.health.v1.Health/Check", &h, &[])), tonic::Code::Unauthenticated);
-    assert_eq!(code(authorize(&p, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &h, &[])), tonic::Code::Ok);
+    assert_eq!(
+        code(authorize(&p, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &h, &[])),
+        tonic::Code::Ok
+    );
     p.enabled = false;
     assert_eq!(code(authorize(&p, "/touchpoint.v1.Admin/Reload", &h, &[])), tonic::Code::Ok);
 }
