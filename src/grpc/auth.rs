@@ -117,7 +117,7 @@ pub fn authorize(
         None => policy
             .clients
             .iter()
-            .find(|c| peer_names.iter().any(|n| *n == c.subject))
+            .find(|c| peer_names.contains(&c.subject))
             .map(|c| (c.subject.as_str(), c.roles))
             .ok_or_else(|| {
                 deny("missing_key", Status::unauthenticated("missing API key: send `authorization: Bearer <key>`"))

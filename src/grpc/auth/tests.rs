@@ -48,7 +48,9 @@ fn keys_roles_and_open_paths() {
     let p = policy();
     let decide = "/touchpoint.v1.Decisions/Decide";
     let reload = "/touchpoint.v1.Admin/Reload";
-    let cases: &[(&str, &[(&str, &str)], &[&str], tonic::Code)] = &[
+    /// Path, headers, client certificate names, expected code.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], tonic::Code);
+    let cases: &[Case] = &[
         (decide, &[], &[], tonic::Code::Unauthenticated),
         (decide, &[("authorization", "Bearer nope")], &[], tonic::Code::Unauthenticated),
         (decide, &[("authorization", "Bearer k-web")], &[], tonic::Code::Ok),
