@@ -184,6 +184,10 @@ where
         let peer = req.extensions().get::<TlsConnectInfo>().map(|i| i.peer_names.clone()).unwrap_or_default();
         match authorize(&policy, req.uri().path(), req.headers(), &peer) {
             Ok(caller) => {
+                // An audit line for administrative calls (reloads change what every caller gets).
+                if role_for(req.uri().path()) == Some(Role::Admin) {
+                    tracing::info!(caller = %caller.id, method = req.uri().path(), "admin call");
+                }
                 req.extensions_mut().insert(caller);
                 Either::Right(self.inner.call(req))
             }
