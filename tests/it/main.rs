@@ -3,6 +3,7 @@ mod boundary;
 mod cli;
 mod decisioning;
 mod experiments;
+mod fuzz;
 mod grpc_e2e;
 mod harness;
 mod store_suite;
