@@ -15,4 +15,11 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server openssl >/dev/null
 fi
 
+# Property tests (tests/it/fuzz.rs) draw a fresh seed on each local run; CI uses a fixed one so
+# that a landing is reproducible. A failure prints its minimal input either way; rerun a seed
+# with PROPTEST_RNG_SEED=<n>.
+if [ "${CI:-}" = "true" ] && [ -z "${PROPTEST_RNG_SEED:-}" ]; then
+  export PROPTEST_RNG_SEED=20261123
+fi
+
 cargo test --workspace --locked "$@"

@@ -73,17 +73,33 @@ pub fn check_id(field: &str, value: &str, max: usize) -> Result<(), FieldError> 
     Ok(())
 }
 
-/// Zero-width, bidirectional and other formatting characters, and the Unicode line and
-/// paragraph separators (U+0085 is a control already): printable ids must not hide text or
-/// break log lines.
+/// Unicode's format characters (general category Cf: soft hyphen, zero-width, bidirectional,
+/// invisible operators, tags, ...) and the line and paragraph separators (U+0085 is a control
+/// already): printable ids must not hide text or break log lines. The ranges are Unicode 15's Cf.
 fn is_invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{200B}'..='\u{200F}'
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
             | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
             | '\u{FEFF}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
     )
 }
 

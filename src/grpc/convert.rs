@@ -86,6 +86,12 @@ pub fn user_id(id: &str) -> Result<String, FieldError> {
     Ok(id.to_string())
 }
 
+/// A validated experiment id (the `experiment_id` field).
+pub fn experiment_id(id: &str) -> Result<String, FieldError> {
+    check_id("experiment_id", id, MAX_ID_BYTES)?;
+    Ok(id.to_string())
+}
+
 impl TryFrom<pb::DecideRequest> for DecisionQuery {
     type Error = FieldError;
     fn try_from(r: pb::DecideRequest) -> Result<Self, FieldError> {
@@ -376,11 +382,15 @@ pub fn decide_batch(r: pb::DecideBatchRequest) -> Result<(DecisionQuery, Vec<Str
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
     let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    // The gRPC spec allows at most 8 digits; anything else is not a timeout we honour.
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     use std::time::Duration as D;
     Some(match unit {
-        "H" => D::from_secs(n * 3600),
-        "M" => D::from_secs(n * 60),
+        "H" => D::from_secs(n.saturating_mul(3600)),
+        "M" => D::from_secs(n.saturating_mul(60)),
         "S" => D::from_secs(n),
         "m" => D::from_millis(n),
         "u" => D::from_micros(n),

@@ -137,9 +137,12 @@ impl Experiments for Services {
         observed("GetAssignment", async {
             let r = req.into_inner();
             let user = convert::user_id(&r.user_id).map_err(Error::from)?;
-            let experiment = (!r.experiment_id.is_empty()).then_some(r.experiment_id.as_str());
+            let experiment = match r.experiment_id.as_str() {
+                "" => None,
+                id => Some(convert::experiment_id(id).map_err(Error::from)?),
+            };
             let channel = (!r.channel.is_empty()).then_some(r.channel.as_str());
-            let assignments = self.engine.get_assignment(&user, experiment, channel).await?;
+            let assignments = self.engine.get_assignment(&user, experiment.as_deref(), channel).await?;
             Ok(Response::new(convert::assignments(user, assignments)))
         })
         .await
@@ -150,10 +153,7 @@ impl Experiments for Services {
         req: Request<pb::GetExperimentResultsRequest>,
     ) -> Result<Response<pb::ExperimentResults>, Status> {
         observed("GetExperimentResults", async {
-            let id = req.into_inner().experiment_id;
-            if id.is_empty() {
-                return Err(Error::from(crate::domain::limits::FieldError::new("experiment_id", "is required")).into());
-            }
+            let id = convert::experiment_id(&req.into_inner().experiment_id).map_err(Error::from)?;
             Ok(Response::new(self.engine.experiment_results(&id).await?.into()))
         })
         .await

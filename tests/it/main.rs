@@ -5,6 +5,7 @@ mod certs;
 mod cli;
 mod decisioning;
 mod experiments;
+mod fuzz;
 mod grpc_e2e;
 mod harness;
 mod store_suite;

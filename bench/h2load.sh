@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Independent load generator: h2load (Debian's nghttp2-client) posting pre-encoded gRPC frames
+# to a release `touchpoint serve`, alternating grpc.health.v1.Health/Check (the floor cost of a
+# tonic call on the same server) with touchpoint.v1.Decisions/Decide, round after round.
+# Prints per-round calls/s, server CPU per call (from /proc), Redis CPU per call (INFO
+# commandstats) and the medians with Decide/Health ratios. h2load counts HTTP 200 as success
+# whatever the grpc-status, so the server's own per-code counters are checked after each run.
+#
+#   bench/h2load.sh [--store redis|memory] [--rounds 3] [--duration 10] [--conns 8] [--streams 8]
+#
+# Installs nghttp2-client (and redis-server for --store redis) when missing; builds the release
+# binary unless TOUCHPOINT_BIN names one. With an API key in TOUCHPOINT_API_KEY it is sent as
+# `authorization: Bearer`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+store=redis rounds=3 duration=10 conns=8 streams=8
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --store) store=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --conns) conns=$2; shift 2 ;;
+    --streams) streams=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+command -v h2load >/dev/null || need+=(nghttp2-client)
+[ "$store" = redis ] && { command -v redis-server >/dev/null || need+=(redis-server); }
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+bin=${TOUCHPOINT_BIN:-target/release/touchpoint}
+if [ -z "${TOUCHPOINT_BIN:-}" ]; then cargo build --release --locked --bin touchpoint >&2; fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+url=memory://
+if [ "$store" = redis ]; then
+  rport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.1; done
+  url=redis://127.0.0.1:$rport
+fi
+gport=$(free_port) mport=$(free_port)
+TOUCHPOINT_SERVER_LISTEN=127.0.0.1:$gport TOUCHPOINT_SERVER_METRICS_LISTEN=127.0.0.1:$mport \
+  TOUCHPOINT_REDIS_URL=$url RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config examples/touchpoint.toml >"$work/server.log" 2>&1 &
+spid=$!
+pids+=($spid)
+addr=http://127.0.0.1:$gport
+for _ in $(seq 100); do "$bin" client --addr "$addr" decide warmup >/dev/null 2>&1 && break; sleep 0.2; done
+"$bin" client --addr "$addr" events --user bench-user --type page_view >/dev/null
+"$bin" client --addr "$addr" events --user bench-user --type product_view >/dev/null
+
+# gRPC frames: a 0 byte (uncompressed), the 4-byte big-endian length, the protobuf bytes.
+python3 - "$work" <<'EOF'
+import struct, sys
+def field(n, s):
+    b = s.encode()
+    return bytes([n << 3 | 2, len(b)]) + b
+def frame(msg):
+    return b"\0" + struct.pack(">I", len(msg)) + msg
+open(sys.argv[1] + "/health.bin", "wb").write(frame(b""))  # HealthCheckRequest{service: ""}
+# DecideRequest{user_id: "bench-user", channel: "web", limit: 3}
+open(sys.argv[1] + "/decide.bin", "wb").write(frame(field(1, "bench-user") + field(2, "web") + bytes([5 << 3, 3])))
+EOF
+
+headers=(-H 'content-type: application/grpc' -H 'te: trailers')
+[ -n "${TOUCHPOINT_API_KEY:-}" ] && headers+=(-H "authorization: Bearer $TOUCHPOINT_API_KEY")
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
+metric() { # sum of a counter's samples whose labels contain every given fragment
+  curl -s "http://127.0.0.1:$mport/metrics" | python3 -c '
+import sys
+name, frags = sys.argv[1], sys.argv[2:]
+total = 0.0
+for line in sys.stdin:
+    if line.startswith(name) and all(f in line for f in frags):
+        total += float(line.rsplit(" ", 1)[1])
+print(int(total))' "$@"
+}
+redis_usec() {
+  [ "$store" = redis ] || { echo 0; return; }
+  redis-cli -p "$rport" info commandstats | python3 -c '
+import sys, re
+print(sum(int(m.group(1)) for m in re.finditer(r"usec=(\d+)", sys.stdin.read())))'
+}
+
+hz=$(getconf CLK_TCK)
+results="$work/results.tsv"
+run() { # name path body
+  local name=$1 path=$2 body=$3 rpc=$4
+  [ "$store" = redis ] && redis-cli -p "$rport" config resetstat >/dev/null
+  local ok0 bad0 deg0 t0 out
+  ok0=$(metric touchpoint_grpc_requests_total "rpc=\"$rpc\"" 'code="OK"')
+  bad0=$(metric touchpoint_grpc_requests_total "rpc=\"$rpc\"")
+  deg0=$(metric touchpoint_decisions_degraded_total)
+  t0=$(cpu_ticks)
+  out=$(h2load -D "$duration" --warm-up-time=1 -c "$conns" -m "$streams" -d "$body" "${headers[@]}" "$addr$path")
+  local t1 ok1 bad1 deg1 rps done_n us_server us_redis
+  t1=$(cpu_ticks)
+  ok1=$(metric touchpoint_grpc_requests_total "rpc=\"$rpc\"" 'code="OK"')
+  bad1=$(metric touchpoint_grpc_requests_total "rpc=\"$rpc\"")
+  deg1=$(metric touchpoint_decisions_degraded_total)
+  rps=$(grep -oP 'finished in [^,]+, \K[0-9.]+(?= req/s)' <<<"$out")
+  done_n=$(grep -oP 'requests: .* \K[0-9]+(?= succeeded)' <<<"$out")
+  us_server=$(python3 -c "print(round(($t1-$t0)/$hz*1e6/max($done_n,1), 1))")
+  us_redis=$(python3 -c "print(round($(redis_usec)/max($done_n,1), 1))")
+  local not_ok=$(( (bad1 - bad0) - (ok1 - ok0) )) degraded=$(( deg1 - deg0 ))
+  [ "$rpc" = Check ] && { not_ok=0; degraded=0; }
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$us_server" "$us_redis" "$not_ok" "$degraded" >>"$results"
+  printf '  %-8s %10s calls/s  server %6s us/call  redis %5s us/call  non-OK %s  degraded %s\n' \
+    "$name" "$rps" "$us_server" "$us_redis" "$not_ok" "$degraded"
+}
+
+echo "store=$store rounds=$rounds duration=${duration}s clients=$conns streams=$streams ($(nproc) cores)"
+for r in $(seq "$rounds"); do
+  echo "round $r"
+  run health /grpc.health.v1.Health/Check "$work/health.bin" Check
+  run decide /touchpoint.v1.Decisions/Decide "$work/decide.bin" Decide
+done
+python3 - "$results" <<'EOF'
+import statistics as st, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+def col(name, i): return [float(r[i]) for r in rows if r[0] == name]
+h, d = col("health", 1), col("decide", 1)
+ratios = [b / a for a, b in zip(h, d)]
+print(f"median calls/s: health {st.median(h):.0f} (range {min(h):.0f}-{max(h):.0f}), "
+      f"decide {st.median(d):.0f} (range {min(d):.0f}-{max(d):.0f})")
+print(f"decide/health ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}; median {st.median(ratios):.2f}")
+print(f"median server CPU per call: health {st.median(col('health', 2)):.1f} us, decide {st.median(col('decide', 2)):.1f} us; "
+      f"Redis CPU per decide {st.median(col('decide', 3)):.1f} us")
+bad = sum(col("decide", 4)); deg = sum(col("decide", 5))
+print(f"decide calls not OK: {bad:.0f}; degraded: {deg:.0f}")
+sys.exit(1 if bad else 0)
+EOF
