@@ -9,8 +9,8 @@
 #   bench/h2load.sh [--store redis|memory] [--rounds 3] [--duration 10] [--conns 8] [--streams 8]
 #
 # Installs nghttp2-client (and redis-server for --store redis) when missing; builds the release
-# binary unless TOUCHPOINT_BIN names one. With an API key in TOUCHPOINT_API_KEY it is sent as
-# `authorization: Bearer`.
+# binary unless TOUCHPOINT_BIN names one. The server runs with authentication on: the script
+# mints a key (decide, ingest) into a keys file and sends it as `authorization: Bearer`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +51,11 @@ if [ "$store" = redis ]; then
   until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.1; done
   url=redis://127.0.0.1:$rport
 fi
+# Authentication is on, as in production: a key minted for this run, in a keys file.
+minted=$("$bin" keys new --id h2load --role decide --role ingest)
+export TOUCHPOINT_API_KEY=$(printf '%s\n' "$minted" | awk '/^  tpk_/ {print $1}')
+printf '%s\n' "$minted" | sed -n '/^\[\[auth.keys\]\]/,$p' | sed 's/^\[\[auth.keys\]\]/[[keys]]/' >"$work/keys.toml"
+export TOUCHPOINT_AUTH_KEYS_FILE=$work/keys.toml
 gport=$(free_port) mport=$(free_port)
 TOUCHPOINT_SERVER_LISTEN=127.0.0.1:$gport TOUCHPOINT_SERVER_METRICS_LISTEN=127.0.0.1:$mport \
   TOUCHPOINT_REDIS_URL=$url RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config examples/touchpoint.toml >"$work/server.log" 2>&1 &

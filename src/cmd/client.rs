@@ -10,9 +10,8 @@ use touchpoint::grpc::pb::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Server address.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "TOUCHPOINT_ADDR")]
-    addr: String,
+    #[command(flatten)]
+    conn: super::keys::Conn,
     #[command(subcommand)]
     call: Call,
 }
@@ -163,10 +162,7 @@ pub fn print_journey(j: &pb::Journey) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", args.addr))?;
+    let channel = args.conn.connect().await?;
     let mut decisions = DecisionsClient::new(channel.clone());
     let mut profiles = ProfilesClient::new(channel.clone());
     match args.call {

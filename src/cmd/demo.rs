@@ -40,8 +40,9 @@ const MODELS: [(&str, &str); 2] = [
     ("purchase", include_str!("../../examples/models/purchase.json")),
 ];
 
-/// The example config plus the embedded models, written where the config can name them.
-fn demo_config(vars: Vec<(String, String)>) -> anyhow::Result<Config> {
+/// The example config plus the embedded models, written where the config can name them, and
+/// `key` (an `[[auth.keys]]` entry minted for this run).
+fn demo_config(vars: Vec<(String, String)>, key: &str) -> anyhow::Result<Config> {
     let dir = std::env::temp_dir().join(format!("touchpoint-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut src = EXAMPLE.to_string();
@@ -51,6 +52,8 @@ fn demo_config(vars: Vec<(String, String)>) -> anyhow::Result<Config> {
         std::fs::write(&path, json)?;
         src.push_str(&format!("{name} = {:?}\n", path.display().to_string()));
     }
+    src.push('\n');
+    src.push_str(key);
     let config = Config::from_toml(&src, "examples/touchpoint.toml", vars)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(config)
@@ -61,7 +64,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     vars.push(("TOUCHPOINT_REDIS_URL".into(), "memory://".into()));
     vars.push(("TOUCHPOINT_SERVER_LISTEN".into(), args.listen.clone()));
     vars.push(("TOUCHPOINT_SERVER_METRICS_LISTEN".into(), args.metrics_listen.clone()));
-    let config = demo_config(vars)?;
+    // A key with every role, minted for this run: the embedded server has authentication on
+    // like any other, and the session below presents the key.
+    let (api_key, entry) = super::keys::mint_all();
+    let config = demo_config(vars, &entry)?;
     let versions = config.policy.models.versions();
     let server = config.file.server.clone();
     let store = touchpoint::store::open(&config.file.redis).await?;
@@ -101,6 +107,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let addr = ready_rx.await.context("server did not start")?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let channel = touchpoint::grpc::auth::keyed(
+        channel,
+        touchpoint::grpc::auth::ApiKey::new(Some(&api_key)).map_err(anyhow::Error::msg)?,
+    );
     let mut decisions = DecisionsClient::new(channel.clone());
     let mut profiles = ProfilesClient::new(channel);
     println!("\ngRPC server on {addr}; the session below goes through a real gRPC client.\n");
@@ -207,7 +217,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "\nServing on {addr} until ctrl-c. Try: cargo run --release -- client decide u000001 --channel web --explain"
+        "\nServing on {addr} until ctrl-c. This run's API key (every role; gone when the demo stops):\n  \
+         export TOUCHPOINT_API_KEY={api_key}\nTry: cargo run --release -- client decide u000001 --channel web --explain"
     );
     serving.await??;
     Ok(())

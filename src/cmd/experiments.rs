@@ -1,6 +1,5 @@
 //! `touchpoint experiments`: read an experiment's results from a running server, or run
 //! the Hillstrom e-mail test through the engine.
-use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,8 +27,8 @@ enum Cmd {
     /// Per-variant exposure, visits, conversions, revenue, lifts with 95% CIs, p-values, SRM.
     Report {
         experiment_id: String,
-        #[arg(long, default_value = "http://127.0.0.1:50051", env = "TOUCHPOINT_ADDR")]
-        addr: String,
+        #[command(flatten)]
+        conn: super::keys::Conn,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -96,11 +95,8 @@ fn from_pb(r: pb::ExperimentResults) -> ExperimentReport {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Cmd::Report { experiment_id, addr, format } => {
-            let channel = tonic::transport::Endpoint::from_shared(addr.clone())?
-                .connect()
-                .await
-                .with_context(|| format!("connecting to {addr}"))?;
+        Cmd::Report { experiment_id, conn, format } => {
+            let channel = conn.connect().await?;
             let r = ExperimentsClient::new(channel)
                 .get_experiment_results(pb::GetExperimentResultsRequest { experiment_id })
                 .await?

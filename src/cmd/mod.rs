@@ -11,6 +11,7 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod experiments;
+pub mod keys;
 pub mod serve;
 
 #[derive(Parser)]
@@ -53,6 +54,8 @@ enum Command {
     Experiments(experiments::Args),
     /// Load generator: Decide end to end vs a bare tonic server, side by side.
     Bench(bench::Args),
+    /// API keys: `keys new --id NAME --role decide [--role ingest]`.
+    Keys(keys::Args),
     /// Re-run a logged decision under the current config and models and show what differs
     /// (exit code 3 when the decision would now differ).
     Replay {
@@ -96,6 +99,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            if let Err(e) = cfg.check_serving() {
+                eprintln!("bad config (1 problem):\n{e}");
+                return Ok(ExitCode::from(EXIT_BAD_CONFIG as u8));
+            }
             let store = touchpoint::store::open(&cfg.file.redis).await.context("opening the store")?;
             let server = cfg.file.server.clone();
             let engine = Arc::new(Engine::new(store, cfg, Some(config), vars));
@@ -153,12 +160,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(args) => client::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Experiments(args) => experiments::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Keys(args) => keys::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
-/// `check-config`: a summary of a good config, or every problem of a bad one (exit 64).
+/// `check-config`: a summary of a good config, or every problem of a bad one (exit 64),
+/// including what a server needs (a key, unless authentication is explicitly off).
 fn check_config(file: &Path) -> ExitCode {
     match load_config(file, vec![]) {
+        Ok((c, _)) if c.check_serving().is_err() => {
+            eprintln!("bad config (1 problem):\n{}", c.check_serving().unwrap_err());
+            ExitCode::from(EXIT_BAD_CONFIG as u8)
+        }
         Ok((c, _)) => {
             println!(
                 "{}: ok (version {}, {} stages, {} offers, channels {})",

@@ -1,5 +1,5 @@
 //! Environment overrides: every scalar setting of the single sections (server, redis, journey,
-//! decisions, models, holdout) as `TOUCHPOINT_<PATH>`, the path's dots written as `_`.
+//! decisions, models, holdout, auth) as `TOUCHPOINT_<PATH>`, the path's dots written as `_`.
 //!
 //! Lists and the array sections (offers, segments, experiments, ...) come from the file only.
 use super::Problems;
@@ -36,6 +36,9 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("redis.dedup_window_days", Kind::Float),
     ("redis.dedup_max_per_user", Kind::Int),
     ("redis.recent_decisions_per_user", Kind::Int),
+    ("redis.tls_ca_file", Kind::Str),
+    ("redis.tls_cert_file", Kind::Str),
+    ("redis.tls_key_file", Kind::Str),
     ("journey.lapse_after_days", Kind::Float),
     ("journey.purchase_event", Kind::Str),
     ("decisions.default_limit", Kind::Int),
@@ -49,6 +52,10 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("holdout.share", Kind::Float),
     ("holdout.salt", Kind::Str),
     ("holdout.attribution_days", Kind::Float),
+    ("auth.enabled", Kind::Bool),
+    ("auth.keys_file", Kind::Str),
+    ("auth.allow_health", Kind::Bool),
+    ("auth.allow_reflection", Kind::Bool),
 ];
 
 /// The variable that overrides an entry path: `redis.key_prefix` → `TOUCHPOINT_REDIS_KEY_PREFIX`.
@@ -152,6 +159,8 @@ mod tests {
         all.extend(leaves("decisions", DecisionsConfig::default()));
         all.extend(leaves("models", models));
         all.extend(leaves("holdout", holdout));
+        let auth = super::super::auth::AuthConfig { keys_file: Some("k".into()), ..Default::default() };
+        all.extend(leaves("auth", auth));
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let mut table: Vec<(String, Kind)> = OVERRIDABLE.iter().map(|&(p, k)| (p.to_string(), k)).collect();
         table.sort_by(|a, b| a.0.cmp(&b.0));

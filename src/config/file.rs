@@ -17,11 +17,13 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// How long shutdown waits for in-flight calls to finish.
     pub shutdown_grace_ms: u64,
+    /// `[server.tls]`: gRPC over TLS; none serves plaintext.
+    pub tls: Option<super::tls::ServerTlsConfig>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000 }
+        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000, tls: None }
     }
 }
 
@@ -48,6 +50,12 @@ pub struct RedisConfig {
     pub dedup_max_per_user: u64,
     /// Recent decisions kept per user so outcomes can be linked to them.
     pub recent_decisions_per_user: u64,
+    /// `rediss://`: PEM CA certificates to trust instead of the system roots.
+    pub tls_ca_file: String,
+    /// `rediss://`: PEM client certificate, for a Redis with `tls-auth-clients yes`.
+    pub tls_cert_file: String,
+    /// `rediss://`: the client certificate's PEM private key.
+    pub tls_key_file: String,
 }
 
 impl Default for RedisConfig {
@@ -62,6 +70,9 @@ impl Default for RedisConfig {
             dedup_window_days: 30.0,
             dedup_max_per_user: 10_000,
             recent_decisions_per_user: 64,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -427,6 +438,8 @@ pub struct FileConfig {
     pub holdout: Option<HoldoutConfig>,
     /// Event types that count as a visit in experiment results.
     pub visit_events: Vec<String>,
+    /// `[auth]`.
+    pub auth: super::auth::AuthConfig,
 }
 
 impl RedisConfig {

@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+mod auth;
 mod decisions;
 mod env;
 mod experiments;
@@ -23,9 +24,12 @@ mod offers;
 mod read;
 mod server;
 mod spans;
+mod tls;
 
+pub use auth::{ApiKey, AuthConfig, AuthPolicy, ClientConfig, ClientIdentity, KeyConfig, Role, Roles, key_hash};
 pub use env::{ENV_PREFIX, Kind, OVERRIDABLE, var_name};
 pub use file::*;
+pub use tls::{ServerTls, ServerTlsConfig, provider as tls_provider};
 
 /// Exit code for a bad configuration (EX_CONFIG is 78; sysexits' EX_USAGE 64 is what the CLI contract names).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -43,6 +47,10 @@ pub struct Config {
     pub policy: Arc<Policy>,
     /// Content hash of the file, overrides and model files: changes whenever behaviour may.
     pub version: String,
+    /// `[auth]`: who may call what (read again with every load: keys rotate on reload).
+    pub auth: Arc<AuthPolicy>,
+    /// `[server.tls]`, read again with every load (a renewed certificate on reload).
+    pub tls: Option<ServerTls>,
 }
 
 /// Everything wrong with one config file, in line order.
@@ -164,7 +172,7 @@ impl Config {
         })?;
         let mut p = Problems::default();
         let applied = env::apply(&mut doc, vars, &mut p);
-        let file = read::read(doc, &mut p);
+        let mut file = read::read(doc, &mut p);
         let mut hasher = Sha256::new();
         hasher.update(src.as_bytes());
         for a in &applied.lines {
@@ -174,12 +182,22 @@ impl Config {
         for (name, version) in models.versions() {
             hasher.update(format!("model {name}={version}").as_bytes());
         }
+        let mut auth = auth::compile(&file.auth, base, &mut p);
+        for k in &auth.keys {
+            hasher.update(format!("key {}={}", k.id, hex::encode(k.sha256)).as_bytes());
+        }
+        let tls = file.server.tls.as_ref().and_then(|t| tls::compile_server(t, base, &mut p));
+        tls::check_redis(&mut file.redis, base, &mut p);
         let version = hex::encode(&hasher.finalize()[..6]);
         let policy = compile(&file, models, base, &mut p);
-        if p.list.is_empty() {
-            return Ok(Config { file, policy: Arc::new(policy), version });
-        }
         let spans = spans::Spans::new(src);
+        if p.list.is_empty() {
+            auth.unconfigured = auth::unconfigured(&file.auth, &auth).map(|mut problem| {
+                problem.line = spans.line("auth");
+                ConfigError::new(source_name, vec![problem])
+            });
+            return Ok(Config { file, policy: Arc::new(policy), version, auth: Arc::new(auth), tls });
+        }
         let mut problems: Vec<Problem> = p
             .list
             .into_iter()
@@ -197,6 +215,17 @@ impl Config {
             .collect();
         problems.sort_by_key(|p| p.line);
         Err(ConfigError::new(source_name, problems))
+    }
+}
+
+impl Config {
+    /// What a server needs beyond a valid file: authentication on with no key (and no
+    /// client certificate subject) is refused unless `auth.enabled = false` says so.
+    pub fn check_serving(&self) -> Result<(), ConfigError> {
+        match &self.auth.unconfigured {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 }
 

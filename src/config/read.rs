@@ -15,6 +15,7 @@ pub fn read(doc: toml::Table, p: &mut Problems) -> FileConfig {
             "journey" => set(&mut f.journey, section(value, k, p)),
             "decisions" => set(&mut f.decisions, section(value, k, p)),
             "models" => set(&mut f.models, section(value, k, p)),
+            "auth" => set(&mut f.auth, section(value, k, p)),
             "holdout" => f.holdout = one(value, k, p),
             "visit_events" => set(&mut f.visit_events, one(value, k, p)),
             "segments" => f.segments = each(value, k, &mut f.positions, &mut f.unread_ids, p),

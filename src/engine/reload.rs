@@ -13,6 +13,8 @@ impl Engine {
             return Ok(self.snapshot());
         };
         let config = Config::load(path, self.vars.clone())?;
+        // A reload must not leave a server that nobody can call (or that silently lost its keys).
+        config.check_serving()?;
         self.snapshot.store(Arc::new(Snapshot { config, loaded_at: now_ms() }));
         Ok(self.snapshot())
     }

@@ -7,8 +7,10 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
 
+pub mod auth;
 pub mod convert;
 mod services;
+pub mod tls;
 
 pub mod pb {
     //! Generated from proto/touchpoint/v1.
@@ -111,7 +113,8 @@ fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Resul
 }
 
 /// Serves every Touchpoint service plus health and reflection (v1 and v1alpha) on `listener`
-/// until `shutdown` resolves, then drains in-flight calls.
+/// until `shutdown` resolves, then drains in-flight calls. Every call goes through the auth
+/// layer; with `[server.tls]`, connections are TLS (the certificate follows reloads).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -128,15 +131,26 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1().expect("descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("descriptor sets are valid");
-    let s = services::Services::new(engine);
-    tonic::transport::Server::builder()
+    let auth = engine.snapshot().config.auth.clone();
+    if !auth.enabled {
+        tracing::warn!("authentication is OFF (auth.enabled = false): any caller may call every method");
+    }
+    let tls = engine.snapshot().config.tls.clone();
+    let s = services::Services::new(engine.clone());
+    let router = tonic::transport::Server::builder()
+        .layer(auth::AuthLayer::new(engine.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::decisions_server::DecisionsServer::new(s.clone()))
         .add_service(pb::profiles_server::ProfilesServer::new(s.clone()))
         .add_service(pb::experiments_server::ExperimentsServer::new(s.clone()))
-        .add_service(pb::admin_server::AdminServer::new(s))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
+        .add_service(pb::admin_server::AdminServer::new(s));
+    match tls {
+        Some(tls) => {
+            tracing::info!(client_certificates = tls.client_auth, "serving gRPC over TLS");
+            router.serve_with_incoming_shutdown(tls::incoming(listener, engine, tls.config), shutdown).await
+        }
+        None => router.serve_with_incoming_shutdown(incoming(listener), shutdown).await,
+    }
 }

@@ -93,7 +93,8 @@ async fn a_failed_reload_names_the_file_without_its_directory() {
     let path = dir.path().join("touchpoint.toml");
     let example = std::fs::read_to_string(example_path())
         .unwrap()
-        .replace("url = \"memory://\"", &format!("url = \"{}\"", redis.url()));
+        .replace("url = \"memory://\"", &format!("url = \"{}\"", redis.url()))
+        + &crate::harness::auth_toml();
     std::fs::write(&path, &example).unwrap();
     let cfg = touchpoint::config::Config::load(&path, std::iter::empty()).unwrap();
     let engine = std::sync::Arc::new(touchpoint::engine::Engine::new(

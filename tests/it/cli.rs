@@ -5,10 +5,24 @@ fn touchpoint(args: &[&str]) -> (i32, String, String) {
     touchpoint_with(args, &[])
 }
 
+/// A keys file with the harness key, named by `TOUCHPOINT_AUTH_KEYS_FILE` for every command
+/// here (the example config has no key of its own).
+fn keys_file() -> &'static str {
+    static FILE: std::sync::OnceLock<tempfile::TempPath> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), crate::harness::auth_toml().replace("[[auth.keys]]", "[[keys]]")).unwrap();
+        f.into_temp_path()
+    })
+    .to_str()
+    .unwrap()
+}
+
 fn touchpoint_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_touchpoint"))
         .args(args)
         .env("RUST_LOG", "error")
+        .env("TOUCHPOINT_AUTH_KEYS_FILE", keys_file())
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -23,6 +37,16 @@ fn touchpoint_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
 fn check_config_accepts_the_example() {
     let path = crate::harness::example_path();
     let path = path.to_str().unwrap();
+    // The example has no key: a server could not start with it, and check-config says how to fix it.
+    let out = Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(["check-config", path])
+        .env_remove("TOUCHPOINT_AUTH_KEYS_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("auth: authentication is on but no API key") && err.contains("keys new"), "{err}");
+    // With a keys file named from the environment (a mounted secret), it is good.
     // The positional form and `--config` like the other commands.
     for args in [vec!["check-config", path], vec!["check-config", "--config", path]] {
         let (code, out, err) = touchpoint(&args);

@@ -326,7 +326,7 @@ async fn reload_under_load_fails_no_request_and_later_answers_use_the_new_versio
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("touchpoint.toml");
-    let example = std::fs::read_to_string(example_path()).unwrap();
+    let example = std::fs::read_to_string(example_path()).unwrap() + &crate::harness::auth_toml();
     std::fs::write(&path, &example).unwrap();
     let vars = vec![("TOUCHPOINT_REDIS_URL".to_string(), redis.url())];
     let cfg = Config::load(&path, vars.clone()).unwrap();

@@ -250,6 +250,7 @@ async fn experiments_over_grpc_assign_override_hold_out_attribute_and_report() {
     let addr = format!("http://{}", srv.addr);
     let report = |format: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+            .env("TOUCHPOINT_API_KEY", crate::harness::TEST_KEY)
             .args(["experiments", "report", "ranking", "--addr", &addr, "--format", format])
             .output()
             .unwrap();
@@ -290,6 +291,7 @@ async fn srm_without_exposures_is_no_data_over_grpc_and_in_the_report() {
     let addr = format!("http://{}", srv.addr);
     let report = |format: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+            .env("TOUCHPOINT_API_KEY", crate::harness::TEST_KEY)
             .args(["experiments", "report", "quiet", "--addr", &addr, "--format", format])
             .output()
             .unwrap();

@@ -171,10 +171,32 @@ pub fn example_config(redis_url: &str) -> Config {
     Config::load(&example_path(), [("TOUCHPOINT_REDIS_URL".to_string(), redis_url.to_string())]).unwrap()
 }
 
+/// The API key every harness client sends; `AUTH_TOML` grants it every role.
+pub const TEST_KEY: &str = "tpk_harness-key-with-every-role";
+
+/// An `[[auth.keys]]` entry for `TEST_KEY`, to append to config files tests write.
+pub fn auth_toml() -> String {
+    format!(
+        "\n[[auth.keys]]\nid = \"harness\"\nsha256 = \"{}\"\nroles = [\"decide\", \"ingest\", \"profiles\", \"analyst\", \"admin\"]\n",
+        hex::encode(touchpoint::config::key_hash(TEST_KEY))
+    )
+}
+
+/// `config` with `TEST_KEY` as its one key when it has none (authentication stays on).
+pub fn with_test_key(mut config: Config) -> Config {
+    if config.auth.keys.is_empty() && config.auth.clients.is_empty() {
+        config.auth = Config::from_toml(&auth_toml(), "<harness>", std::iter::empty()).unwrap().auth;
+    }
+    config
+}
+
 /// A gRPC server on 127.0.0.1:0 serving `engine` through the same `grpc::serve` main uses.
 pub struct TestServer {
     pub engine: Arc<Engine>,
-    pub channel: tonic::transport::Channel,
+    /// A connection that sends `TEST_KEY` with every call.
+    pub channel: touchpoint::grpc::auth::KeyedChannel,
+    /// The same connection without a key.
+    pub bare: tonic::transport::Channel,
     pub addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -193,21 +215,26 @@ impl TestServer {
             .await
             .unwrap();
         });
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        TestServer { engine, channel, addr, stop: Some(tx), task: Some(task) }
+        let bare = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let key = touchpoint::grpc::auth::ApiKey::new(Some(TEST_KEY)).unwrap();
+        let channel = touchpoint::grpc::auth::keyed(bare.clone(), key);
+        TestServer { engine, channel, bare, addr, stop: Some(tx), task: Some(task) }
     }
 
-    /// Example config over a store, served.
+    /// A config over a store, served (with `TEST_KEY` added when the config has no key).
     pub async fn with_store(store: Arc<dyn Store>, config: Config) -> Self {
-        Self::start(Arc::new(Engine::new(store, config, None, vec![]))).await
+        Self::start(Arc::new(Engine::new(store, with_test_key(config), None, vec![]))).await
     }
 
-    pub fn decisions(&self) -> touchpoint::grpc::pb::decisions_client::DecisionsClient<tonic::transport::Channel> {
+    pub fn decisions(
+        &self,
+    ) -> touchpoint::grpc::pb::decisions_client::DecisionsClient<touchpoint::grpc::auth::KeyedChannel> {
         touchpoint::grpc::pb::decisions_client::DecisionsClient::new(self.channel.clone())
     }
 
-    pub fn profiles(&self) -> touchpoint::grpc::pb::profiles_client::ProfilesClient<tonic::transport::Channel> {
+    pub fn profiles(
+        &self,
+    ) -> touchpoint::grpc::pb::profiles_client::ProfilesClient<touchpoint::grpc::auth::KeyedChannel> {
         touchpoint::grpc::pb::profiles_client::ProfilesClient::new(self.channel.clone())
     }
 

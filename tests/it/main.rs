@@ -1,5 +1,7 @@
 //! One integration-test binary: real Redis, real gRPC over real sockets.
+mod auth;
 mod boundary;
+mod certs;
 mod cli;
 mod decisioning;
 mod experiments;

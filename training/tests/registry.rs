@@ -116,6 +116,8 @@ async fn publish_gate_and_hot_pickup_by_a_running_server() {
     let redis = RedisServer::start();
     let body = format!("[redis]\nurl = \"{}\"\n[models]\nregistry = [\"purchase\"]\npoll_seconds = 0.1\n", redis.url());
     let cfg = Config::from_toml(&body, "t", std::iter::empty()).unwrap();
+    // The harness's clients send its key: the served config must know it.
+    let cfg = harness::with_test_key(cfg);
     let engine = Arc::new(Engine::new(redis_store(&redis.url(), false).await, cfg, None, vec![]));
     let _watcher = engine.spawn_model_watcher();
     let srv = TestServer::start(engine).await;
@@ -209,6 +211,8 @@ async fn a_published_gbdt_model_scores_decisions_over_grpc() {
         redis.url()
     );
     let cfg = Config::from_toml(&body, "t", std::iter::empty()).unwrap();
+    // The harness's clients send its key: the served config must know it.
+    let cfg = harness::with_test_key(cfg);
     let engine = Arc::new(Engine::new(redis_store(&redis.url(), false).await, cfg, None, vec![]));
     let _watcher = engine.spawn_model_watcher();
     let srv = TestServer::start(engine.clone()).await;

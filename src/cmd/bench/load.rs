@@ -33,17 +33,23 @@ impl Conns {
 }
 
 /// `n` channels to `addr`, connected now so that connecting is not timed.
-pub(super) async fn channels(addr: SocketAddr, n: usize, conns: Conns) -> anyhow::Result<Vec<Channel>> {
+pub(super) async fn channels(
+    addr: SocketAddr,
+    n: usize,
+    conns: Conns,
+    key: &ApiKey,
+) -> anyhow::Result<Vec<KeyedChannel>> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true);
+    let keyed = |c| touchpoint::grpc::auth::keyed(c, key.clone());
     match conns {
         Conns::Shared => {
-            let channel = endpoint.connect().await?;
+            let channel = keyed(endpoint.connect().await?);
             Ok(vec![channel; n])
         }
         Conns::PerTask => {
             let mut all = Vec::with_capacity(n);
             for _ in 0..n {
-                all.push(endpoint.connect().await?);
+                all.push(keyed(endpoint.connect().await?));
             }
             Ok(all)
         }

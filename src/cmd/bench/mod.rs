@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, MissedTickBehavior};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use touchpoint::config::Config;
 use touchpoint::engine::{Engine, now_ms};
+use touchpoint::grpc::auth::{ApiKey, KeyedChannel};
 use touchpoint::grpc::pb::{self, decisions_client::DecisionsClient};
 use touchpoint::sim::{SimConfig, simulate};
 
@@ -90,6 +91,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ("TOUCHPOINT_REDIS_URL".to_string(), args.redis_url.clone()),
         ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "tpbench".to_string()),
     ];
+    // Authentication on, as served: a key minted for this run, sent with every call (to the
+    // bare health server too, so both sides carry the same header).
+    let (api_key, entry) = super::keys::mint_all();
+    let key = ApiKey::new(Some(&api_key)).map_err(anyhow::Error::msg)?;
+    let toml = format!("{toml}\n{entry}");
     let config = Config::from_toml(&toml, "examples/touchpoint.toml", vars)?;
     let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
@@ -147,7 +153,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // (a) The baseline, over both ways of holding connections; the faster one is used for
     // every other phase so that Decide gets the same client setup as the baseline.
-    let echo_call = |mut client: HealthClient<Channel>, _: &mut ChaCha8Rng| async move {
+    let echo_call = |mut client: HealthClient<KeyedChannel>, _: &mut ChaCha8Rng| async move {
         let req = HealthCheckRequest { service: "bench.Echo".into() };
         let tally = match client.check(req).await {
             Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => Tally::item(1),
@@ -157,7 +163,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut best: Option<(Conns, f64)> = None;
     for conns in [Conns::Shared, Conns::PerTask] {
-        let clients = channels(echo_addr, c, conns).await?.into_iter().map(HealthClient::new).collect();
+        let clients = channels(echo_addr, c, conns, &key).await?.into_iter().map(HealthClient::new).collect();
         let p = phase(format!("echo Health/Check, {}", conns.label()), "calls", None, metrics, async {
             drive(clients, phase_len, CALL_TIMEOUT, None, echo_call).await
         })
@@ -170,7 +176,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (conns, echo_peak) = best.context("no echo phase ran")?;
 
     // (b) Decide, closed loop: the peak.
-    let decide_call = move |mut client: DecisionsClient<Channel>, rng: &mut ChaCha8Rng| {
+    let decide_call = move |mut client: DecisionsClient<KeyedChannel>, rng: &mut ChaCha8Rng| {
         let req = pb::DecideRequest {
             user_id: user_id(rng.gen_range(0..users)),
             channel: "web".into(),
@@ -187,7 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let decide_clients = || async {
-        anyhow::Ok(channels(tp_addr, c, conns).await?.into_iter().map(DecisionsClient::new).collect::<Vec<_>>())
+        anyhow::Ok(channels(tp_addr, c, conns, &key).await?.into_iter().map(DecisionsClient::new).collect::<Vec<_>>())
     };
     let clients = decide_clients().await?;
     let p = phase(format!("Decide web, {}", conns.label()), "calls", Some("Decide"), metrics, async {
@@ -210,7 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // (d) RecordEvents: fresh event ids every call, so every event is applied, not deduplicated.
     let nonce = now_ms();
-    let events_call = move |mut client: DecisionsClient<Channel>, rng: &mut ChaCha8Rng| {
+    let events_call = move |mut client: DecisionsClient<KeyedChannel>, rng: &mut ChaCha8Rng| {
         let events: Vec<pb::Event> = (0..EVENTS_PER_CALL)
             .map(|_| pb::Event {
                 event_id: format!("bench-{nonce}-{:016x}", rng.r#gen::<u64>()),
@@ -239,7 +245,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
 
     // (e) DecideBatch: a campaign send of consecutive users, drained to the end of the stream.
-    let batch_call = move |mut client: DecisionsClient<Channel>, rng: &mut ChaCha8Rng| {
+    let batch_call = move |mut client: DecisionsClient<KeyedChannel>, rng: &mut ChaCha8Rng| {
         let first = rng.gen_range(0..users);
         let req = pb::DecideBatchRequest {
             user_ids: (0..USERS_PER_BATCH).map(|k| user_id((first + k) % users)).collect(),

@@ -174,6 +174,19 @@ fn bad_client(e: RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// `redis.tls_*`: a private CA and/or a client certificate for `rediss://`; `None` when no
+/// file is named (the system roots are trusted). The config load checked the files.
+fn tls_certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>, StoreError> {
+    let read = |f: &str| std::fs::read(f).map_err(|e| StoreError::Unavailable(format!("cannot read {f}: {e}")));
+    let root_cert = if cfg.tls_ca_file.is_empty() { None } else { Some(read(&cfg.tls_ca_file)?) };
+    let client_tls = if cfg.tls_cert_file.is_empty() {
+        None
+    } else {
+        Some(redis::ClientTlsConfig { client_cert: read(&cfg.tls_cert_file)?, client_key: read(&cfg.tls_key_file)? })
+    };
+    Ok((root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates { client_tls, root_cert }))
+}
+
 impl RedisStore {
     /// Connects lazily, single node and cluster alike: the server starts, and recovers, while
     /// Redis is down; calls answer `Unavailable` until it is up.
@@ -181,12 +194,14 @@ impl RedisStore {
         let timeout = Duration::from_millis(cfg.command_timeout_ms);
         let source = if cfg.cluster {
             let nodes: Vec<&str> = cfg.url.split(',').map(str::trim).collect();
-            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(2)
-                .build()
-                .map_err(bad_client)?;
+                .retries(2);
+            if let Some(certs) = tls_certificates(cfg)? {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build().map_err(bad_client)?;
             // Build the slot-tag table now rather than on the first request.
             keys::warm_slot_tags();
             Source::Cluster(Box::new(LazyCluster {
@@ -195,7 +210,11 @@ impl RedisStore {
                 attempt: std::sync::Mutex::new(None),
             }))
         } else {
-            let client = redis::Client::open(cfg.url.as_str()).map_err(bad_client)?;
+            let client = match tls_certificates(cfg)? {
+                Some(certs) => redis::Client::build_with_tls(cfg.url.as_str(), certs),
+                None => redis::Client::open(cfg.url.as_str()),
+            }
+            .map_err(bad_client)?;
             let config = ConnectionManagerConfig::new()
                 .set_response_timeout(Some(timeout))
                 .set_connection_timeout(Some(timeout))
