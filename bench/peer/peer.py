@@ -26,6 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
+import orjson  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
@@ -142,7 +143,7 @@ class Decider:
             pipe.zremrangebyscore(c, "-inf", f"({keep_since}")
             pipe.pexpire(c, max(DECISION_MEMORY_MS, now - keep_since + pol.MS_PER_DAY))
         offers = answer.pop("offers")
-        body = json.dumps(answer, separators=(",", ":"))
+        body = orjson.dumps(answer)
         pipe.xadd(self.keys.dlog, {"kind": "decision", "id": did, "json": body}, maxlen=DECISION_LOG_MAXLEN, approximate=True)
         pipe.lpush(d, did + " ," + "".join(o.id + "," for o in offers) + "|")
         pipe.ltrim(d, 0, RECENT_DECISIONS - 1)
@@ -335,6 +336,7 @@ def main():
     ap.add_argument("--prefix", default="tp")
     ap.add_argument("--listen", default="127.0.0.1:50061")
     ap.add_argument("--server", choices=["aio", "sync"], default="aio")
+    ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop", help="aio server: event loop")
     ap.add_argument("--threads", type=int, default=16, help="sync server: handler threads")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--churn")
@@ -348,7 +350,12 @@ def main():
         if args.pidfile and not args.worker:
             open(args.pidfile, "w").write(f"{os.getpid()}\n")
         if args.server == "aio":
-            asyncio.run(serve_aio(args))
+            if args.loop == "uvloop":
+                import uvloop
+
+                uvloop.run(serve_aio(args))
+            else:
+                asyncio.run(serve_aio(args))
         else:
             serve_sync(args)
         return

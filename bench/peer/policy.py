@@ -26,6 +26,7 @@ import os
 import tomllib
 
 import numpy as np
+import orjson
 
 MS_PER_DAY = 86_400_000
 NEVER_DAYS = 365.0
@@ -272,7 +273,7 @@ class Policy:
                 counts[k] = n
                 total += n
             elif k.startswith("a:"):
-                attrs[k[2:]] = json.loads(v)
+                attrs[k[2:]] = orjson.loads(v)
         roles = self.roles
 
         def count(role):
