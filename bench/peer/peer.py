@@ -2,8 +2,10 @@
 
 Serves touchpoint.v1.Decisions/Decide and grpc.health.v1.Health/Check over the same Redis data
 Touchpoint stores. Per call: one pipelined read (profile hash, contacts in the longest window,
-dismiss/accept marks), the decision of `policy.py`, one pipelined MULTI/EXEC write (contacts,
-the decision-log XADD, the user's recent decisions). See README.md for what is simplified.
+dismiss/accept marks), the decision of `policy.py`, one write (a Lua script, WRITE_LUA: the
+atomic re-check of caps and contact limits, the contacts, the decision-log XADD, the user's
+recent decisions; decided again on fresh data if a concurrent decision used the last contact).
+See README.md for what is simplified.
 
     python peer.py --config CONFIG --redis redis://127.0.0.1:6379 --listen 127.0.0.1:50061 \
         [--server aio|sync] [--workers N] [--churn PATH --purchase PATH] [--pidfile FILE]
@@ -43,6 +45,59 @@ DECISION_MEMORY_MS = 30 * pol.MS_PER_DAY
 RECENT_DECISIONS = 64
 DECISION_LOG_MAXLEN = 1_000_000
 DEADLINE_S = 0.050
+
+
+# The write, one round trip: re-checks the channel's contact limits and the chosen offers' caps
+# against the stored contacts atomically with recording the new ones (as Touchpoint's
+# decision.lua does, so concurrent decisions for one user cannot exceed a limit), then appends
+# the decision-log entry and the user's recent decision.
+# KEYS: 1 contacts, 2 decision log, 3 recent decisions list.
+# ARGV: 1 decision id, 2 now, 3 channel, 4 keep contacts since, 5 contacts ttl ms, 6 record JSON,
+#       7 recent entry, 8 log maxlen, 9 recent kept, 10 recent ttl ms,
+#       11 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...
+# Returns 1 when written, 0 when a limit no longer holds (nothing written).
+WRITE_LUA = """
+local i = 11
+local limits, caps, offers = {}, {}, {}
+for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
+i = i + 1
+for k = 1, tonumber(ARGV[i]) do caps[k] = {ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}; i = i + 3 end
+i = i + 1
+for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
+if #limits > 0 or #caps > 0 then
+  local since = math.huge
+  for _, l in ipairs(limits) do since = math.min(since, l[2]) end
+  for _, c in ipairs(caps) do since = math.min(since, c[3]) end
+  local m = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES')
+  for _, l in ipairs(limits) do
+    local seen, n = {}, 0
+    for j = 1, #m, 2 do
+      local d, ch = string.match(m[j], '^([^|]*)|([^|]*)|')
+      if ch == ARGV[3] and tonumber(m[j + 1]) >= l[2] and not seen[d] then seen[d] = true; n = n + 1 end
+    end
+    if n >= l[1] then return 0 end
+  end
+  for _, c in ipairs(caps) do
+    local n = 0
+    for j = 1, #m, 2 do
+      local o = string.match(m[j], '^[^|]*|[^|]*|(.*)$')
+      if o == c[1] and tonumber(m[j + 1]) >= c[3] then n = n + 1 end
+    end
+    if n >= c[2] then return 0 end
+  end
+end
+if #offers > 0 then
+  for _, o in ipairs(offers) do redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1] .. '|' .. ARGV[3] .. '|' .. o) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[6])
+redis.call('LPUSH', KEYS[3], ARGV[7])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[9]) - 1)
+redis.call('PEXPIRE', KEYS[3], ARGV[10])
+return 1
+"""
+ATTEMPTS = 3
 
 
 class Keys:
@@ -133,22 +188,35 @@ class Decider:
         contacts, marks = (replies[1], replies[2]) if len(replies) == 3 else ([], {})
         return self.policy.decide(uid, channel, placement, context, limit, fields, contacts, marks, now)
 
-    def write(self, pipe, answer, record, now):
+    def write_args(self, answer, guard, now):
+        """KEYS and ARGV of WRITE_LUA for a decision."""
         uid = answer["user_id"]
         did = answer["decision_id"]
         _, c, _, d = self.keys.user(uid)
-        if record:
-            keep_since = now - self.policy.longest_window
-            pipe.zadd(c, {f"{did}|{answer['channel']}|{o}": now for o in record})
-            pipe.zremrangebyscore(c, "-inf", f"({keep_since}")
-            pipe.pexpire(c, max(DECISION_MEMORY_MS, now - keep_since + pol.MS_PER_DAY))
         offers = answer.pop("offers")
-        body = orjson.dumps(answer)
-        pipe.xadd(self.keys.dlog, {"kind": "decision", "id": did, "json": body}, maxlen=DECISION_LOG_MAXLEN, approximate=True)
-        pipe.lpush(d, did + " ," + "".join(o.id + "," for o in offers) + "|")
-        pipe.ltrim(d, 0, RECENT_DECISIONS - 1)
-        pipe.pexpire(d, DECISION_MEMORY_MS)
-        return offers
+        keep_since = now - self.policy.longest_window
+        args = [
+            did,
+            now,
+            answer["channel"],
+            keep_since,
+            max(DECISION_MEMORY_MS, now - keep_since + pol.MS_PER_DAY),
+            orjson.dumps(answer),
+            did + " ," + "".join(o.id + "," for o in offers) + "|",
+            DECISION_LOG_MAXLEN,
+            RECENT_DECISIONS,
+            DECISION_MEMORY_MS,
+        ]
+        limits, caps, recorded = guard or ((), (), ())
+        args.append(len(limits))
+        for mx, since in limits:
+            args += [mx, since]
+        args.append(len(caps))
+        for offer, mx, since in caps:
+            args += [offer, mx, since]
+        args.append(len(recorded))
+        args += recorded
+        return [c, self.keys.dlog, d], args, offers
 
     def response(self, answer, offers, explain):
         reason, code = suppression_text(answer["suppression"])
@@ -220,6 +288,7 @@ class AioDecisions(dpb_grpc.DecisionsServicer):
     def __init__(self, decider, url):
         self.d = decider
         self.r = aredis.Redis.from_url(url, decode_responses=True, max_connections=64)
+        self.write = self.r.register_script(WRITE_LUA)
 
     async def Decide(self, request, context):
         d = self.d
@@ -230,15 +299,18 @@ class AioDecisions(dpb_grpc.DecisionsServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         try:
             async with asyncio.timeout(DEADLINE_S):
-                now = int(time.time() * 1000)
-                pipe = self.r.pipeline(transaction=False)
-                d.read(pipe, q[0], now)
-                replies = await pipe.execute()
-                answer, record = d.decide(q, replies, now)
-                answer["decision_id"] = uuid7(now)
-                pipe = self.r.pipeline(transaction=True)
-                offers = d.write(pipe, answer, record, now)
-                await pipe.execute()
+                for _ in range(ATTEMPTS):
+                    now = int(time.time() * 1000)
+                    pipe = self.r.pipeline(transaction=False)
+                    d.read(pipe, q[0], now)
+                    replies = await pipe.execute()
+                    answer, guard = d.decide(q, replies, now)
+                    answer["decision_id"] = uuid7(now)
+                    keys, args, offers = d.write_args(answer, guard, now)
+                    if await self.write(keys=keys, args=args):
+                        break
+                else:
+                    await context.abort(grpc.StatusCode.ABORTED, "too many concurrent decisions for this user")
         except TimeoutError:
             STATS["degraded"] += 1
             return d.fallback(q, "store_timeout")
@@ -258,6 +330,7 @@ class SyncDecisions(dpb_grpc.DecisionsServicer):
     def __init__(self, decider, url):
         self.d = decider
         self.r = redis.Redis.from_url(url, decode_responses=True, max_connections=64, socket_timeout=DEADLINE_S)
+        self.write = self.r.register_script(WRITE_LUA)
 
     def Decide(self, request, context):
         d = self.d
@@ -267,15 +340,18 @@ class SyncDecisions(dpb_grpc.DecisionsServicer):
             STATS["invalid"] += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         try:
-            now = int(time.time() * 1000)
-            pipe = self.r.pipeline(transaction=False)
-            d.read(pipe, q[0], now)
-            replies = pipe.execute()
-            answer, record = d.decide(q, replies, now)
-            answer["decision_id"] = uuid7(now)
-            pipe = self.r.pipeline(transaction=True)
-            offers = d.write(pipe, answer, record, now)
-            pipe.execute()
+            for _ in range(ATTEMPTS):
+                now = int(time.time() * 1000)
+                pipe = self.r.pipeline(transaction=False)
+                d.read(pipe, q[0], now)
+                replies = pipe.execute()
+                answer, guard = d.decide(q, replies, now)
+                answer["decision_id"] = uuid7(now)
+                keys, args, offers = d.write_args(answer, guard, now)
+                if self.write(keys=keys, args=args):
+                    break
+            else:
+                context.abort(grpc.StatusCode.ABORTED, "too many concurrent decisions for this user")
         except redis.TimeoutError:
             STATS["degraded"] += 1
             return d.fallback(q, "store_timeout")

@@ -14,7 +14,7 @@ the same answer Touchpoint's `domain::decision::decide` gives for the example co
   limit, cooldowns, cap, eligibility), then the default priority
   (`scores.purchase * offer.value * offer.weight` with a purchase model, else
   `offer.priority * offer.weight`), ranked best first with ties on the offer id;
-- the contacts the write records (what `domain::decision::guard` records).
+- the write's guard (what `domain::decision::guard` re-checks and records).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class Policy:
     def decide(self, user_id, channel, placement, context, limit, fields, contacts, marks, now):
         """One decision from the stored hash fields, contacts (member, score) and marks.
 
-        Returns (answer dict, contacts to record)."""
+        Returns (answer dict, guard: (limits, caps, offers to record) or None)."""
         get = fields.get
         stage = get("stage")
         if stage not in self.rank:
@@ -378,12 +378,17 @@ class Policy:
         if not chosen:
             suppression = channel_limit or {"code": "no_eligible_offer"}
 
-        # What the write records as contacts (`guard`): every chosen offer when the channel
-        # has a contact limit, else the capped ones.
-        record = []
+        # What the write re-checks and records (`domain::decision::guard`): the channel's limits
+        # and the chosen offers' caps; recorded are every chosen offer when the channel has a
+        # contact limit, else the capped ones. None when nothing is recorded.
+        guard = None
         if chosen and self.longest_window > 0:
             limited = channel in self.contact_limits
-            record = [k[1] for k in chosen if limited or k[2].cap is not None]
+            recorded = [k[1] for k in chosen if limited or k[2].cap is not None]
+            if recorded:
+                limits = [(mx, now - w) for mx, w in self.contact_limits.get(channel, ())]
+                caps = [(k[1], k[2].cap[0], now - k[2].cap[1]) for k in chosen if k[2].cap is not None]
+                guard = (limits, caps, recorded)
         answer = {
             "user_id": user_id,
             "at": now,
@@ -403,4 +408,4 @@ class Policy:
             "read": {k: v for k, v in profile.items()},
             "offers": [k[2] for k in chosen],
         }
-        return answer, record
+        return answer, guard
