@@ -14,6 +14,7 @@
 """
 
 import sys
+import time
 
 import grpc
 
@@ -88,6 +89,17 @@ def compare(tp_addr, py_addr, pairs):
                     print(f"  touchpoint {k}: {sa.get(k, na)}\n  peer       {k}: {sb.get(k, nb)}")
     print(f"compare: {calls} decisions per server over {pairs} user pairs, {offers} offers, "
           f"stages {sorted(stages)}: {diffs} differ")
+    # Concurrent e-mail decisions for one new user: the contact limit (1 per 3 days) must let
+    # exactly one through on each server (the write re-checks it atomically).
+    tag = time.time_ns()
+    for name, stub in (("touchpoint", tp), ("peer", py)):
+        req = dpb.DecideRequest(user_id=f"race-{name}-{tag}", channel="email")
+        answers = [f.result() for f in [stub.Decide.future(req, timeout=5) for _ in range(16)]]
+        served = sum(1 for a in answers if a.offers)
+        limited = sum(1 for a in answers if a.suppression_code == "contact_limit")
+        print(f"race: 16 concurrent e-mail decisions for one user on {name}: {served} with offers, {limited} contact_limit")
+        if served != 1 or limited != 15:
+            diffs += 1
     return 1 if diffs else 0
 
 
