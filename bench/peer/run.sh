@@ -9,7 +9,7 @@
 # answers (offers, scores, segments, every candidate's reason) for seeded pairs of users.
 #
 #   bench/peer/run.sh [--rounds 3] [--duration 10] [--users 1000] [--conns 8] [--streams 8]
-#                     [--workers N] [--server aio|sync] [--quick]
+#                     [--workers N] [--server aio-blocking|aio|sync] [--quick]
 #
 # --quick: 1 round of 2 s, 200 users (seconds; what CI could run). --workers: peer processes
 # (default: one per core). Installs nghttp2-client / redis-server when missing, creates
@@ -19,7 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 
-rounds=3 duration=10 users=1000 conns=8 streams=8 workers=$(nproc) server=aio pairs=20
+rounds=3 duration=10 users=1000 conns=8 streams=8 workers=$(nproc) server=aio-blocking pairs=20
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
