@@ -11,10 +11,10 @@
 #   bench/peer/run.sh [--rounds 3] [--duration 10] [--users 1000] [--conns 8] [--streams 8]
 #                     [--workers N] [--server aio-blocking|aio|sync] [--quick]
 #
-# --quick: 1 round of 2 s, 200 users (seconds; what CI could run). --workers: peer processes
-# (default: one per core). Installs nghttp2-client / redis-server when missing, creates
-# bench/peer/.venv from requirements.txt, and builds the release binary unless TOUCHPOINT_BIN
-# names one. Exits 1 when the answers differ or a call was not OK (degraded answers are reported).
+# --quick: 1 round of 2 s, 200 users, 5 answer-check pairs (under a minute; what CI could run).
+# --workers: peer processes (default: one per core). Installs nghttp2-client / redis-server when
+# missing, creates bench/peer/.venv from requirements.txt, and builds the release binary unless
+# TOUCHPOINT_BIN names one. Exits 1 when the answers differ or a call was not OK (degraded answers are reported).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
