@@ -32,7 +32,6 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
-from grpc_health.v1 import health_pb2 as _h  # noqa: E402,F401
 
 import policy as pol  # noqa: E402
 import protos  # noqa: E402

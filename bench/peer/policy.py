@@ -50,10 +50,6 @@ FEATURE_NAMES = [
 EU = ("DE", "FR", "ES", "IT", "NL")
 
 
-def _has(m, k):
-    return k in m
-
-
 # The example config's CEL rules as Python predicates over (profile, context, scores, lapsed).
 # `has(x.f)` is `"f" in x`; a type error (e.g. a string age) raises, which counts as "not in the
 # segment" / "eligibility_error", as in Touchpoint.
