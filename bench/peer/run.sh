@@ -73,12 +73,17 @@ until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.1; done
 url=redis://127.0.0.1:$rport
 
 gport=$(free_port) mport=$(free_port) pport=$(free_port)
+# Authentication off: the peer has none, so both sides do the same work per call (an older
+# binary without [auth] ignores the variable).
 TOUCHPOINT_SERVER_LISTEN=127.0.0.1:$gport TOUCHPOINT_SERVER_METRICS_LISTEN=127.0.0.1:$mport \
-  TOUCHPOINT_REDIS_URL=$url RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config "$config" >"$work/server.log" 2>&1 &
+  TOUCHPOINT_REDIS_URL=$url TOUCHPOINT_AUTH_ENABLED=false RUST_LOG=${RUST_LOG:-warn} \
+  "$bin" serve --config "$config" >"$work/server.log" 2>&1 &
 spid=$!
 pids+=($spid)
 tp=127.0.0.1:$gport
-for _ in $(seq 100); do "$bin" client --addr "http://$tp" status >/dev/null 2>&1 && break; sleep 0.2; done
+up=0
+for _ in $(seq 100); do "$bin" client --addr "http://$tp" status >/dev/null 2>&1 && { up=1; break; }; sleep 0.2; done
+[ "$up" = 1 ] || { echo "touchpoint did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 
 echo "seeding $users users (+ bench-user and comparison pairs)"
 (cd "$here" && "$py" seed.py events "$work/events.jsonl" --users "$users")
