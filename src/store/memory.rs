@@ -1,6 +1,6 @@
 //! The in-memory store: the embedded default (demo) and a fast store for unit tests.
 //! It mirrors the Redis store's records one for one, so both report the same key counts.
-use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
 use crate::domain::contact::{Contact, ContactGuard, ContactState};
 use crate::domain::decision::DecisionRecord;
@@ -175,12 +175,21 @@ impl Store for MemoryStore {
         Ok(keys as u64)
     }
 
-    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
+    async fn log_decision(
+        &self,
+        record: &DecisionRecord,
+        guard: &ContactGuard,
+        write_by: Option<Millis>,
+    ) -> Result<DecisionWrite, StoreError> {
         let mut inner = self.lock();
+        // The same clock check as decision.lua's, against this process's clock.
+        if write_by.is_some_and(|by| chrono::Utc::now().timestamp_millis() > by) {
+            return Ok(DecisionWrite::Late);
+        }
         let inner = &mut *inner;
         let user = inner.users.entry(record.user_id.clone()).or_default();
         if !guard.holds(&user.contacts) {
-            return Ok(false);
+            return Ok(DecisionWrite::GuardFailed);
         }
         for offer in &guard.offers {
             user.contacts.contacts.push(Contact {
@@ -214,7 +223,7 @@ impl Store for MemoryStore {
             DecisionLogEntry::Decision(Box::new(record.clone())),
             self.retention.decision_log_maxlen,
         );
-        Ok(true)
+        Ok(DecisionWrite::Logged)
     }
 
     async fn log_outcome(

@@ -27,6 +27,11 @@ pub enum StoreError {
     /// may degrade on.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused a write because it is out of memory (Redis over `maxmemory` with
+    /// `noeviction`): nothing of the call was written. Writes answer `RESOURCE_EXHAUSTED`,
+    /// `Decide` degrades with `store_oom`.
+    #[error("store out of memory: {0}")]
+    OutOfMemory(String),
     /// A stored value does not decode (written by another version, or damaged).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -92,6 +97,25 @@ pub enum OutcomeLink {
     UnknownDecision,
     /// The decision did not show this offer.
     OfferNotInDecision,
+}
+
+/// What became of a decision's write (`Store::log_decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionWrite {
+    /// Recorded: contacts, log entry, exposures.
+    Logged,
+    /// A concurrent decision used up a cap or contact limit: nothing written (decide again).
+    GuardFailed,
+    /// The store ran the write after its `write_by` time: nothing written (the caller was
+    /// answered with a fallback, so nothing of this decision may be recorded).
+    Late,
+}
+
+impl DecisionWrite {
+    /// Whether the decision was recorded.
+    pub fn logged(self) -> bool {
+        self == DecisionWrite::Logged
+    }
 }
 
 /// One entry of the decision log.
@@ -160,12 +184,18 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many keys were removed. The shared log streams are not per-user keys.
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
 
-    /// Atomically: if `guard` still holds (no cap or contact limit would be exceeded), records
+    /// Atomically: unless the store's clock is past `write_by` (ms since the epoch; the
+    /// decision's budget ran out, so its caller got a fallback) and if `guard` still holds (no cap or contact limit would be exceeded), records
     /// the guard's offers as contacts, appends the decision to the decision log, remembers it
     /// for outcome linking and records the user's exposure to the record's experiment
-    /// variants (first exposure time, unique-user counters). False (and nothing written) when
-    /// the guard no longer holds.
-    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError>;
+    /// variants (first exposure time, unique-user counters). Nothing is written when it
+    /// answers `GuardFailed` or `Late`.
+    async fn log_decision(
+        &self,
+        record: &DecisionRecord,
+        guard: &ContactGuard,
+        write_by: Option<Millis>,
+    ) -> Result<DecisionWrite, StoreError>;
 
     /// Appends an outcome if its decision is one of the user's recent decisions and this
     /// outcome kind was not yet recorded for that offer of that decision. A dismiss or an

@@ -279,7 +279,7 @@ async fn log_export_pages_through_long_logs(s: S) {
 async fn outcome_idempotency(s: S) {
     for i in 1..=4 {
         let d = decision("alice", &format!("d{i}"), &["o1", "o2"]);
-        assert!(s.log_decision(&d, &ContactGuard::default()).await.unwrap());
+        assert!(s.log_decision(&d, &ContactGuard::default(), None).await.unwrap().logged());
     }
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Linked);
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Duplicate, "a retry");
@@ -310,14 +310,16 @@ async fn contact_guard(s: S) {
     assert!(
         s.log_decision(
             &at(decision("dave", "d5", &["o1", "o2"]), 1_000),
-            &guard("email", &["o1", "o2"], vec![(1, 0)], vec![])
+            &guard("email", &["o1", "o2"], vec![(1, 0)], vec![]),
+            None
         )
         .await
         .unwrap()
+        .logged()
     );
     let refused = at(decision("dave", "d6", &["o3"]), 2_000);
     assert!(
-        !s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 0)], vec![])).await.unwrap(),
+        !s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 0)], vec![]), None).await.unwrap().logged(),
         "1 e-mail allowed"
     );
     assert_eq!(
@@ -326,14 +328,17 @@ async fn contact_guard(s: S) {
         "a refused decision is not logged"
     );
     assert!(
-        s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 1_500)], vec![])).await.unwrap(),
+        s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 1_500)], vec![]), None).await.unwrap().logged(),
         "outside the window"
     );
     let capped = guard("web", &["o1"], vec![], vec![("o1".into(), 1, 0)]);
-    assert!(!s.log_decision(&at(decision("dave", "d7", &["o1"]), 3_000), &capped).await.unwrap(), "o1 capped at 1");
+    assert!(
+        !s.log_decision(&at(decision("dave", "d7", &["o1"]), 3_000), &capped, None).await.unwrap().logged(),
+        "o1 capped at 1"
+    );
     let web = guard("web", &["o4"], vec![(1, 0)], vec![("o4".into(), 1, 0)]);
     assert!(
-        s.log_decision(&at(decision("dave", "d8", &["o4"]), 3_000), &web).await.unwrap(),
+        s.log_decision(&at(decision("dave", "d8", &["o4"]), 3_000), &web, None).await.unwrap().logged(),
         "other channel, other offer"
     );
     let mut contacts = s.load_user("dave", &[], Some(0)).await.unwrap().contacts.contacts;
@@ -357,7 +362,12 @@ async fn contact_guard(s: S) {
 /// Dismiss and accept mark the offer for cooldowns; the latest time wins.
 async fn cooldown_marks(s: S) {
     for (id, offers, t) in [("d5", &["o1", "o2"][..], 1_000), ("d8", &["o4"][..], 3_000), ("d9", &["o1"][..], 3_500)] {
-        assert!(s.log_decision(&at(decision("dave", id, offers), t), &ContactGuard::default()).await.unwrap());
+        assert!(
+            s.log_decision(&at(decision("dave", id, offers), t), &ContactGuard::default(), None)
+                .await
+                .unwrap()
+                .logged()
+        );
     }
     let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 5_000);
     assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
@@ -379,10 +389,10 @@ async fn exposures_and_attribution(s: S) {
     let windows = vec![("exp".to_string(), 10_000i64)];
     let mut d9 = at(decision("erin", "d9", &["o1"]), 1_000);
     d9.assignments.insert("exp".into(), "b".into());
-    assert!(s.log_decision(&d9, &ContactGuard::default()).await.unwrap());
+    assert!(s.log_decision(&d9, &ContactGuard::default(), None).await.unwrap().logged());
     let mut d10 = at(decision("erin", "d10", &["o1"]), 2_000);
     d10.assignments.insert("exp".into(), "b".into());
-    assert!(s.log_decision(&d10, &ContactGuard::default()).await.unwrap());
+    assert!(s.log_decision(&d10, &ContactGuard::default(), None).await.unwrap().logged());
     let click = with_outcome(outcome("erin", "d9", "o1"), OutcomeKind::Click, 3_000);
     assert_eq!(s.log_outcome(&click, &windows).await.unwrap(), OutcomeLink::Linked);
     let mut conv = with_outcome(outcome("erin", "d10", "o1"), OutcomeKind::Conversion, 4_000);
@@ -411,15 +421,16 @@ async fn exposures_and_attribution(s: S) {
 /// per kind of record), leaving other users alone.
 async fn delete_count(s: S) {
     let (_, _, _) = first_commit(&s).await;
-    assert!(s.log_decision(&decision("alice", "d1", &["o1"]), &ContactGuard::default()).await.unwrap());
+    assert!(s.log_decision(&decision("alice", "d1", &["o1"]), &ContactGuard::default(), None).await.unwrap().logged());
     let bob_state = UserState { stage: Some("awareness".into()), ..Default::default() };
     let bob = write(&bob_state, &[], &[], 1);
     assert!(s.commit_user("bob", 0, bob).await.unwrap());
     assert_eq!(s.load_user("bob", &[], None).await.unwrap().state.transitions, vec![], "no history for bob");
     assert!(
-        s.log_decision(&at(decision("dave", "d5", &["o1"]), 1_000), &guard("email", &["o1"], vec![], vec![]))
+        s.log_decision(&at(decision("dave", "d5", &["o1"]), 1_000), &guard("email", &["o1"], vec![], vec![]), None)
             .await
             .unwrap()
+            .logged()
     );
     let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 2_000);
     assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);

@@ -7,7 +7,7 @@
 //! engine degrades or answers UNAVAILABLE); anything else Redis says (a script error, a key of
 //! the wrong type, an answer that does not parse) is `StoreError::Internal`, never treated as
 //! an outage (see `classify`).
-use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::config::RedisConfig;
 use crate::domain::Millis;
 use crate::domain::contact::ContactGuard;
@@ -138,6 +138,11 @@ pub struct RedisStore {
 /// Sorts a Redis error: a Redis that cannot be reached, or answers not yet, is unavailable;
 /// anything else it says is an internal error (a bug or a damaged key, never an outage).
 pub fn classify(e: RedisError) -> StoreError {
+    // Out of memory: refused up front (the scripts declare themselves writing with a
+    // `#!lua` shebang, so Redis checks before running them), or a command inside a script.
+    if e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed") {
+        return StoreError::OutOfMemory(e.to_string());
+    }
     let unreachable = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -159,12 +164,11 @@ pub fn classify(e: RedisError) -> StoreError {
             ),
             // A long script of another client holds the server; it is out of memory; it cannot
             // persist or reach its replicas; our credentials were revoked.
-            ErrorKind::Extension => matches!(e.code(), Some("BUSY" | "OOM" | "MISCONF" | "NOREPLICAS" | "NOAUTH")),
+            ErrorKind::Extension => matches!(e.code(), Some("BUSY" | "MISCONF" | "NOREPLICAS" | "NOAUTH")),
             _ => false,
         }
-        // Out of connection slots, or out of memory inside a script (Redis 6 wraps it in ERR).
-        || e.to_string().contains("max number of clients")
-        || e.to_string().contains("OOM command not allowed");
+        // Out of connection slots.
+        || e.to_string().contains("max number of clients");
     if unreachable { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
 }
 
@@ -335,16 +339,22 @@ impl Store for RedisStore {
         self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
     }
 
-    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
+    async fn log_decision(
+        &self,
+        record: &DecisionRecord,
+        guard: &ContactGuard,
+        write_by: Option<Millis>,
+    ) -> Result<DecisionWrite, StoreError> {
         let args = DecisionArgs {
             record,
             guard,
+            write_by,
             recent_decisions: self.retention.recent_decisions_per_user,
             decision_log_maxlen: self.retention.decision_log_maxlen,
         };
         let inv = args.invocation(&self.scripts, &self.keys);
         let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(r == 1)
+        Ok(DecisionArgs::outcome(r))
     }
 
     async fn log_outcome(
@@ -457,16 +467,10 @@ mod tests {
             ("cluster down", server_error("-CLUSTERDOWN The cluster is down\r\n"), true),
             ("try again", server_error("-TRYAGAIN Multiple keys request during rehashing\r\n"), true),
             ("busy script", server_error("-BUSY Redis is busy running a script\r\n"), true),
-            ("oom", server_error("-OOM command not allowed when used memory > 'maxmemory'.\r\n"), true),
             ("misconf", server_error("-MISCONF Redis is configured to save RDB snapshots\r\n"), true),
             ("no replicas", server_error("-NOREPLICAS Not enough good replicas to write\r\n"), true),
             ("noauth", server_error("-NOAUTH Authentication required.\r\n"), true),
             ("max clients", server_error("-ERR max number of clients reached\r\n"), true),
-            (
-                "oom in a script",
-                server_error("-ERR Error running script: OOM command not allowed when used memory > 'maxmemory'\r\n"),
-                true,
-            ),
             ("moved", server_error("-MOVED 3999 127.0.0.1:6381\r\n"), true),
             (
                 "wrong type",
@@ -490,6 +494,17 @@ mod tests {
                 StoreError::Internal(_) => assert!(!unavailable, "{what} is an outage"),
                 other => panic!("{what}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn out_of_memory_is_its_own_class() {
+        for reply in [
+            "-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+            // Redis 6 wraps an OOM inside a script in ERR.
+            "-ERR Error running script: OOM command not allowed when used memory > 'maxmemory'\r\n",
+        ] {
+            assert!(matches!(classify(server_error(reply)), StoreError::OutOfMemory(_)), "{reply}");
         }
     }
 }

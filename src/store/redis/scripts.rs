@@ -10,7 +10,7 @@ use crate::domain::event::Event;
 use crate::domain::experiment::Happening;
 use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{Transition, UserState};
-use crate::store::OutcomeLink;
+use crate::store::{DecisionWrite, OutcomeLink};
 use redis::{Script, ScriptInvocation};
 
 /// A user's recent-decision, contact and mark keys expire this long after they were last
@@ -20,6 +20,17 @@ use redis::{Script, ScriptInvocation};
 pub const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
 
 const ATTRIBUTE: &str = include_str!("scripts/attribute.lua");
+
+/// A script with the `attribute` helper inserted after its `#!lua` shebang line (which must
+/// stay the first line). The shebang makes Redis 7 treat a script by its declared flags: one
+/// without `no-writes` is refused with `OOM` before it runs when Redis is over `maxmemory`
+/// (a script without a shebang is only stopped at its first write that is not allowed under
+/// OOM, after a `DEL` may already have run); a shebang script must declare its keys, which
+/// every script here does (all in the user's slot).
+fn with_attribute(script: &str) -> String {
+    let (shebang, body) = script.split_once('\n').unwrap_or((script, ""));
+    format!("{shebang}\n{ATTRIBUTE}{body}")
+}
 
 /// The store's scripts, hashed once (sent by SHA, loaded on a NOSCRIPT).
 pub struct Scripts {
@@ -36,9 +47,9 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             load: Script::new(include_str!("scripts/load.lua")),
-            commit: Script::new(&format!("{ATTRIBUTE}{}", include_str!("scripts/commit.lua"))),
+            commit: Script::new(&with_attribute(include_str!("scripts/commit.lua"))),
             decision: Script::new(include_str!("scripts/decision.lua")),
-            outcome: Script::new(&format!("{ATTRIBUTE}{}", include_str!("scripts/outcome.lua"))),
+            outcome: Script::new(&with_attribute(include_str!("scripts/outcome.lua"))),
             set_current: Script::new(include_str!("scripts/set_current.lua")),
             rollback: Script::new(include_str!("scripts/rollback.lua")),
         }
@@ -170,6 +181,8 @@ pub struct DecisionArgs<'a> {
     /// How many recent decisions per user are kept for outcome linking.
     pub recent_decisions: u64,
     pub decision_log_maxlen: u64,
+    /// The script refuses (writes nothing) when Redis's clock is past this (ms since the epoch).
+    pub write_by: Option<Millis>,
 }
 
 impl DecisionArgs<'_> {
@@ -193,6 +206,7 @@ impl DecisionArgs<'_> {
             .arg(DECISION_MEMORY_MS)
             .arg(&guard.channel)
             .arg(guard.keep_since)
+            .arg(self.write_by.map(|t| t.to_string()).unwrap_or_default())
             .arg(guard.channel_limits.len());
         for (max, since) in &guard.channel_limits {
             inv.arg(max).arg(since);
@@ -210,6 +224,15 @@ impl DecisionArgs<'_> {
             inv.arg(experiment).arg(variant);
         }
         inv
+    }
+
+    /// What decision.lua's answer means.
+    pub fn outcome(answer: i64) -> DecisionWrite {
+        match answer {
+            1 => DecisionWrite::Logged,
+            -1 => DecisionWrite::Late,
+            _ => DecisionWrite::GuardFailed,
+        }
     }
 }
 
@@ -311,6 +334,10 @@ mod tests {
             assert!(text.contains(&format!("KEYS ({args})")), "{file} documents its KEYS");
             assert!(text.contains("-- ARGV"), "{file} documents its ARGV");
             assert_eq!(text.contains("attribute("), text.contains("Needs attribute.lua prepended"), "{file}");
+            // Declared flags, so Redis checks OOM before a writing script runs.
+            let reads_only = file == "load.lua";
+            let first = text.lines().next().unwrap_or_default();
+            assert_eq!(first, if reads_only { "#!lua flags=no-writes" } else { "#!lua" }, "{file}");
         }
     }
 

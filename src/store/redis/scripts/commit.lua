@@ -1,3 +1,4 @@
+#!lua
 -- Applies a user's new state if the version is unchanged (optimistic write), with the
 -- stage history, dedup marks, journey log and experiment attribution, atomically.
 -- Needs attribute.lua prepended.

@@ -1,3 +1,4 @@
+#!lua
 -- Logs a decision if its contact guard still holds: records the contacts, appends to the
 -- decision log, remembers the decision for outcome linking and records first exposures.
 -- The guard re-counts contacts here, atomically with recording the new ones.
@@ -6,10 +7,16 @@
 --       5 exposures, 6 experiment counters.
 -- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record JSON,
 --       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
---       10 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
+--       10 write by (ms since the epoch, '' = no deadline), 11 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
 --       nexposures, (experiment, variant)...
--- Returns 1 when logged, 0 when the guard no longer holds (nothing written).
-local i = 10
+-- Returns 1 when logged, 0 when the guard no longer holds, -1 when Redis's clock is past
+-- "write by" (the caller was already answered with a fallback); nothing written on 0 or -1.
+if ARGV[10] ~= '' then
+  -- A shebang script may read TIME before writing (effects are replicated, not the script).
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[10]) then return -1 end
+end
+local i = 11
 local limits, caps, offers = {}, {}, {}
 for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
 i = i + 1

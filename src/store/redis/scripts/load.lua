@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- Reads a user in one round trip.
 -- KEYS (LoadArgs): 1 profile, 2 history, 3 dedup, 4 contacts, 5 marks.
 -- ARGV: 1 contacts since ('' = not needed), 2.. event ids to check.

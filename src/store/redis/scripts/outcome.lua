@@ -1,3 +1,4 @@
+#!lua
 -- Logs an outcome of a recent decision once per (offer, outcome kind): marks dismissals and
 -- acceptances for cooldowns, attributes clicks and conversions, appends to the decision log.
 -- Needs attribute.lua prepended.
