@@ -38,6 +38,8 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("redis.recent_decisions_per_user", Kind::Int),
     ("journey.lapse_after_days", Kind::Float),
     ("journey.purchase_event", Kind::Str),
+    ("journey.unsubscribe_event", Kind::Str),
+    ("journey.subscribe_event", Kind::Str),
     ("decisions.default_limit", Kind::Int),
     ("decisions.priority", Kind::Str),
     ("decisions.deadline_ms", Kind::Int),

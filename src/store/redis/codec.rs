@@ -36,6 +36,9 @@ pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
     for (k, v) in &s.attributes {
         f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
     }
+    for (channel, at) in &s.consent_withdrawn {
+        f.push((format!("w:{channel}"), at.to_string()));
+    }
     f
 }
 
@@ -58,6 +61,8 @@ pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(
             _ => {
                 if let Some(t) = k.strip_prefix("c:") {
                     s.aggregates.event_counts.insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
+                } else if let Some(channel) = k.strip_prefix("w:") {
+                    s.consent_withdrawn.insert(channel.to_string(), int()?);
                 } else if let Some(name) = k.strip_prefix("a:") {
                     let value: AttrValue = serde_json::from_str(&v).map_err(|_| corrupt(&k, &v))?;
                     s.attributes.insert(name.to_string(), value);
