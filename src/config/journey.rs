@@ -38,7 +38,9 @@ pub fn compile(j: &JourneyConfig, p: &mut Problems) -> JourneyDef {
             triggers.push(Trigger { event_type: t.event_type.clone(), to, min_count: t.min_count });
         }
     }
-    for (entry, name) in [("journey.unsubscribe_event", &j.unsubscribe_event), ("journey.subscribe_event", &j.subscribe_event)] {
+    for (entry, name) in
+        [("journey.unsubscribe_event", &j.unsubscribe_event), ("journey.subscribe_event", &j.subscribe_event)]
+    {
         p.take(check_name(entry, name, 64).map_err(|e| (e.field, e.message)));
     }
     if j.unsubscribe_event == j.subscribe_event {

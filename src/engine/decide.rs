@@ -242,17 +242,20 @@ impl Engine {
     }
 
     /// Finds a logged decision by id (scans the decision log: an offline tool, not a hot path).
+    /// A decision of a user erased since is `NotFound`, saying so.
     pub async fn find_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, Error> {
-        let mut found = None;
+        use crate::store::DecisionLogEntry;
+        let (mut found, mut erased) = (None, false);
         self.store
-            .export_decision_log(&mut |e| {
-                if let crate::store::DecisionLogEntry::Decision(d) = e
-                    && d.decision_id == decision_id
-                {
-                    found = Some(*d);
-                }
+            .export_decision_log(&mut |e| match e {
+                DecisionLogEntry::Decision(d) if d.decision_id == decision_id => found = Some(*d),
+                DecisionLogEntry::Erased { id } if id == decision_id => erased = true,
+                _ => {}
             })
             .await?;
+        if found.is_none() && erased {
+            return Err(Error::NotFound(format!("decision {decision_id} is erased: its user was deleted")));
+        }
         Ok(found)
     }
 

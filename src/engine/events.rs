@@ -40,7 +40,9 @@ impl Engine {
                 match e.properties.get(CONSENT_CHANNEL_PROPERTY) {
                     Some(channel) => Self::check_channel(&snap.config, &field, channel)?,
                     None => {
-                        return Err(FieldError::new(field, "is required for a consent event (the channel it is for)").into());
+                        return Err(
+                            FieldError::new(field, "is required for a consent event (the channel it is for)").into()
+                        );
                     }
                 }
             }

@@ -126,6 +126,12 @@ pub enum DecisionLogEntry {
     Decision(Box<DecisionRecord>),
     /// An outcome of a decision.
     Outcome(OutcomeRecord),
+    /// A decision or outcome of a user erased since (`DeleteProfile`): its content is no
+    /// longer readable; `id` is the decision's id.
+    Erased {
+        /// The decision id.
+        id: String,
+    },
 }
 
 /// Retention settings every store honours.

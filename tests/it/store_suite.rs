@@ -413,7 +413,7 @@ async fn exposures_and_attribution(s: S) {
     let want = VariantCounters { exposed: 1, decisions: 2, visitors: 1, converters: 1, revenue: 5.0, revenue_sq: 25.0 };
     assert_eq!(counters, [("b".to_string(), want)].into());
     assert!(s.experiment_counters("other").await.unwrap().is_empty());
-    assert_eq!(s.delete_user("erin").await.unwrap(), 4, "profile, decisions, decision index, exposures");
+    assert_eq!(s.delete_user("erin").await.unwrap(), 5, "profile, decisions, decision index, exposures, sealing key");
     assert_eq!(s.experiment_counters("exp").await.unwrap()["b"], want, "aggregates stay after an erasure");
 }
 
@@ -435,14 +435,14 @@ async fn delete_count(s: S) {
     let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 2_000);
     assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
 
-    assert_eq!(s.delete_user("alice").await.unwrap(), 5, "profile, history, dedup, decisions, decision index");
+    assert_eq!(s.delete_user("alice").await.unwrap(), 6, "profile, history, dedup, decisions, decision index, key");
     assert_eq!(s.delete_user("alice").await.unwrap(), 0);
     let gone = s.load_user("alice", &["e1"], None).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
     assert_eq!(s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
     assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, bob.new_version, "other users untouched");
-    assert_eq!(s.delete_user("dave").await.unwrap(), 4, "decisions, decision index, contacts, marks");
+    assert_eq!(s.delete_user("dave").await.unwrap(), 5, "decisions, decision index, contacts, marks, key");
     assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
     assert_eq!(s.delete_user("bob").await.unwrap(), 1, "profile");
 }

@@ -220,10 +220,7 @@ pub(super) struct CheckInputs<'a> {
 
 /// `ConsentWithdrawn` when the user opted out of `channel`.
 pub(super) fn consent(state: &crate::domain::profile::UserState, channel: &str) -> Option<DropReason> {
-    state
-        .consent_withdrawn
-        .contains_key(channel)
-        .then(|| DropReason::ConsentWithdrawn { channel: channel.to_string() })
+    state.consent_withdrawn.contains_key(channel).then(|| DropReason::ConsentWithdrawn { channel: channel.to_string() })
 }
 
 /// The checks that need no rule evaluation, in order; the first failure is the reason.

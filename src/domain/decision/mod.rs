@@ -193,9 +193,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
         let chosen = rank_and_pick(&mut candidates, q.limit, plan.exploration(policy), input.seed);
         let suppression = chosen
             .is_empty()
-            .then(|| {
-                plan.held_out.clone().or_else(|| consent.clone()).or_else(|| channel_limit.clone())
-            })
+            .then(|| plan.held_out.clone().or_else(|| consent.clone()).or_else(|| channel_limit.clone()))
             .map(|s| s.unwrap_or(DropReason::NoEligibleOffer));
         Decided {
             stage: stage.clone(),

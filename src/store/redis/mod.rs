@@ -26,27 +26,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod codec;
+mod export;
 pub mod keys;
 mod scripts;
+mod seal;
 
 pub use keys::{Keys, slot_of_key};
 use scripts::{
-    AttributionArgs, CommitArgs, DecisionArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs, Scripts, SetCurrentArgs,
+    AttributionArgs, CommitArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs, Scripts,
+    Sealing, SetCurrentArgs,
 };
 
-/// Receives the fields of each stream entry during an export.
-type FieldSink<'a> = dyn FnMut(&[(String, String)]) + Send + 'a;
+/// Writes sealed with a stale key (the user was erased meanwhile) are retried this often.
+const SEAL_ATTEMPTS: usize = 3;
 
-/// Entries (id, fields) of one XRANGE page.
-type StreamPage = Vec<(String, Vec<(String, String)>)>;
-
-/// Entries asked for per XRANGE during an export.
-const STREAM_PAGE: usize = 1000;
-
-/// Shards read concurrently during an export or a counter sum. Each read keeps its own
-/// command timeout, so this stays small enough that the last of a burst is answered in time on
-/// a loaded machine (64 timed out in the full test suite on 2 busy cores).
-const SHARDS_IN_FLIGHT: usize = 16;
+use export::SHARDS_IN_FLIGHT;
+use seal::{KeyCache, UserKey};
 
 /// A live single-node or cluster connection behind one `ConnectionLike`.
 #[derive(Clone)]
@@ -133,6 +128,8 @@ pub struct RedisStore {
     retention: Retention,
     timeout: Duration,
     scripts: Arc<Scripts>,
+    /// Sealing keys read with users, for the write that follows.
+    key_cache: KeyCache,
 }
 
 /// Sorts a Redis error: a Redis that cannot be reached, or answers not yet, is unavailable;
@@ -213,6 +210,7 @@ impl RedisStore {
             retention,
             timeout,
             scripts: Arc::new(Scripts::new()),
+            key_cache: KeyCache::default(),
         })
     }
 
@@ -249,40 +247,28 @@ impl RedisStore {
         }
     }
 
-    /// One page of a stream, after `start` (`-`: from the beginning).
-    async fn stream_page(&self, key: &str, start: &str) -> Result<StreamPage, StoreError> {
-        self.run(|mut c| {
-            let cmd = redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(STREAM_PAGE).clone();
-            async move { cmd.query_async(&mut c).await }
-        })
-        .await
+    /// The key a write seals the user's log entries with: the one read with the user (cached),
+    /// else the stored one (one GET), else a new one (`Sealing::new`). `fresh` skips the cache.
+    async fn sealing_key(&self, user: &str, fresh: bool) -> Result<(UserKey, bool), StoreError> {
+        if !fresh && let Some(k) = self.key_cache.get(user) {
+            return Ok((k, false));
+        }
+        let key = self.keys.user_key(user);
+        let stored: Option<String> =
+            self.run(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }).await?;
+        match stored {
+            Some(v) => {
+                let k = UserKey::parse(&v).ok_or_else(|| StoreError::Corrupt("sealing key".into()))?;
+                self.key_cache.put(user, k.clone());
+                Ok((k, false))
+            }
+            None => Ok((UserKey::generate(), true)),
+        }
     }
 
-    async fn export_stream(&self, shards: Vec<String>, sink: &mut FieldSink<'_>) -> Result<u64, StoreError> {
-        let mut n = 0u64;
-        // On a cluster a log is 16,384 shards, mostly empty: ask for the first page of many at
-        // once (the connection is multiplexed), in shard order, then page through long shards.
-        let mut first_pages = futures::stream::iter(shards)
-            .map(|key| async move {
-                let page = self.stream_page(&key, "-").await;
-                (key, page)
-            })
-            .buffered(SHARDS_IN_FLIGHT);
-        while let Some((key, page)) = first_pages.next().await {
-            let mut page = page?;
-            while let Some((last, _)) = page.last() {
-                let start = format!("({last}");
-                for (_, fields) in &page {
-                    sink(fields);
-                    n += 1;
-                }
-                if page.len() < STREAM_PAGE {
-                    break;
-                }
-                page = self.stream_page(&key, &start).await?;
-            }
-        }
-        Ok(n)
+    /// After a write sealed with `key`: remember it when it was stored, forget it when stale.
+    fn sealed(&self, user: &str, key: &UserKey, stale: bool) {
+        if stale { self.key_cache.evict(user) } else { self.key_cache.put(user, key.clone()) }
     }
 }
 
@@ -303,9 +289,13 @@ impl Store for RedisStore {
         contacts_since: Option<Millis>,
     ) -> Result<LoadedUser, StoreError> {
         let inv = LoadArgs { user: user_id, contacts_since, event_ids }.invocation(&self.scripts, &self.keys);
-        let (fields, transitions, seen, contacts, marks): Loaded =
+        let (fields, transitions, seen, contacts, marks, key): Loaded =
             self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         let (version, state) = codec::decode_profile(fields, transitions)?;
+        match UserKey::parse(&key) {
+            Some(k) => self.key_cache.put(user_id, k),
+            None => self.key_cache.evict(user_id),
+        }
         Ok(LoadedUser {
             version,
             state,
@@ -316,27 +306,39 @@ impl Store for RedisStore {
 
     async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
         let r = &self.retention;
-        let args = CommitArgs {
-            user: user_id,
-            expected_version,
-            now: w.now,
-            dedup_cutoff: w.now - r.dedup_window_ms,
-            dedup_max: r.dedup_max_per_user,
-            journey_log_maxlen: r.journey_log_maxlen,
-            new_version: w.new_version,
-            state: w.state,
-            transitions: w.new_transitions,
-            events: w.events,
-            attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },
-        };
-        let inv = args.invocation(&self.scripts, &self.keys);
-        let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(done == 1)
+        for attempt in 0..SEAL_ATTEMPTS {
+            let key = if w.events.is_empty() { None } else { Some(self.sealing_key(user_id, attempt > 0).await?) };
+            let args = CommitArgs {
+                user: user_id,
+                expected_version,
+                now: w.now,
+                dedup_cutoff: w.now - r.dedup_window_ms,
+                dedup_max: r.dedup_max_per_user,
+                journey_log_maxlen: r.journey_log_maxlen,
+                new_version: w.new_version,
+                state: w.state,
+                transitions: w.new_transitions,
+                events: w.events,
+                attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },
+                seal: key.as_ref().map(|(key, new)| Sealing { key, new: *new }),
+            };
+            let inv = args.invocation(&self.scripts, &self.keys);
+            let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            if let Some((k, _)) = &key {
+                self.sealed(user_id, k, done == -2);
+            }
+            if done != -2 {
+                return Ok(done == 1);
+            }
+        }
+        Err(StoreError::Internal(format!("sealing key of {user_id} kept changing")))
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        let keys = self.keys.all_of_user(user_id);
-        self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
+        let inv = EraseArgs { user: user_id }.invocation(&self.scripts, &self.keys);
+        let n = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        self.key_cache.evict(user_id);
+        Ok(n)
     }
 
     async fn log_decision(
@@ -345,16 +347,25 @@ impl Store for RedisStore {
         guard: &ContactGuard,
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError> {
-        let args = DecisionArgs {
-            record,
-            guard,
-            write_by,
-            recent_decisions: self.retention.recent_decisions_per_user,
-            decision_log_maxlen: self.retention.decision_log_maxlen,
-        };
-        let inv = args.invocation(&self.scripts, &self.keys);
-        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(DecisionArgs::outcome(r))
+        for attempt in 0..SEAL_ATTEMPTS {
+            let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
+            let args = DecisionArgs {
+                record,
+                guard,
+                write_by,
+                recent_decisions: self.retention.recent_decisions_per_user,
+                decision_log_maxlen: self.retention.decision_log_maxlen,
+                seal: Sealing { key: &key, new },
+            };
+            let inv = args.invocation(&self.scripts, &self.keys);
+            let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            let outcome = DecisionArgs::outcome(r);
+            self.sealed(&record.user_id, &key, outcome.is_none());
+            if let Some(o) = outcome {
+                return Ok(o);
+            }
+        }
+        Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
     }
 
     async fn log_outcome(
@@ -362,10 +373,21 @@ impl Store for RedisStore {
         record: &OutcomeRecord,
         windows: &[(String, Millis)],
     ) -> Result<OutcomeLink, StoreError> {
-        let args = OutcomeArgs { record, decision_log_maxlen: self.retention.decision_log_maxlen, windows };
-        let inv = args.invocation(&self.scripts, &self.keys);
-        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(OutcomeArgs::link(r))
+        for attempt in 0..SEAL_ATTEMPTS {
+            let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
+            let seal = Sealing { key: &key, new };
+            let args = OutcomeArgs { record, decision_log_maxlen: self.retention.decision_log_maxlen, windows, seal };
+            let inv = args.invocation(&self.scripts, &self.keys);
+            let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            let link = OutcomeArgs::link(r);
+            if r == 1 || link.is_none() {
+                self.sealed(&record.user_id, &key, link.is_none());
+            }
+            if let Some(link) = link {
+                return Ok(link);
+            }
+        }
+        Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
     }
 
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {
@@ -418,9 +440,13 @@ impl Store for RedisStore {
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
         let mut err = None;
         let n = self
-            .export_stream(self.keys.journey_log_shards(), &mut |fields| match codec::decode_event(fields) {
-                Ok(e) => sink(e),
-                Err(e) => err = Some(e),
+            .export_stream(self.keys.journey_log_shards(), &mut |fields, keys| {
+                match codec::decode_sealed_event(fields, keys) {
+                    Ok(Some(e)) => sink(e),
+                    // The user was erased: the entry cannot be read (nor exported).
+                    Ok(None) => {}
+                    Err(e) => err = Some(e),
+                }
             })
             .await?;
         err.map_or(Ok(n), Err)
@@ -428,9 +454,9 @@ impl Store for RedisStore {
 
     async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
         let mut err = None;
-        let n =
-            self.export_stream(self.keys.decision_log_shards(), &mut |fields| match codec::decode_decision_log_entry(
-                fields,
+        let n = self
+            .export_stream(self.keys.decision_log_shards(), &mut |fields, keys| match codec::decode_decision_log_entry(
+                fields, keys,
             ) {
                 Ok(e) => sink(e),
                 Err(e) => err = Some(e),
