@@ -58,6 +58,8 @@ conformance!(
     exposures_and_attribution,
     delete_count,
     delete_has_no_aba,
+    erasure_leaves_the_logs_unreadable,
+    consent_round_trips,
     racing_engines,
     model_registry_publish_and_current,
     model_registry_repoint_same_version_is_a_no_op,
@@ -445,6 +447,63 @@ async fn delete_count(s: S) {
     assert_eq!(s.delete_user("dave").await.unwrap(), 5, "decisions, decision index, contacts, marks, key");
     assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
     assert_eq!(s.delete_user("bob").await.unwrap(), 1, "profile");
+}
+
+/// After `delete_user`, the user's log entries can no longer be read: journey-log entries are
+/// not exported, decision-log entries export as `Erased` (their decision id only). Other users'
+/// entries are intact, and a user re-created under the same id starts a new, readable history.
+async fn erasure_leaves_the_logs_unreadable(s: S) {
+    let (_, evs, _) = first_commit(&s).await;
+    let mut d1 = decision("alice", "d1", &["o1"]);
+    d1.state.attributes.insert("email".into(), AttrValue::Str("alice@example.com".into()));
+    assert!(s.log_decision(&d1, &ContactGuard::default(), None).await.unwrap().logged());
+    assert_eq!(s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(), OutcomeLink::Linked);
+    let bob_events = [event("bob", "b1", "page_view", 5)];
+    let bob_state = UserState { stage: Some("awareness".into()), ..Default::default() };
+    assert!(s.commit_user("bob", 0, write(&bob_state, &[], &bob_events, 1)).await.unwrap());
+    assert!(s.log_decision(&decision("bob", "d2", &["o2"]), &ContactGuard::default(), None).await.unwrap().logged());
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    assert!(entries.contains(&DecisionLogEntry::Decision(Box::new(d1.clone()))), "readable before the erasure");
+    assert_eq!(journey_log(&s).await.iter().filter(|e| e.user_id == "alice").count(), evs.len());
+
+    assert!(s.delete_user("alice").await.unwrap() > 0);
+    let logged = journey_log(&s).await;
+    assert!(logged.iter().all(|e| e.user_id != "alice"), "no readable event of alice");
+    assert_eq!(logged.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["b1"], "bob's events stay");
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    let erased = DecisionLogEntry::Erased { id: "d1".into() };
+    assert_eq!(entries.iter().filter(|e| **e == erased).count(), 2, "the decision and its outcome: {entries:?}");
+    let readable = |e: &DecisionLogEntry| match e {
+        DecisionLogEntry::Decision(d) => Some(d.user_id.clone()),
+        DecisionLogEntry::Outcome(o) => Some(o.user_id.clone()),
+        DecisionLogEntry::Erased { .. } => None,
+    };
+    assert_eq!(entries.iter().filter_map(readable).collect::<Vec<_>>(), ["bob"]);
+
+    // Alice again, under the same id: a new key, her new entries readable, the old ones not.
+    let again = [event("alice", "a9", "page_view", 50)];
+    assert!(s.commit_user("alice", 0, write(&bob_state, &[], &again, 300)).await.unwrap());
+    assert!(s.log_decision(&decision("alice", "d3", &["o1"]), &ContactGuard::default(), None).await.unwrap().logged());
+    let ids: Vec<String> =
+        journey_log(&s).await.into_iter().filter(|e| e.user_id == "alice").map(|e| e.event_id).collect();
+    assert_eq!(ids, ["a9"]);
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    assert_eq!(entries.iter().filter(|e| **e == erased).count(), 2, "old entries stay unreadable");
+    assert!(entries.iter().any(|e| matches!(e, DecisionLogEntry::Decision(d) if d.decision_id == "d3")));
+}
+
+/// Consent withdrawals are part of the stored profile and round-trip with it.
+async fn consent_round_trips(s: S) {
+    let mut state = UserState { stage: Some("awareness".into()), ..Default::default() };
+    state.set_consent("email", false, 1_000);
+    state.set_consent("sms", false, 2_000);
+    state.set_consent("sms", true, 3_000);
+    assert_eq!(state.consent_withdrawn, [("email".to_string(), 1_000)].into());
+    assert!(s.commit_user("carol", 0, write(&state, &[], &[], 1)).await.unwrap());
+    assert_eq!(s.load_user("carol", &[], None).await.unwrap().state, state);
 }
 
 /// After a delete, a writer holding the old version cannot resurrect the user (no ABA).
