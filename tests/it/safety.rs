@@ -380,3 +380,74 @@ async fn consent_set_by_events_suppresses_only_that_channel() {
         assert!(s.message().starts_with(&format!("events[{i}].properties.channel")), "{s:?}");
     }
 }
+
+/// Two servers on one Redis: server A read a user (and holds the user's sealing key), server B
+/// erases the user, then A writes for the user. A's old key is never stored again (the write
+/// script refuses a "known" key the user no longer has; A takes a new one), so the entries
+/// sealed before the erasure stay unreadable and the new ones are readable.
+#[tokio::test]
+async fn an_erased_key_is_never_stored_again_by_another_server() {
+    use touchpoint::domain::contact::ContactGuard;
+    use touchpoint::store::{Store, UserWrite, new_version};
+    let redis = RedisServer::start();
+    let (a, b) = (redis_store(&redis.url(), false).await, redis_store(&redis.url(), false).await);
+    let state = touchpoint::domain::profile::UserState { stage: Some("awareness".into()), ..Default::default() };
+    let old = touchpoint::domain::event::Event {
+        event_id: "z1".into(),
+        user_id: "zed".into(),
+        event_type: "page_view".into(),
+        timestamp: 1,
+        channel: "web".into(),
+        offer_id: String::new(),
+        value: 0.0,
+        properties: [("note".to_string(), "zed-before".to_string())].into(),
+    };
+    let write = |events| UserWrite {
+        state: &state,
+        new_transitions: &[],
+        events,
+        now: 10,
+        new_version: new_version(),
+        attribution: Default::default(),
+    };
+    assert!(a.commit_user("zed", 0, write(std::slice::from_ref(&old))).await.unwrap());
+    let loaded = a.load_user("zed", &[], Some(0)).await.unwrap();
+    assert!(b.delete_user("zed").await.unwrap() >= 2);
+
+    let rec = touchpoint::domain::decision::DecisionRecord {
+        decision_id: "dz".into(),
+        user_id: "zed".into(),
+        at: 20,
+        channel: "web".into(),
+        placement: String::new(),
+        limit: 1,
+        context: Default::default(),
+        stage: "awareness".into(),
+        lapsed: false,
+        segments: vec![],
+        config_version: "v".into(),
+        model_versions: Default::default(),
+        features: Default::default(),
+        scores: Default::default(),
+        degraded: false,
+        seed: 1,
+        chosen: vec![],
+        candidates: vec![],
+        suppression: None,
+        state: loaded.state,
+        contacts: Default::default(),
+        assignments: Default::default(),
+    };
+    assert!(a.log_decision(&rec, &ContactGuard::default(), None).await.unwrap().logged());
+    let mut events = Vec::new();
+    a.export_journey_log(&mut |e| events.push(e.event_id)).await.unwrap();
+    assert_eq!(events, Vec::<String>::new(), "the event sealed before the erasure stays unreadable");
+    let mut entries = Vec::new();
+    b.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    assert!(
+        matches!(entries.as_slice(), [touchpoint::store::DecisionLogEntry::Decision(d)] if d.decision_id == "dz"),
+        "{entries:?}"
+    );
+    let mut c = redis.conn();
+    assert!(holding(&dump(&mut c), "zed-before").is_empty());
+}
