@@ -388,7 +388,7 @@ async fn consent_set_by_events_suppresses_only_that_channel() {
 #[tokio::test]
 async fn an_erased_key_is_never_stored_again_by_another_server() {
     use touchpoint::domain::contact::ContactGuard;
-    use touchpoint::store::{Store, UserWrite, new_version};
+    use touchpoint::store::{UserWrite, new_version};
     let redis = RedisServer::start();
     let (a, b) = (redis_store(&redis.url(), false).await, redis_store(&redis.url(), false).await);
     let state = touchpoint::domain::profile::UserState { stage: Some("awareness".into()), ..Default::default() };
