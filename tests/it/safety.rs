@@ -62,6 +62,7 @@ async fn out_of_memory_refuses_writes_up_front() {
         }
         max_used = max_used.max(info_memory(&mut c, "used_memory"));
     }
+    eprintln!("OOM: limit {limit} B, accepted {accepted}, refused {refused}, max used {max_used} B");
     assert!(accepted > 0 && refused > 100, "accepted {accepted}, refused {refused}");
     // One command's worth: a call of ~33 kB of arguments, plus the script's bookkeeping.
     assert!(max_used < limit + 256 * 1024, "used {max_used} over the limit {limit}");

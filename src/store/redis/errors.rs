@@ -37,7 +37,10 @@ pub fn classify(e: RedisError) -> StoreError {
             _ => false,
         }
         // Out of connection slots.
-        || e.to_string().contains("max number of clients");
+        || e.to_string().contains("max number of clients")
+        // Credentials missing: Redis refuses a long command from an unauthenticated client
+        // with a protocol error (more than 10 arguments) instead of NOAUTH.
+        || e.to_string().contains("Protocol error: unauthenticated");
     if unreachable { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
 }
 
@@ -79,6 +82,7 @@ mod tests {
             ("no replicas", server_error("-NOREPLICAS Not enough good replicas to write\r\n"), true),
             ("noauth", server_error("-NOAUTH Authentication required.\r\n"), true),
             ("max clients", server_error("-ERR max number of clients reached\r\n"), true),
+            ("unauthenticated", server_error("-ERR Protocol error: unauthenticated multibulk length\r\n"), true),
             ("moved", server_error("-MOVED 3999 127.0.0.1:6381\r\n"), true),
             (
                 "wrong type",
