@@ -185,9 +185,11 @@ pub trait Store: Send + Sync + 'static {
     async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>)
     -> Result<bool, StoreError>;
 
-    /// Erases every record of the user (profile, history, dedup markers, recent decisions,
-    /// contacts, dismiss/accept marks);
-    /// returns how many keys were removed. The shared log streams are not per-user keys.
+    /// Erases every record of the user (profile and consent, history, dedup markers, recent
+    /// decisions, contacts, dismiss/accept marks, exposures) and makes the user's log entries
+    /// unreadable: afterwards the journey-log export skips them and the decision-log export
+    /// returns them as `DecisionLogEntry::Erased` (the Redis store destroys the key they are
+    /// sealed with). Returns how many keys were removed (the sealing key counts as one).
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
 
     /// Atomically: unless the store's clock is past `write_by` (ms since the epoch; the
@@ -232,7 +234,8 @@ pub trait Store: Send + Sync + 'static {
     /// Moves `current` back to the previous version and returns it (None: nothing to go back to).
     async fn rollback_model(&self, name: &str) -> Result<Option<String>, StoreError>;
 
-    /// Every journey-log entry, oldest first within each shard, handed to `sink`.
+    /// Every readable journey-log entry (not those of erased users), oldest first within each
+    /// shard, handed to `sink`.
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError>;
 
     /// Every decision-log entry, oldest first within each shard, handed to `sink`.
