@@ -153,9 +153,6 @@ impl Engine {
                     .filter_map(|a| Some((a.experiment_id.clone(), a.variant.clone()?)))
                     .collect(),
             };
-            if by.is_some_and(|b| tokio::time::Instant::now() >= b.until) {
-                return Err(late("the budget was spent before the write"));
-            }
             // Not under the budget's timeout: once sent, the write's answer is awaited (the
             // store's command timeout bounds it), and the store itself refuses a late write.
             match self.store.log_decision(&record, &guard, by.map(|b| b.wall)).await? {

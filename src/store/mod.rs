@@ -192,8 +192,10 @@ pub trait Store: Send + Sync + 'static {
     /// sealed with). Returns how many keys were removed (the sealing key counts as one).
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
 
-    /// Atomically: unless the store's clock is past `write_by` (ms since the epoch; the
-    /// decision's budget ran out, so its caller got a fallback) and if `guard` still holds (no cap or contact limit would be exceeded), records
+    /// Atomically: unless the store's clock is past `write_by` (ms since the epoch: the
+    /// decision's budget ran out, so its caller may already have a fallback; a store whose
+    /// write completes within the call, like the memory store, needs no check) and if `guard`
+    /// still holds (no cap or contact limit would be exceeded), records
     /// the guard's offers as contacts, appends the decision to the decision log, remembers it
     /// for outcome linking and records the user's exposure to the record's experiment
     /// variants (first exposure time, unique-user counters). Nothing is written when it

@@ -207,11 +207,14 @@ impl RedisStore {
         }
     }
 
-    /// The key a write seals the user's log entries with: the one read with the user (cached),
-    /// else the stored one (one GET), else a new one (`Sealing::new`). `fresh` skips the cache.
+    /// The key a write seals the user's log entries with: the one read with the user (cached;
+    /// a new one when the read found none), else the stored one (one GET), else a new one
+    /// (`Sealing::new`). `fresh` skips the cache.
     async fn sealing_key(&self, user: &str, fresh: bool) -> Result<(UserKey, bool), StoreError> {
-        if !fresh && let Some(k) = self.key_cache.get(user) {
-            return Ok((k, false));
+        match self.key_cache.get(user).filter(|_| !fresh) {
+            Some(Some(k)) => return Ok((k, false)),
+            Some(None) => return Ok((UserKey::generate(), true)),
+            None => {}
         }
         let key = self.keys.user_key(user);
         let stored: Option<String> =
@@ -219,7 +222,7 @@ impl RedisStore {
         match stored {
             Some(v) => {
                 let k = UserKey::parse(&v).ok_or_else(|| StoreError::Corrupt("sealing key".into()))?;
-                self.key_cache.put(user, k.clone());
+                self.key_cache.put(user, Some(k.clone()));
                 Ok((k, false))
             }
             None => Ok((UserKey::generate(), true)),
@@ -228,7 +231,7 @@ impl RedisStore {
 
     /// After a write sealed with `key`: remember it when it was stored, forget it when stale.
     fn sealed(&self, user: &str, key: &UserKey, stale: bool) {
-        if stale { self.key_cache.evict(user) } else { self.key_cache.put(user, key.clone()) }
+        if stale { self.key_cache.evict(user) } else { self.key_cache.put(user, Some(key.clone())) }
     }
 }
 
@@ -252,10 +255,7 @@ impl Store for RedisStore {
         let (fields, transitions, seen, contacts, marks, key): Loaded =
             self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         let (version, state) = codec::decode_profile(fields, transitions)?;
-        match UserKey::parse(&key) {
-            Some(k) => self.key_cache.put(user_id, k),
-            None => self.key_cache.evict(user_id),
-        }
+        self.key_cache.put(user_id, UserKey::parse(&key));
         Ok(LoadedUser {
             version,
             state,

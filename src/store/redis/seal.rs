@@ -91,21 +91,21 @@ impl UserKey {
 /// here is only used as `known` (the write script checks it is still the user's), so a key
 /// erased by another server is never stored again.
 #[derive(Default)]
-pub struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, UserKey>>);
+pub struct KeyCache(std::sync::Mutex<std::collections::HashMap<String, Option<UserKey>>>);
 
 impl KeyCache {
     /// Users remembered at most.
     pub const MAX: usize = 100_000;
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, UserKey>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Option<UserKey>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
-    /// The cached key of a user.
-    pub fn get(&self, user: &str) -> Option<UserKey> {
+    /// What was read of a user's key: `Some(None)` when the user had none.
+    pub fn get(&self, user: &str) -> Option<Option<UserKey>> {
         self.lock().get(user).cloned()
     }
-    /// Remembers a user's key.
-    pub fn put(&self, user: &str, key: UserKey) {
+    /// Remembers a user's key (None: the user has none yet).
+    pub fn put(&self, user: &str, key: Option<UserKey>) {
         let mut m = self.lock();
         if m.len() >= Self::MAX {
             m.clear();
