@@ -68,8 +68,15 @@ enum Call {
     },
     /// Show a user's stage history.
     Journey { user: String },
-    /// Erase every key of a user.
+    /// Erase every key of a user (and make their log entries unreadable).
     Delete { user: String },
+    /// Withdraw (default) or, with --grant, grant again a user's consent for a channel.
+    Consent {
+        user: String,
+        channel: String,
+        #[arg(long)]
+        grant: bool,
+    },
     /// Server, config and store status.
     Status,
     /// Reload config (and models) on the server.
@@ -137,6 +144,12 @@ pub fn print_profile(p: &pb::Profile) {
             None => "-".into(),
         };
         println!("  {k} = {shown}");
+    }
+    let mut withdrawn: Vec<_> =
+        p.consent_withdrawn.iter().map(|(c, t)| format!("{c} (since {})", ms(&Some(*t)))).collect();
+    withdrawn.sort();
+    if !withdrawn.is_empty() {
+        println!("  consent withdrawn: {}", withdrawn.join(", "));
     }
     if let Some(a) = &p.aggregates {
         let mut counts: Vec<_> = a.event_counts.iter().collect();
@@ -240,6 +253,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Call::Journey { user } => {
             print_journey(&profiles.get_journey(pb::GetJourneyRequest { user_id: user }).await?.into_inner())
+        }
+        Call::Consent { user, channel, grant } => {
+            let req = pb::SetConsentRequest { user_id: user, channel, granted: grant };
+            print_profile(&profiles.set_consent(req).await?.into_inner());
         }
         Call::Delete { user } => {
             let r = profiles.delete_profile(pb::DeleteProfileRequest { user_id: user.clone() }).await?.into_inner();

@@ -124,9 +124,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policy = cfg.policy.clone();
             let version = cfg.version.clone();
             let engine = Engine::new(store, cfg, None, vec![]);
-            let Some(record) = engine.find_decision(&decision_id).await? else {
-                eprintln!("decision {decision_id} is not in the decision log");
-                return Ok(ExitCode::from(2));
+            let record = match engine.find_decision(&decision_id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    eprintln!("decision {decision_id} is not in the decision log");
+                    return Ok(ExitCode::from(2));
+                }
+                // Erased with its user (DeleteProfile): the entry is there but unreadable.
+                Err(touchpoint::engine::Error::NotFound(m)) => {
+                    eprintln!("{m}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
             };
             println!(
                 "decision {} for {} on {} at {} (config {}, models {:?})",

@@ -41,6 +41,8 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("redis.tls_key_file", Kind::Str),
     ("journey.lapse_after_days", Kind::Float),
     ("journey.purchase_event", Kind::Str),
+    ("journey.unsubscribe_event", Kind::Str),
+    ("journey.subscribe_event", Kind::Str),
     ("decisions.default_limit", Kind::Int),
     ("decisions.priority", Kind::Str),
     ("decisions.deadline_ms", Kind::Int),

@@ -103,6 +103,10 @@ pub struct JourneyConfig {
     pub lapse_after_days: f64,
     /// The event type that counts as a purchase.
     pub purchase_event: String,
+    /// The event type that withdraws consent for the channel named by its `channel` property.
+    pub unsubscribe_event: String,
+    /// The event type that grants consent again for the channel named by its `channel` property.
+    pub subscribe_event: String,
     /// The triggers between stages.
     pub transitions: Vec<TransitionConfig>,
     /// `[journey.feature_events]`: which event types feed which role-named feature; a role
@@ -133,6 +137,8 @@ impl Default for JourneyConfig {
             stages: ["awareness", "consideration", "conversion", "retention", "advocacy"].map(String::from).into(),
             lapse_after_days: 30.0,
             purchase_event: "purchase".into(),
+            unsubscribe_event: "unsubscribe".into(),
+            subscribe_event: "subscribe".into(),
             transitions: vec![
                 t("page_view", "awareness"),
                 t("product_view", "consideration"),

@@ -38,7 +38,17 @@ pub fn compile(j: &JourneyConfig, p: &mut Problems) -> JourneyDef {
             triggers.push(Trigger { event_type: t.event_type.clone(), to, min_count: t.min_count });
         }
     }
+    for (entry, name) in
+        [("journey.unsubscribe_event", &j.unsubscribe_event), ("journey.subscribe_event", &j.subscribe_event)]
+    {
+        p.take(check_name(entry, name, 64).map_err(|e| (e.field, e.message)));
+    }
+    if j.unsubscribe_event == j.subscribe_event {
+        p.add("journey.subscribe_event", "must differ from journey.unsubscribe_event");
+    }
     let mut journey = JourneyDef::new(j.stages.clone(), triggers, j.lapse_after_days, j.purchase_event.clone());
+    journey.unsubscribe_event = j.unsubscribe_event.clone();
+    journey.subscribe_event = j.subscribe_event.clone();
     let (roles, given) = (&mut journey.feature_events, &j.feature_events);
     for (role, events) in [
         (&mut roles.page_views, &given.page_views),

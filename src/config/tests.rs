@@ -46,6 +46,15 @@ fn names_the_entry_and_line() {
     check("[server]\nlisn = 1\n", &[], Err(("server.lisn", Some(2))));
     let capped = BASE.replace("nowhere", "awareness").replace("cms://a\"", "cms://a\"\ncap = { max = 0, days = 1 }");
     check(&capped, &[], Err(("offers[0].cap", Some(10))));
+    // Consent event types: names, and distinct.
+    let ok = BASE.replace("nowhere", "awareness");
+    check(&format!("[journey]\nunsubscribe_event = \"bye\"\n{ok}"), &[], Ok(()));
+    check(
+        &format!("[journey]\nsubscribe_event = \"unsubscribe\"\n{ok}"),
+        &[],
+        Err(("journey.subscribe_event", Some(2))),
+    );
+    check(&format!("[journey]\nunsubscribe_event = \"\"\n{ok}"), &[], Err(("journey.unsubscribe_event", Some(2))));
 }
 
 #[test]

@@ -77,7 +77,14 @@ pub struct JourneyDef {
     pub purchase_event: String,
     /// The event types behind the role-named features.
     pub feature_events: FeatureEvents,
+    /// The event type that withdraws consent for the channel in its `channel` property.
+    pub unsubscribe_event: String,
+    /// The event type that grants consent (again) for the channel in its `channel` property.
+    pub subscribe_event: String,
 }
+
+/// The event property naming the channel of a consent event.
+pub const CONSENT_CHANNEL_PROPERTY: &str = "channel";
 
 impl JourneyDef {
     /// `triggers` name stages by index into `stages` (the config layer resolves names).
@@ -94,6 +101,8 @@ impl JourneyDef {
             lapse_after_ms: (lapse_after_days * MS_PER_DAY as f64) as Millis,
             purchase_event,
             feature_events,
+            unsubscribe_event: "unsubscribe".into(),
+            subscribe_event: "subscribe".into(),
         }
     }
 
@@ -160,7 +169,17 @@ impl JourneyDef {
         sorted.into_iter().filter_map(|e| self.apply(state, e)).collect()
     }
 
+    /// Whether `event_type` is one of the consent events (its `channel` property is required).
+    pub fn is_consent_event(&self, event_type: &str) -> bool {
+        event_type == self.unsubscribe_event || event_type == self.subscribe_event
+    }
+
     fn apply(&self, state: &mut UserState, event: &Event) -> Option<Transition> {
+        if self.is_consent_event(&event.event_type)
+            && let Some(channel) = event.properties.get(CONSENT_CHANNEL_PROPERTY)
+        {
+            state.set_consent(channel, event.event_type == self.subscribe_event, event.timestamp);
+        }
         let agg = &mut state.aggregates;
         let counted =
             if agg.event_counts.contains_key(&event.event_type) || agg.event_counts.len() < MAX_EVENT_TYPES_PER_USER {

@@ -68,6 +68,30 @@ pub struct UserState {
     pub stage_since: Option<Millis>,
     /// Stage history, oldest first.
     pub transitions: Vec<Transition>,
+    /// Channels the user withdrew consent for (opted out of), with when: no offer is made
+    /// on them (`DropReason::ConsentWithdrawn`). Absent: consent not withdrawn.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consent_withdrawn: BTreeMap<String, Millis>,
+}
+
+impl UserState {
+    /// Records a consent change for `channel` at `at`: a withdrawal keeps the latest time; a
+    /// grant lifts a withdrawal made at or before `at` (an older grant arriving late does not
+    /// lift a newer withdrawal).
+    pub fn set_consent(&mut self, channel: &str, granted: bool, at: Millis) {
+        match (granted, self.consent_withdrawn.get(channel).copied()) {
+            (false, Some(t)) => {
+                self.consent_withdrawn.insert(channel.to_string(), t.max(at));
+            }
+            (false, None) => {
+                self.consent_withdrawn.insert(channel.to_string(), at);
+            }
+            (true, Some(t)) if t <= at => {
+                self.consent_withdrawn.remove(channel);
+            }
+            (true, _) => {}
+        }
+    }
 }
 
 impl UserState {

@@ -4,6 +4,7 @@ use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, Snapshot, degraded, now_ms};
 use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, DropReason};
 use crate::domain::policy::Policy;
 use crate::domain::profile::UserState;
+use crate::store::DecisionWrite;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +12,15 @@ use std::time::Duration;
 
 /// Users of one `DecideBatch` in flight at once.
 const BATCH_CONCURRENCY: usize = 256;
+
+/// A decision's budget: when the engine stops waiting for the read (`until`), and the same
+/// instant on the wall clock (`wall`, ms since the epoch) after which the store refuses the write.
+#[derive(Debug, Clone, Copy)]
+struct WriteBy {
+    until: tokio::time::Instant,
+    wall: crate::domain::Millis,
+    budget: Duration,
+}
 
 /// A chosen offer, resolved against the catalogue.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,37 +69,57 @@ impl Engine {
     /// One decision: one read, the pure decision, one atomic write (decision log, contacts).
     /// When the store is unreachable or slower than the budget, the answer comes from the
     /// configured fallback with `degraded` set, in time, instead of an error.
+    ///
+    /// The budget covers the read and the computation. Once the write is sent the engine
+    /// waits for its answer (up to the store's command timeout), and the write carries the
+    /// budget's end as a wall-clock deadline that the store checks against its own clock
+    /// before writing anything: a write that runs late is refused, so a caller never gets a
+    /// fallback for a decision whose contacts, exposures or log entry were recorded.
     pub async fn decide(&self, query: DecisionQuery, deadline: Option<Duration>) -> Result<Decision, Error> {
         let snap = self.snapshot();
         Self::check_channel(&snap.config, "channel", &query.channel)?;
         let budget = Self::budget(&snap, deadline);
-        match tokio::time::timeout(budget, self.decide_online(&snap, query.clone())).await {
-            Ok(Ok(d)) => Ok(d),
-            Ok(Err(Error::Unavailable(detail))) => {
+        let by =
+            WriteBy { until: tokio::time::Instant::now() + budget, wall: now_ms() + budget.as_millis() as i64, budget };
+        match self.decide_online(&snap, query.clone(), Some(by)).await {
+            Ok(d) => Ok(d),
+            Err(Error::Unavailable(detail)) => {
                 Ok(Self::fallback(&snap, query, degraded::classify_unavailable(&detail), &detail))
             }
+            Err(Error::OutOfMemory(detail)) => Ok(Self::fallback(&snap, query, degraded::STORE_OOM, &detail)),
             // A damaged profile must not make the user's every answer fail: serve the fallback.
-            Ok(Err(Error::Corrupt(detail))) => Ok(Self::fallback(&snap, query, degraded::STORE_CORRUPT, &detail)),
-            Err(_) => Ok(Self::fallback(
-                &snap,
-                query,
-                degraded::STORE_TIMEOUT,
-                &format!("store slower than the {budget:?} budget"),
-            )),
-            Ok(Err(e)) => Err(e),
+            Err(Error::Corrupt(detail)) => Ok(Self::fallback(&snap, query, degraded::STORE_CORRUPT, &detail)),
+            Err(e) => Err(e),
         }
     }
 
     /// The whole flow against the store, no fallback (a campaign send wants errors, not
-    /// fallbacks). Re-decides when a concurrent decision used up a cap or contact limit.
-    async fn decide_online(&self, snap: &Snapshot, mut query: DecisionQuery) -> Result<Decision, Error> {
+    /// fallbacks, and passes no `by`). Re-decides when a concurrent decision used up a cap or
+    /// contact limit. With `by`, the read must answer within the budget and the write is
+    /// refused by the store if it runs after the budget (both: `Error::Unavailable`, timed out).
+    async fn decide_online(
+        &self,
+        snap: &Snapshot,
+        mut query: DecisionQuery,
+        by: Option<WriteBy>,
+    ) -> Result<Decision, Error> {
         let policy = &snap.config.policy;
         if query.limit == 0 {
             query.limit = policy.default_limit as usize;
         }
+        let late = |what: &str| {
+            let budget = by.map(|b| b.budget).unwrap_or_default();
+            Error::Unavailable(format!("store timed out: {what} (budget {budget:?}); nothing recorded"))
+        };
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let now = now_ms();
-            let loaded = self.store.load_user(&query.user_id, &[], Some(now - policy.longest_window())).await?;
+            let read = self.store.load_user(&query.user_id, &[], Some(now - policy.longest_window()));
+            let loaded = match by {
+                Some(b) => {
+                    tokio::time::timeout_at(b.until, read).await.map_err(|_| late("no answer to the read"))??
+                }
+                None => read.await?,
+            };
             let seed = rand::random::<u64>();
             let input = DecisionInputs { query: &query, state: &loaded.state, contacts: &loaded.contacts, now, seed };
             let decided = decision::decide(policy, &input);
@@ -123,8 +153,12 @@ impl Engine {
                     .filter_map(|a| Some((a.experiment_id.clone(), a.variant.clone()?)))
                     .collect(),
             };
-            if self.store.log_decision(&record, &guard).await? {
-                return Ok(Self::decision_view(policy, record, query.explain, None));
+            // Not under the budget's timeout: once sent, the write's answer is awaited (the
+            // store's command timeout bounds it), and the store itself refuses a late write.
+            match self.store.log_decision(&record, &guard, by.map(|b| b.wall)).await? {
+                DecisionWrite::Logged => return Ok(Self::decision_view(policy, record, query.explain, None)),
+                DecisionWrite::GuardFailed => continue,
+                DecisionWrite::Late => return Err(late("the write reached the store after the budget")),
             }
         }
         Err(Error::Contention(query.user_id))
@@ -205,17 +239,20 @@ impl Engine {
     }
 
     /// Finds a logged decision by id (scans the decision log: an offline tool, not a hot path).
+    /// A decision of a user erased since is `NotFound`, saying so.
     pub async fn find_decision(&self, decision_id: &str) -> Result<Option<DecisionRecord>, Error> {
-        let mut found = None;
+        use crate::store::DecisionLogEntry;
+        let (mut found, mut erased) = (None, false);
         self.store
-            .export_decision_log(&mut |e| {
-                if let crate::store::DecisionLogEntry::Decision(d) = e
-                    && d.decision_id == decision_id
-                {
-                    found = Some(*d);
-                }
+            .export_decision_log(&mut |e| match e {
+                DecisionLogEntry::Decision(d) if d.decision_id == decision_id => found = Some(*d),
+                DecisionLogEntry::Erased { id } if id == decision_id => erased = true,
+                _ => {}
             })
             .await?;
+        if found.is_none() && erased {
+            return Err(Error::NotFound(format!("decision {decision_id} is erased: its user was deleted")));
+        }
         Ok(found)
     }
 
@@ -235,7 +272,7 @@ impl Engine {
                 let engine = engine.clone();
                 let snap = snap.clone();
                 let query = DecisionQuery { user_id, ..template.clone() };
-                async move { engine.decide_online(&snap, query).await }
+                async move { engine.decide_online(&snap, query, None).await }
             })
             .buffered(BATCH_CONCURRENCY))
     }

@@ -8,13 +8,17 @@ pub const STORE_UNAVAILABLE: &str = "store_unavailable";
 pub const STORE_TIMEOUT: &str = "store_timeout";
 /// The store refused work it could not take (out of memory, busy script, out of clients).
 pub const STORE_OVERLOADED: &str = "store_overloaded";
+/// The store is out of memory and refuses writes (Redis over `maxmemory` with `noeviction`);
+/// nothing of the decision was written.
+pub const STORE_OOM: &str = "store_oom";
 /// A stored value does not decode.
 pub const STORE_CORRUPT: &str = "store_corrupt";
 /// The store answered with an error that is not an outage.
 pub const STORE_ERROR: &str = "store_error";
 
 /// Every reason code, in the order of the rate limiter's slots.
-pub const REASONS: [&str; 5] = [STORE_UNAVAILABLE, STORE_TIMEOUT, STORE_OVERLOADED, STORE_CORRUPT, STORE_ERROR];
+pub const REASONS: [&str; 6] =
+    [STORE_UNAVAILABLE, STORE_TIMEOUT, STORE_OVERLOADED, STORE_OOM, STORE_CORRUPT, STORE_ERROR];
 
 /// The stable code for an outage's detail text (as `StoreError::Unavailable` carries it).
 pub fn classify_unavailable(detail: &str) -> &'static str {

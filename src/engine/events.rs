@@ -4,6 +4,8 @@ use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, now_ms};
 use crate::domain::Millis;
 use crate::domain::event::Event;
 use crate::domain::experiment::Happening;
+use crate::domain::journey::CONSENT_CHANNEL_PROPERTY;
+use crate::domain::limits::FieldError;
 use crate::domain::policy::Policy;
 use crate::domain::profile::Transition;
 use crate::store::{Attribution, UserWrite, new_version};
@@ -32,6 +34,17 @@ impl Engine {
         for (i, e) in events.iter().enumerate() {
             if !e.channel.is_empty() {
                 Self::check_channel(&snap.config, &format!("events[{i}].channel"), &e.channel)?;
+            }
+            if snap.config.policy.journey.is_consent_event(&e.event_type) {
+                let field = format!("events[{i}].properties.{CONSENT_CHANNEL_PROPERTY}");
+                match e.properties.get(CONSENT_CHANNEL_PROPERTY) {
+                    Some(channel) => Self::check_channel(&snap.config, &field, channel)?,
+                    None => {
+                        return Err(
+                            FieldError::new(field, "is required for a consent event (the channel it is for)").into()
+                        );
+                    }
+                }
             }
         }
         let mut summary = RecordSummary::default();

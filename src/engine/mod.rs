@@ -46,6 +46,9 @@ pub enum Error {
     /// The store cannot be reached (or not in time).
     #[error("{0}")]
     Unavailable(String),
+    /// The store refused a write: out of memory (nothing written; `RESOURCE_EXHAUSTED`).
+    #[error("{0}")]
+    OutOfMemory(String),
     /// Optimistic writes of one user kept conflicting.
     #[error("too many concurrent writes for user {0}, retry")]
     Contention(String),
@@ -64,6 +67,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => Error::Unavailable(m),
+            StoreError::OutOfMemory(m) => Error::OutOfMemory(m),
             StoreError::Corrupt(m) => Error::Corrupt(m),
             StoreError::Internal(m) => Error::Internal(m),
         }
@@ -154,6 +158,7 @@ impl Engine {
             store_error: self.store.ping().await.err().map(|e| {
                 let class = match &e {
                     StoreError::Unavailable(m) => degraded::classify_unavailable(m),
+                    StoreError::OutOfMemory(_) => degraded::STORE_OOM,
                     StoreError::Corrupt(_) => degraded::STORE_CORRUPT,
                     StoreError::Internal(_) => degraded::STORE_ERROR,
                 };

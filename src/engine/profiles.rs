@@ -93,6 +93,34 @@ impl Engine {
         Err(Error::Contention(user.to_string()))
     }
 
+    /// Withdraws (`granted == false`) or grants consent for a configured channel, now; creates
+    /// the profile when there is none (an opt-out must hold even before the first event).
+    pub async fn set_consent(&self, user: &str, channel: &str, granted: bool) -> Result<ProfileView, Error> {
+        Self::check_channel(&self.snapshot().config, "channel", channel)?;
+        let _turn = self.lock_user(user).await;
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                Self::backoff(attempt).await;
+            }
+            let loaded = self.store.load_user(user, &[], None).await?;
+            let mut state = loaded.state;
+            let now = now_ms();
+            state.set_consent(channel, granted, now);
+            let write = UserWrite {
+                state: &state,
+                new_transitions: &[],
+                events: &[],
+                now,
+                new_version: new_version(),
+                attribution: Attribution::default(),
+            };
+            if self.store.commit_user(user, loaded.version, write).await? {
+                return Ok(self.view(user, state));
+            }
+        }
+        Err(Error::Contention(user.to_string()))
+    }
+
     /// Erases every per-user key of the user; returns how many were removed.
     pub async fn delete_profile(&self, user: &str) -> Result<u64, Error> {
         let _turn = self.lock_user(user).await;

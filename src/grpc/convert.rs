@@ -217,6 +217,14 @@ pub fn outcome(r: pb::RecordOutcomeRequest) -> Result<OutcomeRecord, FieldError>
 /// A validated `PutProfile`: the user, attributes to set, attribute names to remove.
 pub type ProfileChange = (String, BTreeMap<String, AttrValue>, Vec<String>);
 
+/// Validates a `SetConsent` request: the user, the channel (checked against the config by the engine)
+/// and whether consent is granted.
+pub fn set_consent(r: pb::SetConsentRequest) -> Result<(String, String, bool), FieldError> {
+    let user = user_id(&r.user_id)?;
+    check_name("channel", &r.channel, 64)?;
+    Ok((user, r.channel, r.granted))
+}
+
 /// Validates a `PutProfile` request.
 pub fn put_profile(r: pb::PutProfileRequest) -> Result<ProfileChange, FieldError> {
     let user = user_id(&r.user_id)?;
@@ -416,6 +424,7 @@ impl From<ProfileView> for pb::Profile {
             }),
             lapsed: p.lapsed,
             stage_since: opt_timestamp(p.state.stage_since),
+            consent_withdrawn: p.state.consent_withdrawn.iter().map(|(c, t)| (c.clone(), timestamp(*t))).collect(),
         }
     }
 }

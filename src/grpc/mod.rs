@@ -30,6 +30,11 @@ impl From<engine::Error> for Status {
                 engine::degraded::warn_limited(reason, "store unavailable", &m);
                 Status::unavailable(format!("{reason}: store unavailable, retry later"))
             }
+            engine::Error::OutOfMemory(m) => {
+                let reason = engine::degraded::STORE_OOM;
+                engine::degraded::warn_limited(reason, "store out of memory", &m);
+                Status::resource_exhausted(format!("{reason}: store out of memory, nothing written, retry later"))
+            }
             e @ engine::Error::Contention(_) => Status::aborted(e.to_string()),
             engine::Error::Config(e) => {
                 tracing::warn!(error = %e, "config rejected");

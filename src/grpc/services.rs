@@ -119,6 +119,14 @@ impl Profiles for Services {
         .await
     }
 
+    async fn set_consent(&self, req: Request<pb::SetConsentRequest>) -> Result<Response<pb::Profile>, Status> {
+        observed("SetConsent", async {
+            let (user, channel, granted) = convert::set_consent(req.into_inner()).map_err(Error::from)?;
+            Ok(Response::new(self.engine.set_consent(&user, &channel, granted).await?.into()))
+        })
+        .await
+    }
+
     async fn get_journey(&self, req: Request<pb::GetJourneyRequest>) -> Result<Response<pb::Journey>, Status> {
         observed("GetJourney", async {
             let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;

@@ -1,6 +1,6 @@
 //! The in-memory store: the embedded default (demo) and a fast store for unit tests.
 //! It mirrors the Redis store's records one for one, so both report the same key counts.
-use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
 use crate::domain::contact::{Contact, ContactGuard, ContactState};
 use crate::domain::decision::DecisionRecord;
@@ -24,6 +24,9 @@ struct User {
     contacts: ContactState,
     /// experiment id -> exposure
     exposures: BTreeMap<String, Exposure>,
+    /// Whether a log entry of the user was written (the Redis store then holds the user's
+    /// sealing key, one more key to erase).
+    sealed: bool,
 }
 
 #[derive(Default)]
@@ -142,6 +145,7 @@ impl Store for MemoryStore {
         let mut history = std::mem::take(&mut user.state.transitions);
         history.extend_from_slice(w.new_transitions);
         user.state = UserState { transitions: history, ..w.state.clone() };
+        user.sealed |= !w.events.is_empty();
         for e in w.events {
             user.seen.insert(e.event_id.clone(), w.now);
             push_bounded(&mut inner.journey_log, e.clone(), self.retention.journey_log_maxlen);
@@ -165,22 +169,44 @@ impl Store for MemoryStore {
         let Some(u) = inner.users.remove(user_id) else {
             return Ok(0);
         };
+        // What crypto-shredding does to the Redis streams: the user's entries can no longer be
+        // read. Journey-log entries are not exported; decision-log entries export as `Erased`.
+        if u.sealed {
+            inner.journey_log.retain(|e| e.user_id != user_id);
+            for entry in inner.decision_log.iter_mut() {
+                let id = match entry {
+                    DecisionLogEntry::Decision(d) if d.user_id == user_id => d.decision_id.clone(),
+                    DecisionLogEntry::Outcome(o) if o.user_id == user_id => o.decision_id.clone(),
+                    _ => continue,
+                };
+                *entry = DecisionLogEntry::Erased { id };
+            }
+        }
         // The Redis layout: profile hash, stage-history list, dedup set, decision hash + index.
         let keys =
             [u.version > 0, !u.state.transitions.is_empty(), !u.seen.is_empty()].into_iter().filter(|&b| b).count()
                 + if u.decisions.is_empty() { 0 } else { 2 }
                 + usize::from(!u.contacts.contacts.is_empty())
                 + usize::from(!u.contacts.dismissed.is_empty() || !u.contacts.accepted.is_empty())
-                + usize::from(!u.exposures.is_empty());
+                + usize::from(!u.exposures.is_empty())
+                + usize::from(u.sealed);
         Ok(keys as u64)
     }
 
-    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
+    async fn log_decision(
+        &self,
+        record: &DecisionRecord,
+        guard: &ContactGuard,
+        write_by: Option<Millis>,
+    ) -> Result<DecisionWrite, StoreError> {
+        // `write_by` needs no check here: this write completes within the call, so it can never
+        // land after its caller gave up on it (the engine returns what it answers).
+        let _ = write_by;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let user = inner.users.entry(record.user_id.clone()).or_default();
         if !guard.holds(&user.contacts) {
-            return Ok(false);
+            return Ok(DecisionWrite::GuardFailed);
         }
         for offer in &guard.offers {
             user.contacts.contacts.push(Contact {
@@ -204,6 +230,7 @@ impl Store for MemoryStore {
                 counters.exposed += 1;
             }
         }
+        user.sealed = true;
         let offers = record.chosen.iter().map(|c| c.offer_id.clone()).collect();
         user.decisions.insert((record.at, record.decision_id.clone()), Decided { offers, outcomes: HashSet::new() });
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
@@ -214,7 +241,7 @@ impl Store for MemoryStore {
             DecisionLogEntry::Decision(Box::new(record.clone())),
             self.retention.decision_log_maxlen,
         );
-        Ok(true)
+        Ok(DecisionWrite::Logged)
     }
 
     async fn log_outcome(
@@ -241,6 +268,7 @@ impl Store for MemoryStore {
         if link == OutcomeLink::Linked {
             let inner = &mut *inner;
             if let Some(user) = inner.users.get_mut(&record.user_id) {
+                user.sealed = true;
                 let happening = match record.outcome {
                     OutcomeKind::Click => Some(Happening::Visit { at: record.at }),
                     OutcomeKind::Conversion => Some(Happening::Conversion { at: record.at, value: record.value }),

@@ -27,6 +27,11 @@ pub enum StoreError {
     /// may degrade on.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused a write because it is out of memory (Redis over `maxmemory` with
+    /// `noeviction`): nothing of the call was written. Writes answer `RESOURCE_EXHAUSTED`,
+    /// `Decide` degrades with `store_oom`.
+    #[error("store out of memory: {0}")]
+    OutOfMemory(String),
     /// A stored value does not decode (written by another version, or damaged).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -94,6 +99,25 @@ pub enum OutcomeLink {
     OfferNotInDecision,
 }
 
+/// What became of a decision's write (`Store::log_decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionWrite {
+    /// Recorded: contacts, log entry, exposures.
+    Logged,
+    /// A concurrent decision used up a cap or contact limit: nothing written (decide again).
+    GuardFailed,
+    /// The store ran the write after its `write_by` time: nothing written (the caller was
+    /// answered with a fallback, so nothing of this decision may be recorded).
+    Late,
+}
+
+impl DecisionWrite {
+    /// Whether the decision was recorded.
+    pub fn logged(self) -> bool {
+        self == DecisionWrite::Logged
+    }
+}
+
 /// One entry of the decision log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -102,6 +126,12 @@ pub enum DecisionLogEntry {
     Decision(Box<DecisionRecord>),
     /// An outcome of a decision.
     Outcome(OutcomeRecord),
+    /// A decision or outcome of a user erased since (`DeleteProfile`): its content is no
+    /// longer readable; `id` is the decision's id.
+    Erased {
+        /// The decision id.
+        id: String,
+    },
 }
 
 /// Retention settings every store honours.
@@ -155,17 +185,27 @@ pub trait Store: Send + Sync + 'static {
     async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>)
     -> Result<bool, StoreError>;
 
-    /// Erases every record of the user (profile, history, dedup markers, recent decisions,
-    /// contacts, dismiss/accept marks);
-    /// returns how many keys were removed. The shared log streams are not per-user keys.
+    /// Erases every record of the user (profile and consent, history, dedup markers, recent
+    /// decisions, contacts, dismiss/accept marks, exposures) and makes the user's log entries
+    /// unreadable: afterwards the journey-log export skips them and the decision-log export
+    /// returns them as `DecisionLogEntry::Erased` (the Redis store destroys the key they are
+    /// sealed with). Returns how many keys were removed (the sealing key counts as one).
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
 
-    /// Atomically: if `guard` still holds (no cap or contact limit would be exceeded), records
+    /// Atomically: unless the store's clock is past `write_by` (ms since the epoch: the
+    /// decision's budget ran out, so its caller may already have a fallback; a store whose
+    /// write completes within the call, like the memory store, needs no check) and if `guard`
+    /// still holds (no cap or contact limit would be exceeded), records
     /// the guard's offers as contacts, appends the decision to the decision log, remembers it
     /// for outcome linking and records the user's exposure to the record's experiment
-    /// variants (first exposure time, unique-user counters). False (and nothing written) when
-    /// the guard no longer holds.
-    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError>;
+    /// variants (first exposure time, unique-user counters). Nothing is written when it
+    /// answers `GuardFailed` or `Late`.
+    async fn log_decision(
+        &self,
+        record: &DecisionRecord,
+        guard: &ContactGuard,
+        write_by: Option<Millis>,
+    ) -> Result<DecisionWrite, StoreError>;
 
     /// Appends an outcome if its decision is one of the user's recent decisions and this
     /// outcome kind was not yet recorded for that offer of that decision. A dismiss or an
@@ -196,7 +236,8 @@ pub trait Store: Send + Sync + 'static {
     /// Moves `current` back to the previous version and returns it (None: nothing to go back to).
     async fn rollback_model(&self, name: &str) -> Result<Option<String>, StoreError>;
 
-    /// Every journey-log entry, oldest first within each shard, handed to `sink`.
+    /// Every readable journey-log entry (not those of erased users), oldest first within each
+    /// shard, handed to `sink`.
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError>;
 
     /// Every decision-log entry, oldest first within each shard, handed to `sink`.

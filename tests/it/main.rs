@@ -8,5 +8,6 @@ mod experiments;
 mod fuzz;
 mod grpc_e2e;
 mod harness;
+mod safety;
 mod store_suite;
 mod tls;

@@ -58,6 +58,8 @@ conformance!(
     exposures_and_attribution,
     delete_count,
     delete_has_no_aba,
+    erasure_leaves_the_logs_unreadable,
+    consent_round_trips,
     racing_engines,
     model_registry_publish_and_current,
     model_registry_repoint_same_version_is_a_no_op,
@@ -279,7 +281,7 @@ async fn log_export_pages_through_long_logs(s: S) {
 async fn outcome_idempotency(s: S) {
     for i in 1..=4 {
         let d = decision("alice", &format!("d{i}"), &["o1", "o2"]);
-        assert!(s.log_decision(&d, &ContactGuard::default()).await.unwrap());
+        assert!(s.log_decision(&d, &ContactGuard::default(), None).await.unwrap().logged());
     }
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Linked);
     assert_eq!(s.log_outcome(&outcome("alice", "d4", "o2"), &[]).await.unwrap(), OutcomeLink::Duplicate, "a retry");
@@ -310,14 +312,16 @@ async fn contact_guard(s: S) {
     assert!(
         s.log_decision(
             &at(decision("dave", "d5", &["o1", "o2"]), 1_000),
-            &guard("email", &["o1", "o2"], vec![(1, 0)], vec![])
+            &guard("email", &["o1", "o2"], vec![(1, 0)], vec![]),
+            None
         )
         .await
         .unwrap()
+        .logged()
     );
     let refused = at(decision("dave", "d6", &["o3"]), 2_000);
     assert!(
-        !s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 0)], vec![])).await.unwrap(),
+        !s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 0)], vec![]), None).await.unwrap().logged(),
         "1 e-mail allowed"
     );
     assert_eq!(
@@ -326,14 +330,17 @@ async fn contact_guard(s: S) {
         "a refused decision is not logged"
     );
     assert!(
-        s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 1_500)], vec![])).await.unwrap(),
+        s.log_decision(&refused, &guard("email", &["o3"], vec![(1, 1_500)], vec![]), None).await.unwrap().logged(),
         "outside the window"
     );
     let capped = guard("web", &["o1"], vec![], vec![("o1".into(), 1, 0)]);
-    assert!(!s.log_decision(&at(decision("dave", "d7", &["o1"]), 3_000), &capped).await.unwrap(), "o1 capped at 1");
+    assert!(
+        !s.log_decision(&at(decision("dave", "d7", &["o1"]), 3_000), &capped, None).await.unwrap().logged(),
+        "o1 capped at 1"
+    );
     let web = guard("web", &["o4"], vec![(1, 0)], vec![("o4".into(), 1, 0)]);
     assert!(
-        s.log_decision(&at(decision("dave", "d8", &["o4"]), 3_000), &web).await.unwrap(),
+        s.log_decision(&at(decision("dave", "d8", &["o4"]), 3_000), &web, None).await.unwrap().logged(),
         "other channel, other offer"
     );
     let mut contacts = s.load_user("dave", &[], Some(0)).await.unwrap().contacts.contacts;
@@ -357,7 +364,12 @@ async fn contact_guard(s: S) {
 /// Dismiss and accept mark the offer for cooldowns; the latest time wins.
 async fn cooldown_marks(s: S) {
     for (id, offers, t) in [("d5", &["o1", "o2"][..], 1_000), ("d8", &["o4"][..], 3_000), ("d9", &["o1"][..], 3_500)] {
-        assert!(s.log_decision(&at(decision("dave", id, offers), t), &ContactGuard::default()).await.unwrap());
+        assert!(
+            s.log_decision(&at(decision("dave", id, offers), t), &ContactGuard::default(), None)
+                .await
+                .unwrap()
+                .logged()
+        );
     }
     let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 5_000);
     assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
@@ -379,10 +391,10 @@ async fn exposures_and_attribution(s: S) {
     let windows = vec![("exp".to_string(), 10_000i64)];
     let mut d9 = at(decision("erin", "d9", &["o1"]), 1_000);
     d9.assignments.insert("exp".into(), "b".into());
-    assert!(s.log_decision(&d9, &ContactGuard::default()).await.unwrap());
+    assert!(s.log_decision(&d9, &ContactGuard::default(), None).await.unwrap().logged());
     let mut d10 = at(decision("erin", "d10", &["o1"]), 2_000);
     d10.assignments.insert("exp".into(), "b".into());
-    assert!(s.log_decision(&d10, &ContactGuard::default()).await.unwrap());
+    assert!(s.log_decision(&d10, &ContactGuard::default(), None).await.unwrap().logged());
     let click = with_outcome(outcome("erin", "d9", "o1"), OutcomeKind::Click, 3_000);
     assert_eq!(s.log_outcome(&click, &windows).await.unwrap(), OutcomeLink::Linked);
     let mut conv = with_outcome(outcome("erin", "d10", "o1"), OutcomeKind::Conversion, 4_000);
@@ -403,7 +415,7 @@ async fn exposures_and_attribution(s: S) {
     let want = VariantCounters { exposed: 1, decisions: 2, visitors: 1, converters: 1, revenue: 5.0, revenue_sq: 25.0 };
     assert_eq!(counters, [("b".to_string(), want)].into());
     assert!(s.experiment_counters("other").await.unwrap().is_empty());
-    assert_eq!(s.delete_user("erin").await.unwrap(), 4, "profile, decisions, decision index, exposures");
+    assert_eq!(s.delete_user("erin").await.unwrap(), 5, "profile, decisions, decision index, exposures, sealing key");
     assert_eq!(s.experiment_counters("exp").await.unwrap()["b"], want, "aggregates stay after an erasure");
 }
 
@@ -411,29 +423,87 @@ async fn exposures_and_attribution(s: S) {
 /// per kind of record), leaving other users alone.
 async fn delete_count(s: S) {
     let (_, _, _) = first_commit(&s).await;
-    assert!(s.log_decision(&decision("alice", "d1", &["o1"]), &ContactGuard::default()).await.unwrap());
+    assert!(s.log_decision(&decision("alice", "d1", &["o1"]), &ContactGuard::default(), None).await.unwrap().logged());
     let bob_state = UserState { stage: Some("awareness".into()), ..Default::default() };
     let bob = write(&bob_state, &[], &[], 1);
     assert!(s.commit_user("bob", 0, bob).await.unwrap());
     assert_eq!(s.load_user("bob", &[], None).await.unwrap().state.transitions, vec![], "no history for bob");
     assert!(
-        s.log_decision(&at(decision("dave", "d5", &["o1"]), 1_000), &guard("email", &["o1"], vec![], vec![]))
+        s.log_decision(&at(decision("dave", "d5", &["o1"]), 1_000), &guard("email", &["o1"], vec![], vec![]), None)
             .await
             .unwrap()
+            .logged()
     );
     let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 2_000);
     assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
 
-    assert_eq!(s.delete_user("alice").await.unwrap(), 5, "profile, history, dedup, decisions, decision index");
+    assert_eq!(s.delete_user("alice").await.unwrap(), 6, "profile, history, dedup, decisions, decision index, key");
     assert_eq!(s.delete_user("alice").await.unwrap(), 0);
     let gone = s.load_user("alice", &["e1"], None).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
     assert_eq!(s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
     assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, bob.new_version, "other users untouched");
-    assert_eq!(s.delete_user("dave").await.unwrap(), 4, "decisions, decision index, contacts, marks");
+    assert_eq!(s.delete_user("dave").await.unwrap(), 5, "decisions, decision index, contacts, marks, key");
     assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
     assert_eq!(s.delete_user("bob").await.unwrap(), 1, "profile");
+}
+
+/// After `delete_user`, the user's log entries can no longer be read: journey-log entries are
+/// not exported, decision-log entries export as `Erased` (their decision id only). Other users'
+/// entries are intact, and a user re-created under the same id starts a new, readable history.
+async fn erasure_leaves_the_logs_unreadable(s: S) {
+    let (_, evs, _) = first_commit(&s).await;
+    let mut d1 = decision("alice", "d1", &["o1"]);
+    d1.state.attributes.insert("email".into(), AttrValue::Str("alice@example.com".into()));
+    assert!(s.log_decision(&d1, &ContactGuard::default(), None).await.unwrap().logged());
+    assert_eq!(s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(), OutcomeLink::Linked);
+    let bob_events = [event("bob", "b1", "page_view", 5)];
+    let bob_state = UserState { stage: Some("awareness".into()), ..Default::default() };
+    assert!(s.commit_user("bob", 0, write(&bob_state, &[], &bob_events, 1)).await.unwrap());
+    assert!(s.log_decision(&decision("bob", "d2", &["o2"]), &ContactGuard::default(), None).await.unwrap().logged());
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    assert!(entries.contains(&DecisionLogEntry::Decision(Box::new(d1.clone()))), "readable before the erasure");
+    assert_eq!(journey_log(&s).await.iter().filter(|e| e.user_id == "alice").count(), evs.len());
+
+    assert!(s.delete_user("alice").await.unwrap() > 0);
+    let logged = journey_log(&s).await;
+    assert!(logged.iter().all(|e| e.user_id != "alice"), "no readable event of alice");
+    assert_eq!(logged.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["b1"], "bob's events stay");
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    let erased = DecisionLogEntry::Erased { id: "d1".into() };
+    assert_eq!(entries.iter().filter(|e| **e == erased).count(), 2, "the decision and its outcome: {entries:?}");
+    let readable = |e: &DecisionLogEntry| match e {
+        DecisionLogEntry::Decision(d) => Some(d.user_id.clone()),
+        DecisionLogEntry::Outcome(o) => Some(o.user_id.clone()),
+        DecisionLogEntry::Erased { .. } => None,
+    };
+    assert_eq!(entries.iter().filter_map(readable).collect::<Vec<_>>(), ["bob"]);
+
+    // Alice again, under the same id: a new key, her new entries readable, the old ones not.
+    let again = [event("alice", "a9", "page_view", 50)];
+    assert!(s.commit_user("alice", 0, write(&bob_state, &[], &again, 300)).await.unwrap());
+    assert!(s.log_decision(&decision("alice", "d3", &["o1"]), &ContactGuard::default(), None).await.unwrap().logged());
+    let ids: Vec<String> =
+        journey_log(&s).await.into_iter().filter(|e| e.user_id == "alice").map(|e| e.event_id).collect();
+    assert_eq!(ids, ["a9"]);
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await.unwrap();
+    assert_eq!(entries.iter().filter(|e| **e == erased).count(), 2, "old entries stay unreadable");
+    assert!(entries.iter().any(|e| matches!(e, DecisionLogEntry::Decision(d) if d.decision_id == "d3")));
+}
+
+/// Consent withdrawals are part of the stored profile and round-trip with it.
+async fn consent_round_trips(s: S) {
+    let mut state = UserState { stage: Some("awareness".into()), ..Default::default() };
+    state.set_consent("email", false, 1_000);
+    state.set_consent("sms", false, 2_000);
+    state.set_consent("sms", true, 3_000);
+    assert_eq!(state.consent_withdrawn, [("email".to_string(), 1_000)].into());
+    assert!(s.commit_user("carol", 0, write(&state, &[], &[], 1)).await.unwrap());
+    assert_eq!(s.load_user("carol", &[], None).await.unwrap().state, state);
 }
 
 /// After a delete, a writer holding the old version cannot resurrect the user (no ABA).

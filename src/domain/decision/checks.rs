@@ -2,7 +2,7 @@
 //! stable machine code (API, explanations, metrics) and a sentence for people.
 //!
 //! The checks run in a fixed order and the first that fails names the reason: holdout,
-//! channel, placement, validity window, the variant's offer set, the channel's contact
+//! channel, consent for the channel, placement, validity window, the variant's offer set, the channel's contact
 //! limit, cooldowns, the offer's cap, then eligibility (a rule) and the priority formula.
 use super::overrides::Plan;
 use super::scope::score_value;
@@ -43,6 +43,11 @@ pub enum DropReason {
         experiment: String,
         /// The variant with the offer set.
         variant: String,
+    },
+    /// The user withdrew consent for the channel (unsubscribed): nothing is offered on it.
+    ConsentWithdrawn {
+        /// The channel.
+        channel: String,
     },
     /// The channel's contact limit is reached.
     ContactLimit {
@@ -96,7 +101,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every code, in declaration order (for tests and documentation).
-    pub const CODES: [&'static str; 17] = [
+    pub const CODES: [&'static str; 18] = [
         "global_holdout",
         "holdout_variant",
         "wrong_channel",
@@ -114,6 +119,7 @@ impl DropReason {
         "no_eligible_offer",
         "no_fallback_offer",
         "legacy",
+        "consent_withdrawn",
     ];
 
     /// The stable machine code (snake case), the same as the serialised `code` tag.
@@ -136,6 +142,7 @@ impl DropReason {
             DropReason::NoEligibleOffer => 14,
             DropReason::NoFallbackOffer => 15,
             DropReason::Legacy(_) => 16,
+            DropReason::ConsentWithdrawn { .. } => 17,
         };
         Self::CODES[i]
     }
@@ -160,6 +167,7 @@ impl fmt::Display for DropReason {
             DropReason::NotInOfferSet { experiment, variant } => {
                 write!(f, "not in the offer set of experiment {experiment} variant {variant}")
             }
+            DropReason::ConsentWithdrawn { channel } => write!(f, "consent withdrawn for {channel}"),
             DropReason::ContactLimit { channel, max, window_ms } => {
                 write!(f, "contact limit: at most {max} {channel} contact(s) per {} day(s)", days(*window_ms))
             }
@@ -206,6 +214,13 @@ pub(super) struct CheckInputs<'a> {
     pub plan: &'a Plan<'a>,
     /// The channel's contact limit, when reached (the same for every candidate).
     pub channel_limit: Option<&'a DropReason>,
+    /// Consent withdrawn for the channel, when it is (the same for every candidate).
+    pub consent: Option<&'a DropReason>,
+}
+
+/// `ConsentWithdrawn` when the user opted out of `channel`.
+pub(super) fn consent(state: &crate::domain::profile::UserState, channel: &str) -> Option<DropReason> {
+    state.consent_withdrawn.contains_key(channel).then(|| DropReason::ConsentWithdrawn { channel: channel.to_string() })
 }
 
 /// The checks that need no rule evaluation, in order; the first failure is the reason.
@@ -219,6 +234,7 @@ pub(super) fn static_checks(c: &CheckInputs, offer: &Offer, rules: &OfferRules) 
         .held_out
         .clone()
         .or_else(|| (!offer.channels.iter().any(|ch| ch == c.channel)).then_some(DropReason::WrongChannel))
+        .or_else(|| c.consent.cloned())
         .or_else(|| (!placement_ok).then_some(DropReason::WrongPlacement))
         .or_else(|| (!offer.in_window(now)).then_some(DropReason::OutsideWindow))
         .or_else(|| c.plan.offer_sets.iter().find(|(set, _)| !set.contains(&offer.id)).map(|(_, why)| why.clone()))
@@ -295,6 +311,7 @@ mod tests {
             DropReason::BelowLimit,
             DropReason::NoEligibleOffer,
             DropReason::NoFallbackOffer,
+            DropReason::ConsentWithdrawn { channel: s() },
         ];
         assert_eq!(all.len() + 1, DropReason::CODES.len(), "every code but legacy");
         for r in &all {

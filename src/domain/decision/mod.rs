@@ -160,6 +160,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             policy.segments.iter().filter(|s| s.rule.eval_bool(ctx) == Ok(true)).map(|s| s.id.clone()).collect();
 
         let channel_limit = checks::channel_limit(policy, &q.channel, input.contacts, now);
+        let consent = checks::consent(input.state, &q.channel);
         let inputs = checks::CheckInputs {
             channel: &q.channel,
             placement: &q.placement,
@@ -167,6 +168,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             contacts: input.contacts,
             plan: &plan,
             channel_limit: channel_limit.as_ref(),
+            consent: consent.as_ref(),
         };
         let priority = plan.priority(policy);
         let mut candidates: Vec<Candidate> = policy
@@ -191,7 +193,8 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
         let chosen = rank_and_pick(&mut candidates, q.limit, plan.exploration(policy), input.seed);
         let suppression = chosen
             .is_empty()
-            .then(|| plan.held_out.clone().or_else(|| channel_limit.clone()).unwrap_or(DropReason::NoEligibleOffer));
+            .then(|| plan.held_out.clone().or_else(|| consent.clone()).or_else(|| channel_limit.clone()))
+            .map(|s| s.unwrap_or(DropReason::NoEligibleOffer));
         Decided {
             stage: stage.clone(),
             lapsed: journey.is_lapsed(input.state, now),

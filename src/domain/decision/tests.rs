@@ -263,3 +263,24 @@ to = "retention"
     assert_eq!(by_name["cart_abandoned"], 1.0);
     assert_eq!(o.stage, "conversion");
 }
+
+/// Consent withdrawn for a channel drops every offer of that channel with its own reason (after
+/// the channel check, so offers of other channels keep `wrong channel`) and is the suppression;
+/// other channels are unaffected.
+#[test]
+fn withdrawn_consent_suppresses_only_its_channel() {
+    let p = policy("");
+    let mut s = user("FR", 40.0);
+    s.set_consent("email", false, NOW - DAY);
+    let o = run(&p, &query("email", 5), &s, &ContactState::default(), 1);
+    assert!(o.chosen.is_empty());
+    check(&o, &[("a", "consent withdrawn for email"), ("b", "wrong channel")]);
+    assert_eq!(o.suppression.as_ref().map(DropReason::code), Some("consent_withdrawn"));
+    let web = run(&p, &query("web", 5), &s, &ContactState::default(), 1);
+    assert!(!web.chosen.is_empty() && web.suppression.is_none());
+    // A grant older than the withdrawal does not lift it; a newer one does.
+    s.set_consent("email", true, NOW - 2 * DAY);
+    assert!(s.consent_withdrawn.contains_key("email"));
+    s.set_consent("email", true, NOW);
+    assert!(run(&p, &query("email", 5), &s, &ContactState::default(), 1).suppression.is_none());
+}

@@ -36,6 +36,9 @@ pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
     for (k, v) in &s.attributes {
         f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
     }
+    for (channel, at) in &s.consent_withdrawn {
+        f.push((format!("w:{channel}"), at.to_string()));
+    }
     f
 }
 
@@ -58,6 +61,8 @@ pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(
             _ => {
                 if let Some(t) = k.strip_prefix("c:") {
                     s.aggregates.event_counts.insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
+                } else if let Some(channel) = k.strip_prefix("w:") {
+                    s.consent_withdrawn.insert(channel.to_string(), int()?);
                 } else if let Some(name) = k.strip_prefix("a:") {
                     let value: AttrValue = serde_json::from_str(&v).map_err(|_| corrupt(&k, &v))?;
                     s.attributes.insert(name.to_string(), value);
@@ -117,6 +122,47 @@ pub fn encode_event(e: &Event) -> Vec<(&'static str, String)> {
     f
 }
 
+/// A journey-log entry: sealed (`kid`, `enc`: None when its key was erased) or, written
+/// before sealing, in clear.
+pub fn decode_sealed_event(fields: &[(String, String)], keys: &Keyring) -> Result<Option<Event>, StoreError> {
+    match open_sealed(fields, keys, "journey log")? {
+        Sealed::Clear => decode_event(fields).map(Some),
+        Sealed::Erased => Ok(None),
+        Sealed::Open(plain) => {
+            let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
+                .map_err(|e| StoreError::Corrupt(format!("sealed journey log entry: {e}")))?;
+            decode_event(&map.into_iter().collect::<Vec<_>>()).map(Some)
+        }
+    }
+}
+
+/// Keys of the users whose entries a page holds, by key id (erased ones are absent).
+pub type Keyring = std::collections::HashMap<String, super::seal::UserKey>;
+
+enum Sealed {
+    Clear,
+    Erased,
+    Open(Vec<u8>),
+}
+
+fn open_sealed(fields: &[(String, String)], keys: &Keyring, what: &str) -> Result<Sealed, StoreError> {
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(kid) = get("kid") else { return Ok(Sealed::Clear) };
+    let Some(key) = keys.get(kid) else { return Ok(Sealed::Erased) };
+    key.open(get("enc").unwrap_or_default())
+        .map(Sealed::Open)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} entry sealed with {kid} does not open")))
+}
+
+/// The key ids of a page's entries.
+pub fn key_ids(page: &[(String, Vec<(String, String)>)]) -> Vec<String> {
+    let mut ids: Vec<String> =
+        page.iter().filter_map(|(_, f)| f.iter().find(|(k, _)| k == "kid").map(|(_, v)| v.clone())).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 pub fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
     let m: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let get = |k: &str| m.get(k).map(|s| s.to_string()).unwrap_or_default();
@@ -143,10 +189,17 @@ pub fn encode_decision_offers(rec: &DecisionRecord) -> String {
     rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",") + "|"
 }
 
-/// The `kind` and `json` fields of a decision-log stream entry.
-pub fn decode_decision_log_entry(fields: &[(String, String)]) -> Result<DecisionLogEntry, StoreError> {
+/// A decision-log stream entry: `kind`, `id` and the record, sealed (`kid`, `enc`;
+/// `DecisionLogEntry::Erased` when its key was erased) or, written before sealing, in `json`.
+pub fn decode_decision_log_entry(fields: &[(String, String)], keys: &Keyring) -> Result<DecisionLogEntry, StoreError> {
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
-    let json = get("json");
+    let plain = match open_sealed(fields, keys, "decision log")? {
+        Sealed::Clear => get("json").as_bytes().to_vec(),
+        Sealed::Erased => return Ok(DecisionLogEntry::Erased { id: get("id").to_string() }),
+        Sealed::Open(plain) => plain,
+    };
+    let json = String::from_utf8_lossy(&plain);
+    let json = json.as_ref();
     let parsed = match get("kind") {
         "decision" => serde_json::from_str(json).map(|d| DecisionLogEntry::Decision(Box::new(d))),
         _ => serde_json::from_str(json).map(DecisionLogEntry::Outcome),

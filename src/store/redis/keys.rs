@@ -12,12 +12,14 @@
 //! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
 //! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |
 //! | `tp:{u}:x` | hash | experiment -> `variant|first exposure`; `<exp>:v`, `<exp>:c` flags, `<exp>:r` revenue |
+//! | `tp:{u}:k` | string | the user's log-sealing key `kid:key-hex` (crypto-shredding; erased with the user) |
+//! | `tp:kr` / `tp:kr:{tag}` | hash | keyring of the log shard: `kid -> key-hex` (an erasure deletes the user's field) |
 //! | `tp:xc` / `tp:xc:{tag}` | hash | experiment counters `exp|variant|metric` (sharded by slot like the logs) |
-//! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event |
+//! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event (`kid`, sealed `enc`) |
 //! | `tp:{model:<name>}:v` | hash | model registry: version -> artifact JSON |
 //! | `tp:{model:<name>}:current` | string | the version in use |
 //! | `tp:{model:<name>}:history` | list | earlier `current` versions, for rollback |
-//! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`json` field) |
+//! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`kind`, `id`, `kid`, sealed `enc`) |
 //!
 //! On a single node the logs are one stream each. On a cluster, a Lua script may only touch
 //! keys of one slot, so the logs are sharded by slot: `{tag}` is a short string chosen to hash
@@ -35,6 +37,7 @@ pub struct Keys {
 const JOURNEY_LOG: &str = "jlog";
 const DECISION_LOG: &str = "dlog";
 const EXPERIMENT_COUNTERS: &str = "xc";
+const KEYRING: &str = "kr";
 
 impl Keys {
     /// Keys under `prefix`; `cluster` shards the shared logs by slot.
@@ -93,8 +96,16 @@ impl Keys {
     pub fn experiment_counters(&self, user: &str) -> String {
         self.log(EXPERIMENT_COUNTERS, user)
     }
-    /// Every per-user key (what `DeleteProfile` erases).
-    pub fn all_of_user(&self, user: &str) -> [String; 8] {
+    /// The user's log-sealing key (`kid:key-hex`).
+    pub fn user_key(&self, user: &str) -> String {
+        self.user(user, "k")
+    }
+    /// The keyring hash (`kid -> key-hex`) of the log shards in the user's slot.
+    pub fn keyring(&self, user: &str) -> String {
+        self.log(KEYRING, user)
+    }
+    /// Every per-user key (what `DeleteProfile` erases; the user's keyring field goes too).
+    pub fn all_of_user(&self, user: &str) -> [String; 9] {
         [
             self.profile(user),
             self.journey(user),
@@ -104,6 +115,7 @@ impl Keys {
             self.contacts(user),
             self.marks(user),
             self.exposures(user),
+            self.user_key(user),
         ]
     }
     fn model(&self, name: &str, suffix: &str) -> String {
@@ -144,13 +156,13 @@ impl Keys {
             vec![format!("{}:{name}", self.prefix)]
         }
     }
-    /// Every shard of the journey log.
-    pub fn journey_log_shards(&self) -> Vec<String> {
-        self.shards(JOURNEY_LOG)
+    /// Every shard of the journey log, with the keyring of its slot.
+    pub fn journey_log_shards(&self) -> Vec<(String, String)> {
+        self.shards(JOURNEY_LOG).into_iter().zip(self.shards(KEYRING)).collect()
     }
-    /// Every shard of the decision log.
-    pub fn decision_log_shards(&self) -> Vec<String> {
-        self.shards(DECISION_LOG)
+    /// Every shard of the decision log, with the keyring of its slot.
+    pub fn decision_log_shards(&self) -> Vec<(String, String)> {
+        self.shards(DECISION_LOG).into_iter().zip(self.shards(KEYRING)).collect()
     }
     /// Every shard of the experiment counters.
     pub fn experiment_counter_shards(&self) -> Vec<String> {
@@ -229,7 +241,7 @@ mod tests {
         let k = Keys::new("tp", true);
         for user in ["alice", "u-1", "a}b", "{x}", "}x", "#61", "Zoë"] {
             let slot = slot_of_key(&k.profile(user));
-            let shared = [k.journey_log(user), k.decision_log(user), k.experiment_counters(user)];
+            let shared = [k.journey_log(user), k.decision_log(user), k.experiment_counters(user), k.keyring(user)];
             for key in k.all_of_user(user).iter().chain(&shared) {
                 assert_eq!(slot_of_key(key), slot, "{key}");
             }
@@ -241,17 +253,18 @@ mod tests {
     fn the_layout_is_the_documented_one() {
         // The names ARCHITECTURE.md and the table above give: a change here is a data migration.
         let k = Keys::new("tp", false);
-        assert_eq!(k.all_of_user("u"), ["p", "j", "e", "d", "di", "c", "o", "x"].map(|s| format!("tp:{{u}}:{s}")));
+        assert_eq!(k.all_of_user("u"), ["p", "j", "e", "d", "di", "c", "o", "x", "k"].map(|s| format!("tp:{{u}}:{s}")));
         assert_eq!(k.profile("#1"), "tp:{#2331}:p");
         assert_eq!(k.experiment_counters("u"), "tp:xc");
-        assert_eq!(k.decision_log_shards(), ["tp:dlog"]);
+        assert_eq!(k.decision_log_shards(), [("tp:dlog".to_string(), "tp:kr".to_string())]);
+        assert_eq!(k.keyring("u"), "tp:kr");
         assert_eq!(k.model_versions("m"), "tp:{model:m}:v");
         assert_eq!(k.model_current("m"), "tp:{model:m}:current");
         assert_eq!(k.model_history("m"), "tp:{model:m}:history");
         let c = Keys::new("tp", true);
         let shards = c.journey_log_shards();
         assert_eq!(shards.len(), SLOTS as usize);
-        assert!(shards.contains(&c.journey_log("alice")));
+        assert!(shards.contains(&(c.journey_log("alice"), c.keyring("alice"))));
         assert_eq!(c.journey_log("alice"), format!("tp:jlog:{{{}}}", slot_tag(slot_of_key("alice"))));
     }
 }

@@ -7,7 +7,7 @@
 //! engine degrades or answers UNAVAILABLE); anything else Redis says (a script error, a key of
 //! the wrong type, an answer that does not parse) is `StoreError::Internal`, never treated as
 //! an outage (see `classify`).
-use super::{DecisionLogEntry, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::config::RedisConfig;
 use crate::domain::Millis;
 use crate::domain::contact::ContactGuard;
@@ -20,33 +20,31 @@ use futures::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod codec;
+mod errors;
+mod export;
 pub mod keys;
 mod scripts;
+mod seal;
 
+use errors::bad_client;
+pub use errors::classify;
 pub use keys::{Keys, slot_of_key};
 use scripts::{
-    AttributionArgs, CommitArgs, DecisionArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs, Scripts, SetCurrentArgs,
+    AttributionArgs, CommitArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs, Scripts,
+    Sealing, SetCurrentArgs,
 };
 
-/// Receives the fields of each stream entry during an export.
-type FieldSink<'a> = dyn FnMut(&[(String, String)]) + Send + 'a;
+/// Writes sealed with a stale key (the user was erased meanwhile) are retried this often.
+const SEAL_ATTEMPTS: usize = 3;
 
-/// Entries (id, fields) of one XRANGE page.
-type StreamPage = Vec<(String, Vec<(String, String)>)>;
-
-/// Entries asked for per XRANGE during an export.
-const STREAM_PAGE: usize = 1000;
-
-/// Shards read concurrently during an export or a counter sum. Each read keeps its own
-/// command timeout, so this stays small enough that the last of a burst is answered in time on
-/// a loaded machine (64 timed out in the full test suite on 2 busy cores).
-const SHARDS_IN_FLIGHT: usize = 16;
+use export::SHARDS_IN_FLIGHT;
+use seal::{KeyCache, UserKey};
 
 /// A live single-node or cluster connection behind one `ConnectionLike`.
 #[derive(Clone)]
@@ -133,45 +131,8 @@ pub struct RedisStore {
     retention: Retention,
     timeout: Duration,
     scripts: Arc<Scripts>,
-}
-
-/// Sorts a Redis error: a Redis that cannot be reached, or answers not yet, is unavailable;
-/// anything else it says is an internal error (a bug or a damaged key, never an outage).
-pub fn classify(e: RedisError) -> StoreError {
-    let unreachable = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || match e.kind() {
-            // No node to send to, or credentials refused: the connection cannot be made.
-            ErrorKind::ClusterConnectionNotFound | ErrorKind::AuthenticationFailed => true,
-            // Redis is loading, failing over or between masters: it will answer again.
-            ErrorKind::Server(k) => matches!(
-                k,
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-                    // Still redirected after the client's retries: a resharding in progress.
-                    | ServerErrorKind::Moved
-                    | ServerErrorKind::Ask
-            ),
-            // A long script of another client holds the server; it is out of memory; it cannot
-            // persist or reach its replicas; our credentials were revoked.
-            ErrorKind::Extension => matches!(e.code(), Some("BUSY" | "OOM" | "MISCONF" | "NOREPLICAS" | "NOAUTH")),
-            _ => false,
-        }
-        // Out of connection slots, or out of memory inside a script (Redis 6 wraps it in ERR).
-        || e.to_string().contains("max number of clients")
-        || e.to_string().contains("OOM command not allowed");
-    if unreachable { StoreError::Unavailable(e.to_string()) } else { StoreError::Internal(e.to_string()) }
-}
-
-/// A client that cannot even be built (a malformed URL) is a configuration error, reported as
-/// unavailable like the startup failures it replaces.
-fn bad_client(e: RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    /// Sealing keys read with users, for the write that follows.
+    key_cache: KeyCache,
 }
 
 /// `redis.tls_*`: a private CA and/or a client certificate for `rediss://`; `None` when no
@@ -228,6 +189,7 @@ impl RedisStore {
             retention,
             timeout,
             scripts: Arc::new(Scripts::new()),
+            key_cache: KeyCache::default(),
         })
     }
 
@@ -264,40 +226,31 @@ impl RedisStore {
         }
     }
 
-    /// One page of a stream, after `start` (`-`: from the beginning).
-    async fn stream_page(&self, key: &str, start: &str) -> Result<StreamPage, StoreError> {
-        self.run(|mut c| {
-            let cmd = redis::cmd("XRANGE").arg(key).arg(start).arg("+").arg("COUNT").arg(STREAM_PAGE).clone();
-            async move { cmd.query_async(&mut c).await }
-        })
-        .await
+    /// The key a write seals the user's log entries with: the one read with the user (cached;
+    /// a new one when the read found none), else the stored one (one GET), else a new one
+    /// (`Sealing::new`). `fresh` skips the cache.
+    async fn sealing_key(&self, user: &str, fresh: bool) -> Result<(UserKey, bool), StoreError> {
+        match self.key_cache.get(user).filter(|_| !fresh) {
+            Some(Some(k)) => return Ok((k, false)),
+            Some(None) => return Ok((UserKey::generate(), true)),
+            None => {}
+        }
+        let key = self.keys.user_key(user);
+        let stored: Option<String> =
+            self.run(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }).await?;
+        match stored {
+            Some(v) => {
+                let k = UserKey::parse(&v).ok_or_else(|| StoreError::Corrupt("sealing key".into()))?;
+                self.key_cache.put(user, Some(k.clone()));
+                Ok((k, false))
+            }
+            None => Ok((UserKey::generate(), true)),
+        }
     }
 
-    async fn export_stream(&self, shards: Vec<String>, sink: &mut FieldSink<'_>) -> Result<u64, StoreError> {
-        let mut n = 0u64;
-        // On a cluster a log is 16,384 shards, mostly empty: ask for the first page of many at
-        // once (the connection is multiplexed), in shard order, then page through long shards.
-        let mut first_pages = futures::stream::iter(shards)
-            .map(|key| async move {
-                let page = self.stream_page(&key, "-").await;
-                (key, page)
-            })
-            .buffered(SHARDS_IN_FLIGHT);
-        while let Some((key, page)) = first_pages.next().await {
-            let mut page = page?;
-            while let Some((last, _)) = page.last() {
-                let start = format!("({last}");
-                for (_, fields) in &page {
-                    sink(fields);
-                    n += 1;
-                }
-                if page.len() < STREAM_PAGE {
-                    break;
-                }
-                page = self.stream_page(&key, &start).await?;
-            }
-        }
-        Ok(n)
+    /// After a write sealed with `key`: remember it when it was stored, forget it when stale.
+    fn sealed(&self, user: &str, key: &UserKey, stale: bool) {
+        if stale { self.key_cache.evict(user) } else { self.key_cache.put(user, Some(key.clone())) }
     }
 }
 
@@ -318,9 +271,10 @@ impl Store for RedisStore {
         contacts_since: Option<Millis>,
     ) -> Result<LoadedUser, StoreError> {
         let inv = LoadArgs { user: user_id, contacts_since, event_ids }.invocation(&self.scripts, &self.keys);
-        let (fields, transitions, seen, contacts, marks): Loaded =
+        let (fields, transitions, seen, contacts, marks, key): Loaded =
             self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
         let (version, state) = codec::decode_profile(fields, transitions)?;
+        self.key_cache.put(user_id, UserKey::parse(&key));
         Ok(LoadedUser {
             version,
             state,
@@ -331,39 +285,66 @@ impl Store for RedisStore {
 
     async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
         let r = &self.retention;
-        let args = CommitArgs {
-            user: user_id,
-            expected_version,
-            now: w.now,
-            dedup_cutoff: w.now - r.dedup_window_ms,
-            dedup_max: r.dedup_max_per_user,
-            journey_log_maxlen: r.journey_log_maxlen,
-            new_version: w.new_version,
-            state: w.state,
-            transitions: w.new_transitions,
-            events: w.events,
-            attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },
-        };
-        let inv = args.invocation(&self.scripts, &self.keys);
-        let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(done == 1)
+        for attempt in 0..SEAL_ATTEMPTS {
+            let key = if w.events.is_empty() { None } else { Some(self.sealing_key(user_id, attempt > 0).await?) };
+            let args = CommitArgs {
+                user: user_id,
+                expected_version,
+                now: w.now,
+                dedup_cutoff: w.now - r.dedup_window_ms,
+                dedup_max: r.dedup_max_per_user,
+                journey_log_maxlen: r.journey_log_maxlen,
+                new_version: w.new_version,
+                state: w.state,
+                transitions: w.new_transitions,
+                events: w.events,
+                attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },
+                seal: key.as_ref().map(|(key, new)| Sealing { key, new: *new }),
+            };
+            let inv = args.invocation(&self.scripts, &self.keys);
+            let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            if let Some((k, _)) = &key {
+                self.sealed(user_id, k, done == -2);
+            }
+            if done != -2 {
+                return Ok(done == 1);
+            }
+        }
+        Err(StoreError::Internal(format!("sealing key of {user_id} kept changing")))
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        let keys = self.keys.all_of_user(user_id);
-        self.run(|mut c| async move { redis::cmd("DEL").arg(&keys[..]).query_async(&mut c).await }).await
+        let inv = EraseArgs { user: user_id }.invocation(&self.scripts, &self.keys);
+        let n = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        self.key_cache.evict(user_id);
+        Ok(n)
     }
 
-    async fn log_decision(&self, record: &DecisionRecord, guard: &ContactGuard) -> Result<bool, StoreError> {
-        let args = DecisionArgs {
-            record,
-            guard,
-            recent_decisions: self.retention.recent_decisions_per_user,
-            decision_log_maxlen: self.retention.decision_log_maxlen,
-        };
-        let inv = args.invocation(&self.scripts, &self.keys);
-        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(r == 1)
+    async fn log_decision(
+        &self,
+        record: &DecisionRecord,
+        guard: &ContactGuard,
+        write_by: Option<Millis>,
+    ) -> Result<DecisionWrite, StoreError> {
+        for attempt in 0..SEAL_ATTEMPTS {
+            let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
+            let args = DecisionArgs {
+                record,
+                guard,
+                write_by,
+                recent_decisions: self.retention.recent_decisions_per_user,
+                decision_log_maxlen: self.retention.decision_log_maxlen,
+                seal: Sealing { key: &key, new },
+            };
+            let inv = args.invocation(&self.scripts, &self.keys);
+            let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            let outcome = DecisionArgs::outcome(r);
+            self.sealed(&record.user_id, &key, outcome.is_none());
+            if let Some(o) = outcome {
+                return Ok(o);
+            }
+        }
+        Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
     }
 
     async fn log_outcome(
@@ -371,10 +352,21 @@ impl Store for RedisStore {
         record: &OutcomeRecord,
         windows: &[(String, Millis)],
     ) -> Result<OutcomeLink, StoreError> {
-        let args = OutcomeArgs { record, decision_log_maxlen: self.retention.decision_log_maxlen, windows };
-        let inv = args.invocation(&self.scripts, &self.keys);
-        let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-        Ok(OutcomeArgs::link(r))
+        for attempt in 0..SEAL_ATTEMPTS {
+            let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
+            let seal = Sealing { key: &key, new };
+            let args = OutcomeArgs { record, decision_log_maxlen: self.retention.decision_log_maxlen, windows, seal };
+            let inv = args.invocation(&self.scripts, &self.keys);
+            let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            let link = OutcomeArgs::link(r);
+            if r == 1 || link.is_none() {
+                self.sealed(&record.user_id, &key, link.is_none());
+            }
+            if let Some(link) = link {
+                return Ok(link);
+            }
+        }
+        Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
     }
 
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {
@@ -427,9 +419,13 @@ impl Store for RedisStore {
     async fn export_journey_log(&self, sink: &mut (dyn FnMut(Event) + Send)) -> Result<u64, StoreError> {
         let mut err = None;
         let n = self
-            .export_stream(self.keys.journey_log_shards(), &mut |fields| match codec::decode_event(fields) {
-                Ok(e) => sink(e),
-                Err(e) => err = Some(e),
+            .export_stream(self.keys.journey_log_shards(), &mut |fields, keys| {
+                match codec::decode_sealed_event(fields, keys) {
+                    Ok(Some(e)) => sink(e),
+                    // The user was erased: the entry cannot be read (nor exported).
+                    Ok(None) => {}
+                    Err(e) => err = Some(e),
+                }
             })
             .await?;
         err.map_or(Ok(n), Err)
@@ -437,78 +433,14 @@ impl Store for RedisStore {
 
     async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
         let mut err = None;
-        let n =
-            self.export_stream(self.keys.decision_log_shards(), &mut |fields| match codec::decode_decision_log_entry(
-                fields,
+        let n = self
+            .export_stream(self.keys.decision_log_shards(), &mut |fields, keys| match codec::decode_decision_log_entry(
+                fields, keys,
             ) {
                 Ok(e) => sink(e),
                 Err(e) => err = Some(e),
             })
             .await?;
         err.map_or(Ok(n), Err)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io;
-
-    fn server_error(reply: &str) -> RedisError {
-        match redis::parse_redis_value(reply.as_bytes()).unwrap() {
-            Value::ServerError(e) => e.into(),
-            v => panic!("not an error reply: {v:?}"),
-        }
-    }
-
-    #[test]
-    fn errors_are_sorted_into_unavailable_and_internal() {
-        let io = |kind: io::ErrorKind| RedisError::from(io::Error::new(kind, "socket"));
-        let table: Vec<(&str, RedisError, bool)> = vec![
-            ("refused", io(io::ErrorKind::ConnectionRefused), true),
-            ("reset", io(io::ErrorKind::ConnectionReset), true),
-            ("i/o timeout", io(io::ErrorKind::TimedOut), true),
-            ("eof", io(io::ErrorKind::UnexpectedEof), true),
-            ("dropped", RedisError::from((ErrorKind::Io, "connection dropped")), true),
-            ("no node", RedisError::from((ErrorKind::ClusterConnectionNotFound, "no connections found")), true),
-            ("auth", RedisError::from((ErrorKind::AuthenticationFailed, "wrong password")), true),
-            ("loading", server_error("-LOADING Redis is loading the dataset in memory\r\n"), true),
-            ("cluster down", server_error("-CLUSTERDOWN The cluster is down\r\n"), true),
-            ("try again", server_error("-TRYAGAIN Multiple keys request during rehashing\r\n"), true),
-            ("busy script", server_error("-BUSY Redis is busy running a script\r\n"), true),
-            ("oom", server_error("-OOM command not allowed when used memory > 'maxmemory'.\r\n"), true),
-            ("misconf", server_error("-MISCONF Redis is configured to save RDB snapshots\r\n"), true),
-            ("no replicas", server_error("-NOREPLICAS Not enough good replicas to write\r\n"), true),
-            ("noauth", server_error("-NOAUTH Authentication required.\r\n"), true),
-            ("max clients", server_error("-ERR max number of clients reached\r\n"), true),
-            (
-                "oom in a script",
-                server_error("-ERR Error running script: OOM command not allowed when used memory > 'maxmemory'\r\n"),
-                true,
-            ),
-            ("moved", server_error("-MOVED 3999 127.0.0.1:6381\r\n"), true),
-            (
-                "wrong type",
-                server_error("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
-                false,
-            ),
-            (
-                "script error",
-                server_error("-ERR user_script:3: Script attempted to access nonexistent global\r\n"),
-                false,
-            ),
-            ("cross slot", server_error("-CROSSSLOT Keys in request don't hash to the same slot\r\n"), false),
-            ("no permission", server_error("-NOPERM this user has no permissions\r\n"), false),
-            ("return type", RedisError::from((ErrorKind::UnexpectedReturnType, "not an integer")), false),
-            ("parse", RedisError::from((ErrorKind::Parse, "bad reply")), false),
-            ("client", RedisError::from((ErrorKind::Client, "bad request")), false),
-        ];
-        for (what, e, unavailable) in table {
-            match classify(e) {
-                StoreError::Unavailable(_) => assert!(unavailable, "{what} is not an outage"),
-                StoreError::Internal(_) => assert!(!unavailable, "{what} is an outage"),
-                other => panic!("{what}: {other:?}"),
-            }
-        }
     }
 }

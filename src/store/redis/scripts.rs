@@ -3,6 +3,7 @@
 //! its struct's `invocation` pushes, in the same order.
 use super::codec::{encode_decision_offers, encode_event, encode_profile};
 use super::keys::Keys;
+use super::seal::UserKey;
 use crate::domain::Millis;
 use crate::domain::contact::ContactGuard;
 use crate::domain::decision::DecisionRecord;
@@ -10,7 +11,7 @@ use crate::domain::event::Event;
 use crate::domain::experiment::Happening;
 use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{Transition, UserState};
-use crate::store::OutcomeLink;
+use crate::store::{DecisionWrite, OutcomeLink};
 use redis::{Script, ScriptInvocation};
 
 /// A user's recent-decision, contact and mark keys expire this long after they were last
@@ -20,6 +21,33 @@ use redis::{Script, ScriptInvocation};
 pub const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
 
 const ATTRIBUTE: &str = include_str!("scripts/attribute.lua");
+const USER_KEY: &str = include_str!("scripts/user_key.lua");
+
+/// A script with the `attribute` helper inserted after its `#!lua` shebang line (which must
+/// stay the first line). The shebang makes Redis 7 treat a script by its declared flags: one
+/// without `no-writes` is refused with `OOM` before it runs when Redis is over `maxmemory`
+/// (a script without a shebang is only stopped at its first write that is not allowed under
+/// OOM, after a `DEL` may already have run); a shebang script must declare its keys, which
+/// every script here does (all in the user's slot).
+fn with_helpers(script: &str, helpers: &[&str]) -> String {
+    let (shebang, body) = script.split_once('\n').unwrap_or((script, ""));
+    format!("{shebang}\n{}{body}", helpers.concat())
+}
+
+/// The key a write seals the user's log entries with, and whether it was just generated
+/// (`new`: stored if the user has none) or read from the store (`known`: must still be there).
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing<'a> {
+    pub key: &'a UserKey,
+    pub new: bool,
+}
+
+impl Sealing<'_> {
+    /// user_key.lua's argument: `new:kid:hex` or `known:kid:hex`.
+    fn arg(&self) -> String {
+        format!("{}:{}", if self.new { "new" } else { "known" }, self.key.stored())
+    }
+}
 
 /// The store's scripts, hashed once (sent by SHA, loaded on a NOSCRIPT).
 pub struct Scripts {
@@ -29,6 +57,7 @@ pub struct Scripts {
     outcome: Script,
     set_current: Script,
     rollback: Script,
+    erase: Script,
 }
 
 impl Scripts {
@@ -36,11 +65,12 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             load: Script::new(include_str!("scripts/load.lua")),
-            commit: Script::new(&format!("{ATTRIBUTE}{}", include_str!("scripts/commit.lua"))),
-            decision: Script::new(include_str!("scripts/decision.lua")),
-            outcome: Script::new(&format!("{ATTRIBUTE}{}", include_str!("scripts/outcome.lua"))),
+            commit: Script::new(&with_helpers(include_str!("scripts/commit.lua"), &[ATTRIBUTE, USER_KEY])),
+            decision: Script::new(&with_helpers(include_str!("scripts/decision.lua"), &[USER_KEY])),
+            outcome: Script::new(&with_helpers(include_str!("scripts/outcome.lua"), &[ATTRIBUTE, USER_KEY])),
             set_current: Script::new(include_str!("scripts/set_current.lua")),
             rollback: Script::new(include_str!("scripts/rollback.lua")),
+            erase: Script::new(include_str!("scripts/erase.lua")),
         }
     }
 }
@@ -87,15 +117,16 @@ pub struct LoadArgs<'a> {
     pub event_ids: &'a [&'a str],
 }
 
-/// What load.lua returns: profile fields, transitions, seen flags, contacts with scores, marks.
-pub type Loaded = (Vec<String>, Vec<String>, Vec<i64>, Vec<String>, Vec<String>);
+/// What load.lua returns: profile fields, transitions, seen flags, contacts with scores, marks,
+/// the sealing key (`kid:key-hex`, '' when none).
+pub type Loaded = (Vec<String>, Vec<String>, Vec<i64>, Vec<String>, Vec<String>, String);
 
 impl LoadArgs<'_> {
     /// The invocation of load.lua with these arguments.
     pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
         let u = self.user;
         let mut inv = scripts.load.prepare_invoke();
-        inv.key(k.profile(u)).key(k.journey(u)).key(k.dedup(u)).key(k.contacts(u)).key(k.marks(u));
+        inv.key(k.profile(u)).key(k.journey(u)).key(k.dedup(u)).key(k.contacts(u)).key(k.marks(u)).key(k.user_key(u));
         inv.arg(self.contacts_since.map(|t| t.to_string()).unwrap_or_default());
         for id in self.event_ids {
             inv.arg(*id);
@@ -121,6 +152,8 @@ pub struct CommitArgs<'a> {
     pub transitions: &'a [Transition],
     pub events: &'a [Event],
     pub attribution: AttributionArgs<'a>,
+    /// The key the journey-log entries are sealed with (None only when there is no event).
+    pub seal: Option<Sealing<'a>>,
 }
 
 impl CommitArgs<'_> {
@@ -133,13 +166,16 @@ impl CommitArgs<'_> {
             .key(k.dedup(u))
             .key(k.journey_log(u))
             .key(k.exposures(u))
-            .key(k.experiment_counters(u));
+            .key(k.experiment_counters(u))
+            .key(k.user_key(u))
+            .key(k.keyring(u));
         inv.arg(self.expected_version.to_string())
             .arg(self.now)
             .arg(self.dedup_cutoff)
             .arg(self.dedup_max)
             .arg(self.journey_log_maxlen)
-            .arg(self.new_version.to_string());
+            .arg(self.new_version.to_string())
+            .arg(self.seal.filter(|_| !self.events.is_empty()).map(|s| s.arg()).unwrap_or_default());
         let fields = encode_profile(self.state);
         inv.arg(fields.len());
         for (f, v) in &fields {
@@ -149,13 +185,12 @@ impl CommitArgs<'_> {
         for t in self.transitions {
             inv.arg(serde_json::to_string(t).expect("transition serialises"));
         }
-        inv.arg(self.events.len());
-        for e in self.events {
-            let f = encode_event(e);
-            inv.arg(&e.event_id).arg(f.len());
-            for (name, v) in f {
-                inv.arg(name).arg(v);
-            }
+        // The whole entry sealed: only the key id is readable (`seal_event`). The store always
+        // passes a key with events; without one, nothing is logged in clear.
+        let events = if self.seal.is_some() { self.events } else { &[] };
+        inv.arg(events.len());
+        for (e, s) in events.iter().zip(std::iter::repeat(self.seal).flatten()) {
+            inv.arg(&e.event_id).arg(2).arg("kid").arg(&s.key.kid).arg("enc").arg(seal_event(s.key, e));
         }
         self.attribution.push(&mut inv);
         inv
@@ -170,6 +205,10 @@ pub struct DecisionArgs<'a> {
     /// How many recent decisions per user are kept for outcome linking.
     pub recent_decisions: u64,
     pub decision_log_maxlen: u64,
+    /// The script refuses (writes nothing) when Redis's clock is past this (ms since the epoch).
+    pub write_by: Option<Millis>,
+    /// The key the log entry is sealed with.
+    pub seal: Sealing<'a>,
 }
 
 impl DecisionArgs<'_> {
@@ -183,16 +222,20 @@ impl DecisionArgs<'_> {
             .key(k.decision_log(u))
             .key(k.contacts(u))
             .key(k.exposures(u))
-            .key(k.experiment_counters(u));
+            .key(k.experiment_counters(u))
+            .key(k.user_key(u))
+            .key(k.keyring(u));
         inv.arg(&rec.decision_id)
             .arg(rec.at)
             .arg(encode_decision_offers(rec))
             .arg(self.recent_decisions)
-            .arg(serde_json::to_string(rec).expect("decision record serialises"))
+            .arg(self.seal.key.seal(serde_json::to_string(rec).expect("decision record serialises").as_bytes()))
             .arg(self.decision_log_maxlen)
             .arg(DECISION_MEMORY_MS)
             .arg(&guard.channel)
             .arg(guard.keep_since)
+            .arg(self.write_by.map(|t| t.to_string()).unwrap_or_default())
+            .arg(self.seal.arg())
             .arg(guard.channel_limits.len());
         for (max, since) in &guard.channel_limits {
             inv.arg(max).arg(since);
@@ -211,6 +254,16 @@ impl DecisionArgs<'_> {
         }
         inv
     }
+
+    /// What decision.lua's answer means (None: sealed with a stale key, nothing written).
+    pub fn outcome(answer: i64) -> Option<DecisionWrite> {
+        match answer {
+            1 => Some(DecisionWrite::Logged),
+            -1 => Some(DecisionWrite::Late),
+            -2 => None,
+            _ => Some(DecisionWrite::GuardFailed),
+        }
+    }
 }
 
 /// outcome.lua: links an outcome to a recent decision, once per offer and outcome kind.
@@ -220,6 +273,8 @@ pub struct OutcomeArgs<'a> {
     pub decision_log_maxlen: u64,
     /// (experiment id, attribution window ms) of every experiment.
     pub windows: &'a [(String, Millis)],
+    /// The key the log entry is sealed with.
+    pub seal: Sealing<'a>,
 }
 
 impl OutcomeArgs<'_> {
@@ -232,14 +287,17 @@ impl OutcomeArgs<'_> {
             .key(k.decision_log(u))
             .key(k.marks(u))
             .key(k.exposures(u))
-            .key(k.experiment_counters(u));
+            .key(k.experiment_counters(u))
+            .key(k.user_key(u))
+            .key(k.keyring(u));
         inv.arg(&rec.decision_id)
             .arg(&rec.offer_id)
-            .arg(serde_json::to_string(rec).expect("outcome record serialises"))
+            .arg(self.seal.key.seal(serde_json::to_string(rec).expect("outcome record serialises").as_bytes()))
             .arg(self.decision_log_maxlen)
             .arg(rec.outcome.as_str())
             .arg(rec.at)
-            .arg(DECISION_MEMORY_MS);
+            .arg(DECISION_MEMORY_MS)
+            .arg(self.seal.arg());
         // A click is a visit and a conversion a conversion for the user's experiments.
         let happening = match rec.outcome {
             OutcomeKind::Click => Some(Happening::Visit { at: rec.at }),
@@ -250,8 +308,12 @@ impl OutcomeArgs<'_> {
         inv
     }
 
-    /// What outcome.lua's answer means.
-    pub fn link(answer: i64) -> OutcomeLink {
+    /// What outcome.lua's answer means (None: sealed with a stale key, nothing written).
+    pub fn link(answer: i64) -> Option<OutcomeLink> {
+        (answer != -2).then(|| Self::link_of(answer))
+    }
+
+    fn link_of(answer: i64) -> OutcomeLink {
         match answer {
             1 => OutcomeLink::Linked,
             2 => OutcomeLink::Duplicate,
@@ -259,6 +321,30 @@ impl OutcomeArgs<'_> {
             _ => OutcomeLink::OfferNotInDecision,
         }
     }
+}
+
+/// erase.lua: every per-user key, and the user's sealing key from the keyring.
+#[derive(Debug, Clone, Copy)]
+pub struct EraseArgs<'a> {
+    pub user: &'a str,
+}
+
+impl EraseArgs<'_> {
+    /// The invocation of erase.lua with these arguments.
+    pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
+        let mut inv = scripts.erase.prepare_invoke();
+        for key in k.all_of_user(self.user) {
+            inv.key(key);
+        }
+        inv.key(k.keyring(self.user));
+        inv
+    }
+}
+
+/// A journey-log entry's fields (`encode_event`) as a JSON object, sealed.
+fn seal_event(key: &UserKey, e: &Event) -> String {
+    let fields: std::collections::BTreeMap<&str, String> = encode_event(e).into_iter().collect();
+    key.seal(serde_json::to_string(&fields).expect("string map serialises").as_bytes())
 }
 
 /// set_current.lua: points a model's `current` at a version.
@@ -307,16 +393,28 @@ mod tests {
             ("outcome.lua", include_str!("scripts/outcome.lua"), "OutcomeArgs"),
             ("set_current.lua", include_str!("scripts/set_current.lua"), "SetCurrentArgs"),
             ("rollback.lua", include_str!("scripts/rollback.lua"), "RollbackArgs"),
+            ("erase.lua", include_str!("scripts/erase.lua"), "EraseArgs"),
         ] {
             assert!(text.contains(&format!("KEYS ({args})")), "{file} documents its KEYS");
             assert!(text.contains("-- ARGV"), "{file} documents its ARGV");
-            assert_eq!(text.contains("attribute("), text.contains("Needs attribute.lua prepended"), "{file}");
+            assert_eq!(text.contains("attribute("), text.contains("attribute.lua"), "{file}");
+            assert_eq!(text.contains("user_key("), text.contains("user_key.lua prepended"), "{file}");
+            // Declared flags, so Redis checks OOM before a writing script runs.
+            let first = text.lines().next().unwrap_or_default();
+            let flags = match file {
+                "load.lua" => "#!lua flags=no-writes",
+                // An erasure only frees memory: it must work when Redis is full.
+                "erase.lua" => "#!lua flags=allow-oom",
+                _ => "#!lua",
+            };
+            assert_eq!(first, flags, "{file}");
         }
     }
 
     #[test]
     fn outcome_answers() {
-        let links: Vec<OutcomeLink> = [1, 2, 0, -1].into_iter().map(OutcomeArgs::link).collect();
+        assert_eq!(OutcomeArgs::link(-2), None, "a stale sealing key");
+        let links: Vec<OutcomeLink> = [1, 2, 0, -1].into_iter().filter_map(OutcomeArgs::link).collect();
         assert_eq!(
             links,
             [

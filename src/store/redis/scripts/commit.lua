@@ -1,16 +1,20 @@
+#!lua
 -- Applies a user's new state if the version is unchanged (optimistic write), with the
 -- stage history, dedup marks, journey log and experiment attribution, atomically.
--- Needs attribute.lua prepended.
--- KEYS (CommitArgs): 1 profile, 2 history, 3 dedup, 4 journey log, 5 exposures, 6 experiment counters.
+-- Needs attribute.lua and user_key.lua prepended.
+-- KEYS (CommitArgs): 1 profile, 2 history, 3 dedup, 4 journey log, 5 exposures, 6 experiment counters,
+--       7 sealing key, 8 keyring.
 -- ARGV: 1 expected version, 2 now, 3 dedup cutoff, 4 dedup max, 5 journey log maxlen, 6 new version,
---       7 nfields, field/value pairs..., ntransitions, transitions (JSON)..., nevents,
+--       7 sealing key (user_key's arg; '' when there is no event), 8 nfields, field/value pairs..., ntransitions, transitions (JSON)..., nevents,
 --       per event: id, nfields, field/value pairs..., then the attribution arguments.
--- Returns 1 when applied, 0 on a version conflict (nothing written).
+-- Returns 1 when applied, 0 on a version conflict, -2 when the events were sealed with a key
+-- that is not the user's (nothing written on 0 or -2).
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return 0 end
+if ARGV[7] ~= '' and not user_key(KEYS[7], KEYS[8], ARGV[7]) then return -2 end
 local now = ARGV[2]
 redis.call('DEL', KEYS[1])
-local i = 7
+local i = 8
 local nf = tonumber(ARGV[i]); i = i + 1
 -- One HSET for the whole profile (at most ~330 fields: well inside unpack's limit).
 local fields = {'v', ARGV[6]}

@@ -1,15 +1,25 @@
+#!lua
 -- Logs a decision if its contact guard still holds: records the contacts, appends to the
 -- decision log, remembers the decision for outcome linking and records first exposures.
 -- The guard re-counts contacts here, atomically with recording the new ones.
 -- A decision's hash value is its offers then the outcomes recorded: ",o1,o2,|o1:click|".
+-- Needs user_key.lua prepended.
 -- KEYS (DecisionArgs): 1 decisions hash, 2 decision index, 3 decision log, 4 contacts,
---       5 exposures, 6 experiment counters.
--- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record JSON,
+--       5 exposures, 6 experiment counters, 7 sealing key, 8 keyring.
+-- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record JSON sealed,
 --       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
---       10 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
+--       10 write by (ms since the epoch, '' = no deadline), 11 sealing key (user_key's arg),
+--       12 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
 --       nexposures, (experiment, variant)...
--- Returns 1 when logged, 0 when the guard no longer holds (nothing written).
-local i = 10
+-- Returns 1 when logged, 0 when the guard no longer holds, -1 when Redis's clock is past
+-- "write by" (the caller was already answered with a fallback), -2 when the record was sealed
+-- with a key that is not the user's; nothing written on 0, -1 or -2.
+if ARGV[10] ~= '' then
+  -- A shebang script may read TIME before writing (effects are replicated, not the script).
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[10]) then return -1 end
+end
+local i = 12
 local limits, caps, offers = {}, {}, {}
 for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
 i = i + 1
@@ -41,13 +51,15 @@ if #limits > 0 or #caps > 0 then
     if n >= c[2] then return 0 end
   end
 end
+if not user_key(KEYS[7], KEYS[8], ARGV[11]) then return -2 end
 if #offers > 0 then
   for _, o in ipairs(offers) do redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
   -- Contacts live at least as long as the longest window that counts them.
   redis.call('PEXPIRE', KEYS[4], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'json', ARGV[5])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'kid',
+  string.match(ARGV[11], '^%a+:([^:]*)'), 'enc', ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])

@@ -1,16 +1,20 @@
+#!lua
 -- Logs an outcome of a recent decision once per (offer, outcome kind): marks dismissals and
 -- acceptances for cooldowns, attributes clicks and conversions, appends to the decision log.
--- Needs attribute.lua prepended.
--- KEYS (OutcomeArgs): 1 decisions hash, 2 decision log, 3 marks, 4 exposures, 5 experiment counters.
--- ARGV: 1 decision id, 2 offer id, 3 record JSON, 4 decision log maxlen, 5 outcome kind,
---       6 at, 7 ttl ms, 8.. the attribution arguments.
--- Returns 1 linked, 2 duplicate, 0 unknown decision, -1 offer not in the decision.
+-- Needs attribute.lua and user_key.lua prepended.
+-- KEYS (OutcomeArgs): 1 decisions hash, 2 decision log, 3 marks, 4 exposures, 5 experiment counters,
+--       6 sealing key, 7 keyring.
+-- ARGV: 1 decision id, 2 offer id, 3 record JSON sealed, 4 decision log maxlen, 5 outcome kind,
+--       6 at, 7 ttl ms, 8 sealing key (user_key's arg), 9.. the attribution arguments.
+-- Returns 1 linked, 2 duplicate, 0 unknown decision, -1 offer not in the decision, -2 sealed
+-- with a key that is not the user's (nothing written but on 1).
 local d = redis.call('HGET', KEYS[1], ARGV[1])
 if not d then return 0 end
 local bar = string.find(d, '|', 1, true)
 if not string.find(string.sub(d, 1, bar), ',' .. ARGV[2] .. ',', 1, true) then return -1 end
 local mark = ARGV[2] .. ':' .. ARGV[5] .. '|'
 if string.find(d, '|' .. mark, 1, true) then return 2 end
+if not user_key(KEYS[6], KEYS[7], ARGV[8]) then return -2 end
 redis.call('HSET', KEYS[1], ARGV[1], d .. mark)
 if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
   local field = ARGV[5] .. ':' .. ARGV[2]
@@ -18,6 +22,7 @@ if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
   if tonumber(ARGV[6]) > prev then redis.call('HSET', KEYS[3], field, ARGV[6]) end
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
-attribute(KEYS[4], KEYS[5], 8)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'json', ARGV[3])
+attribute(KEYS[4], KEYS[5], 9)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'kid',
+  string.match(ARGV[8], '^%a+:([^:]*)'), 'enc', ARGV[3])
 return 1

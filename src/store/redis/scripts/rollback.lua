@@ -1,3 +1,4 @@
+#!lua
 -- Moves a model's `current` back to the previous version.
 -- KEYS (RollbackArgs): 1 current, 2 history.
 -- ARGV: none.

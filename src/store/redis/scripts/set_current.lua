@@ -1,3 +1,4 @@
+#!lua
 -- Points a model's `current` at a version, remembering the previous one for rollback.
 -- Re-pointing to the version already current is a no-op (no history entry).
 -- KEYS (SetCurrentArgs): 1 current, 2 history.
