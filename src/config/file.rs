@@ -17,11 +17,18 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// How long shutdown waits for in-flight calls to finish.
     pub shutdown_grace_ms: u64,
+    /// `[server.limits]`: concurrency, breaker, HTTP/2 and connection limits.
+    pub limits: super::limits::LimitsConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000 }
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: String::new(),
+            shutdown_grace_ms: 10_000,
+            limits: Default::default(),
+        }
     }
 }
 

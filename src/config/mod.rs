@@ -18,6 +18,7 @@ mod env;
 mod experiments;
 mod file;
 mod journey;
+mod limits;
 mod models;
 mod offers;
 mod read;
@@ -26,6 +27,7 @@ mod spans;
 
 pub use env::{ENV_PREFIX, Kind, OVERRIDABLE, var_name};
 pub use file::*;
+pub use limits::LimitsConfig;
 
 /// Exit code for a bad configuration (EX_CONFIG is 78; sysexits' EX_USAGE 64 is what the CLI contract names).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -203,6 +205,7 @@ impl Config {
 /// Compiles every section; with problems recorded, the policy returned is incomplete and unused.
 fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path, p: &mut Problems) -> Policy {
     server::check(&file.server, &file.redis, p);
+    limits::check(&file.server.limits, p);
     let journey = journey::compile(&file.journey, p);
     let d = decisions::compile(file, p);
     let (catalogue, offer_rules) = offers::compile(file, p);

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Users of one `DecideBatch` in flight at once.
+/// Users of one `DecideBatch` waiting for or holding a slot of the global bound
+/// (`server.limits.batch_decisions`) at once.
 const BATCH_CONCURRENCY: usize = 256;
 
 /// A chosen offer, resolved against the catalogue.
@@ -220,8 +221,10 @@ impl Engine {
     }
 
     /// Decisions for many users of one channel (a campaign send), in input order, all under
-    /// one configuration snapshot. Reads and writes of up to `BATCH_CONCURRENCY` users are in
-    /// flight at once, which the multiplexed Redis connection pipelines.
+    /// one configuration snapshot. Each decision holds a slot of the engine-wide batch bound
+    /// (`server.limits.batch_decisions`, shared fairly by every batch call, first come first
+    /// served) while it reads and writes; the multiplexed Redis connection pipelines them.
+    /// Interactive decisions never wait for these slots.
     pub fn decide_batch(
         self: &Arc<Self>,
         template: DecisionQuery,
@@ -235,9 +238,21 @@ impl Engine {
                 let engine = engine.clone();
                 let snap = snap.clone();
                 let query = DecisionQuery { user_id, ..template.clone() };
-                async move { engine.decide_online(&snap, query).await }
+                async move {
+                    let _slot = engine.batch_slots.clone().acquire_owned().await.map_err(|_| {
+                        Error::Internal("the batch semaphore is never closed".into())
+                    })?;
+                    engine.decide_online(&snap, query).await
+                }
             })
-            .buffered(BATCH_CONCURRENCY))
+            .buffered(BATCH_CONCURRENCY.min(self.batch_slots_total())))
+    }
+}
+
+impl Engine {
+    /// The size of the batch bound (a call never buffers more than the bound allows).
+    fn batch_slots_total(&self) -> usize {
+        self.snapshot().config.file.server.limits.batch_decisions.max(1) as usize
     }
 }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod breaker;
 mod decide;
 pub mod degraded;
 mod events;
@@ -104,6 +105,10 @@ pub struct Status {
 /// The use cases over one store and a swappable configuration snapshot.
 pub struct Engine {
     store: Arc<dyn Store>,
+    /// The same store, seen as its breaker (for its state).
+    breaker: Arc<breaker::BreakerStore>,
+    /// Decisions of every `DecideBatch` call in flight together (`server.limits.batch_decisions`).
+    batch_slots: Arc<tokio::sync::Semaphore>,
     snapshot: ArcSwap<Snapshot>,
     config_path: Option<PathBuf>,
     vars: Vec<(String, String)>,
@@ -121,9 +126,17 @@ impl Engine {
         config_path: Option<PathBuf>,
         vars: Vec<(String, String)>,
     ) -> Self {
+        let limits = &config.file.server.limits;
+        let breaker = Arc::new(breaker::BreakerStore::new(
+            store,
+            breaker::Breaker::new(limits.breaker_failures, std::time::Duration::from_millis(limits.breaker_cooldown_ms)),
+        ));
+        let batch_slots = Arc::new(tokio::sync::Semaphore::new(limits.batch_decisions.max(1) as usize));
         let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });
         Self {
-            store,
+            store: breaker.clone(),
+            breaker,
+            batch_slots,
             snapshot,
             config_path,
             vars,
@@ -140,6 +153,11 @@ impl Engine {
     /// The store the engine writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The store circuit breaker's state.
+    pub fn breaker_state(&self) -> breaker::BreakerState {
+        self.breaker.state()
     }
 
     /// Versions, load times and store health.
