@@ -1,13 +1,15 @@
-//! The gRPC layer: generated types, error mapping, per-RPC metrics and `serve`.
+//! The gRPC layer: generated types, error mapping, `serve` with its limits and metrics layers.
 //! Only this module sees protobuf types.
 use crate::engine::{self, Engine};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
 
+pub mod accept;
 pub mod convert;
+pub mod layer;
+pub mod limits;
 mod services;
 
 pub mod pb {
@@ -88,30 +90,10 @@ fn code_label(code: Code) -> &'static str {
     }
 }
 
-/// Runs a handler and records `touchpoint_grpc_requests_total{rpc,code}` and
-/// `touchpoint_grpc_request_duration_seconds{rpc}`.
-async fn observed<T>(rpc: &'static str, handler: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
-    let start = Instant::now();
-    let result = handler.await;
-    let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
-    metrics::counter!("touchpoint_grpc_requests_total", "rpc" => rpc, "code" => code_label(code)).increment(1);
-    metrics::histogram!("touchpoint_grpc_request_duration_seconds", "rpc" => rpc).record(start.elapsed().as_secs_f64());
-    result
-}
-
-/// Accepted connections with Nagle's algorithm off: small unary answers must not wait for
-/// the client's delayed ACK (about 40 ms on Linux).
-fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
-}
-
 /// Serves every Touchpoint service plus health and reflection (v1 and v1alpha) on `listener`
-/// until `shutdown` resolves, then drains in-flight calls.
+/// until `shutdown` resolves, then drains in-flight calls. The engine's `[server.limits]`
+/// (as loaded at start) bound connections, streams and calls per class; every RPC is counted
+/// by its final status (`layer`).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -128,8 +110,11 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1().expect("descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("descriptor sets are valid");
+    let l = engine.snapshot().config.file.server.limits.clone();
     let s = services::Services::new(engine);
-    tonic::transport::Server::builder()
+    limits::apply(tonic::transport::Server::builder(), &l)
+        .layer(layer::MetricsLayer)
+        .layer(limits::ShedLayer::new(&l))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -137,6 +122,6 @@ pub async fn serve(
         .add_service(pb::profiles_server::ProfilesServer::new(s.clone()))
         .add_service(pb::experiments_server::ExperimentsServer::new(s.clone()))
         .add_service(pb::admin_server::AdminServer::new(s))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(accept::incoming(listener, &l), shutdown)
         .await
 }
