@@ -46,7 +46,7 @@ impl Default for LimitsConfig {
         Self {
             interactive: 128,
             batch: 8,
-            batch_decisions: 64,
+            batch_decisions: 16,
             ingest: 32,
             profiles: 32,
             admin: 4,

@@ -85,14 +85,12 @@ impl Breaker {
         match self.state() {
             BreakerState::Closed => Some(Admit::Call),
             BreakerState::Open => None,
-            BreakerState::HalfOpen => self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-                .then(|| {
+            BreakerState::HalfOpen => {
+                self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok().then(|| {
                     metrics::gauge!("touchpoint_store_breaker_open").set(0.5);
                     Admit::Probe
-                }),
+                })
+            }
         }
     }
 

@@ -239,13 +239,41 @@ impl Engine {
                 let snap = snap.clone();
                 let query = DecisionQuery { user_id, ..template.clone() };
                 async move {
-                    let _slot = engine.batch_slots.clone().acquire_owned().await.map_err(|_| {
-                        Error::Internal("the batch semaphore is never closed".into())
-                    })?;
-                    engine.decide_online(&snap, query).await
+                    let slot = engine
+                        .batch_slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Error::Internal("the batch semaphore is never closed".into()))?;
+                    // Each decision is its own task, so the scheduler interleaves batch work
+                    // with interactive calls decision by decision, instead of one poll of the
+                    // stream running every decision that became ready.
+                    let task = tokio::spawn(async move {
+                        let _slot = slot;
+                        engine.decide_online(&snap, query).await
+                    });
+                    AbortOnDrop(task).await
                 }
             })
             .buffered(BATCH_CONCURRENCY.min(self.batch_slots_total())))
+    }
+}
+
+/// A spawned decision that is cancelled when its batch is dropped (the caller went away).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Decision, Error>>);
+
+impl Future for AbortOnDrop {
+    type Output = Result<Decision, Error>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|e| Err(Error::Internal(format!("batch decision task failed: {e}")))))
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

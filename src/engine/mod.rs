@@ -129,7 +129,10 @@ impl Engine {
         let limits = &config.file.server.limits;
         let breaker = Arc::new(breaker::BreakerStore::new(
             store,
-            breaker::Breaker::new(limits.breaker_failures, std::time::Duration::from_millis(limits.breaker_cooldown_ms)),
+            breaker::Breaker::new(
+                limits.breaker_failures,
+                std::time::Duration::from_millis(limits.breaker_cooldown_ms),
+            ),
         ));
         let batch_slots = Arc::new(tokio::sync::Semaphore::new(limits.batch_decisions.max(1) as usize));
         let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });

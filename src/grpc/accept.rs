@@ -155,11 +155,13 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(handshake, stream.readable()).await {
-                Ok(Ok(())) => {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {
                     let _ = tx.send(Ok(Conn { stream, _slot: slot })).await;
                 }
-                Ok(Err(_)) => {}
+                // Closed before sending anything.
+                Ok(_) => {}
                 Err(_) => {
                     metrics::counter!("touchpoint_connections_timed_out_total").increment(1);
                     if SILENT_LOG.allow() {

@@ -8,6 +8,11 @@
 //! call whose response is dropped before its end was abandoned by the client (RST_STREAM) or
 //! by tonic's `grpc-timeout` timer: it counts as `DEADLINE_EXCEEDED` when the caller's
 //! deadline had (nearly) passed, else as `CANCELLED`.
+//!
+//! It also enforces the caller's `grpc-timeout` on response bodies: tonic's own timer covers
+//! only the wait for the response headers, so a stream (`DecideBatch`) would run on past its
+//! deadline. At the deadline the body ends with `DEADLINE_EXCEEDED` in its trailers and the
+//! rest of the stream (with its in-flight work) is dropped.
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
@@ -66,7 +71,11 @@ where
                         call.finish(code);
                         r
                     }
-                    None => r.map(|body| Body::new(Observed { inner: body, call })),
+                    None => {
+                        let deadline =
+                            call.deadline.map(|d| Box::pin(tokio::time::sleep_until((call.start + d).into())));
+                        r.map(|body| Body::new(Observed { inner: Some(body), call, deadline }))
+                    }
                 },
                 Err(e) => {
                     // tonic's error recovery turns this into a status the client sees.
@@ -125,10 +134,13 @@ fn abandoned_code(elapsed: Duration, deadline: Option<Duration>) -> Code {
     }
 }
 
-/// A response body that counts its call when the trailers (or the end) arrive.
+/// A response body that counts its call when the trailers (or the end) arrive, and ends it
+/// with `DEADLINE_EXCEEDED` at the caller's deadline.
 struct Observed {
-    inner: Body,
+    /// None once the deadline ended the body.
+    inner: Option<Body>,
     call: Call,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for Observed {
@@ -137,7 +149,18 @@ impl http_body::Body for Observed {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let Some(inner) = &mut this.inner else { return Poll::Ready(None) };
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.inner = None;
+            this.call.finish(Code::DeadlineExceeded);
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from(Code::DeadlineExceeded as i32));
+            trailers.insert("grpc-message", http::HeaderValue::from_static("deadline exceeded"));
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        let polled = Pin::new(inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
@@ -152,11 +175,11 @@ impl http_body::Body for Observed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
     }
 }
 

@@ -5,5 +5,6 @@ mod decisioning;
 mod experiments;
 mod grpc_e2e;
 mod harness;
+mod overload;
 mod store_suite;
 mod tls;
