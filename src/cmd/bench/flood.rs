@@ -1,0 +1,169 @@
+//! `touchpoint bench --flood`: what overload looks like. The example config's production
+//! settings (50 ms decision budget, `[server.limits]` defaults) serve `Decide` first at a light
+//! load (the idle latency), then under a flood of `--flood-calls` calls in flight. Every answer
+//! is classed as admitted (a full decision), degraded (a fallback) or shed
+//! (RESOURCE_EXHAUSTED), each with its own latency histogram.
+use super::*;
+use tonic::Code;
+
+/// Calls of the idle phase in flight.
+const IDLE_CALLS: usize = 4;
+/// HTTP/2 connections the flood is spread over.
+const FLOOD_CONNECTIONS: usize = 16;
+
+#[derive(Default)]
+struct Outcomes {
+    admitted: Option<Histogram<u64>>,
+    degraded: Option<Histogram<u64>>,
+    shed: Option<Histogram<u64>>,
+    errors: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+impl Outcomes {
+    fn new() -> Self {
+        Self { admitted: Some(histogram()), degraded: Some(histogram()), shed: Some(histogram()), errors: 0 }
+    }
+
+    fn merge(&mut self, o: Outcomes) {
+        for (a, b) in [(&mut self.admitted, o.admitted), (&mut self.degraded, o.degraded), (&mut self.shed, o.shed)] {
+            if let (Some(a), Some(b)) = (a.as_mut(), b) {
+                let _ = a.add(b);
+            }
+        }
+        self.errors += o.errors;
+    }
+}
+
+fn q(h: &Option<Histogram<u64>>, quantile: f64) -> f64 {
+    h.as_ref().map_or(0.0, |h| h.value_at_quantile(quantile) as f64 / 1000.0)
+}
+
+fn n(h: &Option<Histogram<u64>>) -> u64 {
+    h.as_ref().map_or(0, |h| h.len())
+}
+
+/// `calls` closed-loop Decide tasks over `channels` for `len`.
+async fn run_phase(channels: &[Channel], calls: usize, len: Duration) -> Outcomes {
+    let end = Instant::now() + len;
+    let tasks = (0..calls).map(|i| {
+        let mut client = DecisionsClient::new(channels[i % channels.len()].clone());
+        tokio::spawn(async move {
+            let mut out = Outcomes::new();
+            let mut k = 0u64;
+            while Instant::now() < end {
+                k += 1;
+                let req = pb::DecideRequest {
+                    user_id: format!("flood-{i}-{}", k % 64),
+                    channel: "web".into(),
+                    limit: 3,
+                    ..Default::default()
+                };
+                let t = Instant::now();
+                let r = tokio::time::timeout(CALL_TIMEOUT, client.decide(req)).await;
+                let us = t.elapsed().as_micros().max(1) as u64;
+                let slot = match r {
+                    Ok(Ok(r)) if r.get_ref().degraded => &mut out.degraded,
+                    Ok(Ok(_)) => &mut out.admitted,
+                    Ok(Err(s)) if s.code() == Code::ResourceExhausted => &mut out.shed,
+                    _ => {
+                        out.errors += 1;
+                        continue;
+                    }
+                };
+                if let Some(h) = slot.as_mut() {
+                    let _ = h.record(us);
+                }
+            }
+            out
+        })
+    });
+    let mut all = Outcomes::new();
+    for t in futures::future::join_all(tasks).await {
+        if let Ok(o) = t {
+            all.merge(o);
+        } else {
+            all.errors += 1;
+        }
+    }
+    all
+}
+
+fn report(name: &str, o: &Outcomes, len: Duration) {
+    let s = len.as_secs_f64();
+    println!(
+        "{name}: admitted {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms max {:.2} ms | degraded {} p99 {:.2} ms | \
+         shed {} ({:.0}/s) p50 {:.3} ms p99 {:.3} ms max {:.2} ms | errors {}",
+        n(&o.admitted),
+        n(&o.admitted) as f64 / s,
+        q(&o.admitted, 0.5),
+        q(&o.admitted, 0.99),
+        q(&o.admitted, 1.0),
+        n(&o.degraded),
+        q(&o.degraded, 0.99),
+        n(&o.shed),
+        n(&o.shed) as f64 / s,
+        q(&o.shed, 0.5),
+        q(&o.shed, 0.99),
+        q(&o.shed, 1.0),
+        o.errors
+    );
+}
+
+/// Runs the idle and flood phases against a server on `redis_url` with production settings.
+pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> anyhow::Result<()> {
+    let vars = vec![
+        ("TOUCHPOINT_REDIS_URL".to_string(), redis_url.to_string()),
+        ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "tpflood".to_string()),
+    ];
+    let config = Config::from_toml(EXAMPLE, "examples/touchpoint.toml", vars)?;
+    let limits = config.file.server.limits.clone();
+    let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
+    let engine = Arc::new(Engine::new(store, config, None, vec![]));
+    let metrics = touchpoint::telemetry::prometheus();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(touchpoint::grpc::serve(listener, engine, async {
+        let _ = stop_rx.await;
+    }));
+    let len = Duration::from_secs(seconds);
+    println!(
+        "store {redis_url}; interactive limit {}, decision budget 50 ms; idle: {IDLE_CALLS} calls in flight; \
+         flood: {flood_calls} calls in flight over {FLOOD_CONNECTIONS} connections; {seconds} s each",
+        limits.interactive
+    );
+    let idle_channels = channels(addr, 1, Conns::Shared).await?;
+    // Warm up (connections, scripts loaded into Redis).
+    run_phase(&idle_channels, IDLE_CALLS, Duration::from_millis(500)).await;
+    let idle = run_phase(&idle_channels, IDLE_CALLS, len).await;
+    report("idle ", &idle, len);
+    let flood_channels = channels(addr, FLOOD_CONNECTIONS, Conns::PerTask).await?;
+    let shed_before = shed_total(metrics);
+    let flood = run_phase(&flood_channels, flood_calls, len).await;
+    report("flood", &flood, len);
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let (idle_p99, admitted_p99) = (q(&idle.admitted, 0.99), q(&flood.admitted, 0.99));
+    println!(
+        "admitted p99 under flood / idle p99: {admitted_p99:.2} / {idle_p99:.2} ms = {:.2} (target <= 3): {}; \
+         shed calls answered in p99 {:.3} ms; touchpoint_requests_shed_total{{class=\"interactive\"}} +{:.0}",
+        admitted_p99 / idle_p99.max(0.001),
+        verdict(admitted_p99 <= 3.0 * idle_p99),
+        q(&flood.shed, 0.99),
+        shed_total(metrics) - shed_before
+    );
+    Ok(())
+}
+
+fn shed_total(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("touchpoint_requests_shed_total{") && l.contains("class=\"interactive\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
