@@ -2,7 +2,9 @@
 //! settings (50 ms decision budget, `[server.limits]` defaults) serve `Decide` first at a light
 //! load (the idle latency), then under a flood of `--flood-calls` calls in flight. Every answer
 //! is classed as admitted (a full decision), degraded (a fallback) or shed
-//! (RESOURCE_EXHAUSTED), each with its own latency histogram.
+//! (RESOURCE_EXHAUSTED), each with its own latency histogram. A third phase runs the light
+//! interactive load again while 8 `DecideBatch` calls of 5,000 users stream (issue 9: the
+//! interactive p99 and degraded share next to campaign sends).
 use super::*;
 use tonic::Code;
 
@@ -10,6 +12,54 @@ use tonic::Code;
 const IDLE_CALLS: usize = 4;
 /// HTTP/2 connections the flood is spread over.
 const FLOOD_CONNECTIONS: usize = 16;
+/// Concurrent campaign sends of the batch phase, and their size.
+const BATCHES: usize = 8;
+const BATCH_USERS: usize = 5_000;
+
+/// `BATCHES` clients looping on `DecideBatch` until `end`; returns users answered and errors.
+async fn batches(channel: Channel, end: Instant) -> (u64, u64) {
+    let tasks = (0..BATCHES).map(|b| {
+        let mut client = DecisionsClient::new(channel.clone());
+        tokio::spawn(async move {
+            let (mut users, mut errors, mut round) = (0u64, 0u64, 0usize);
+            while Instant::now() < end {
+                round += 1;
+                let req = pb::DecideBatchRequest {
+                    user_ids: (0..BATCH_USERS).map(|k| format!("camp-{b}-{round}-{k}")).collect(),
+                    channel: "email".into(),
+                    limit: 1,
+                    ..Default::default()
+                };
+                match client.decide_batch(req).await {
+                    Ok(r) => {
+                        let mut stream = r.into_inner();
+                        loop {
+                            match stream.message().await {
+                                Ok(Some(_)) => users += 1,
+                                Ok(None) => break,
+                                Err(_) => {
+                                    errors += 1;
+                                    break;
+                                }
+                            }
+                            if Instant::now() >= end {
+                                break;
+                            }
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (users, errors)
+        })
+    });
+    let mut total = (0, 0);
+    for (u, e) in futures::future::join_all(tasks).await.into_iter().flatten() {
+        total.0 += u;
+        total.1 += e;
+    }
+    total
+}
 
 #[derive(Default)]
 struct Outcomes {
@@ -115,10 +165,12 @@ fn report(name: &str, o: &Outcomes, len: Duration) {
 
 /// Runs the idle and flood phases against a server on `redis_url` with production settings.
 pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> anyhow::Result<()> {
-    let vars = vec![
+    let mut vars = vec![
         ("TOUCHPOINT_REDIS_URL".to_string(), redis_url.to_string()),
         ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "tpflood".to_string()),
     ];
+    // The limits under test may be tried from the environment (TOUCHPOINT_SERVER_LIMITS_*).
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("TOUCHPOINT_SERVER_LIMITS_")));
     let config = Config::from_toml(EXAMPLE, "examples/touchpoint.toml", vars)?;
     let limits = config.file.server.limits.clone();
     let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
@@ -141,6 +193,22 @@ pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> an
     run_phase(&idle_channels, IDLE_CALLS, Duration::from_millis(500)).await;
     let idle = run_phase(&idle_channels, IDLE_CALLS, len).await;
     report("idle ", &idle, len);
+    // Interactive calls next to 8 campaign sends.
+    let batch_channel = channels(addr, 1, Conns::Shared).await?.remove(0);
+    let end = Instant::now() + len;
+    let (with_batches, (batch_users, batch_errors)) =
+        tokio::join!(run_phase(&idle_channels, IDLE_CALLS, len), batches(batch_channel, end));
+    report("batch", &with_batches, len);
+    let degraded_share =
+        n(&with_batches.degraded) as f64 / (n(&with_batches.degraded) + n(&with_batches.admitted)).max(1) as f64;
+    println!(
+        "  while {BATCHES} DecideBatch x{BATCH_USERS} streamed {batch_users} users ({:.0}/s, {batch_errors} errors): \
+         interactive p99 {:.2} ms = {:.2} x idle (target <= 2), degraded {:.2}% (target <= 1%)",
+        batch_users as f64 / len.as_secs_f64(),
+        q(&with_batches.admitted, 0.99),
+        q(&with_batches.admitted, 0.99) / q(&idle.admitted, 0.99).max(0.001),
+        100.0 * degraded_share
+    );
     let flood_channels = channels(addr, FLOOD_CONNECTIONS, Conns::PerTask).await?;
     let shed_before = shed_total(metrics);
     let flood = run_phase(&flood_channels, flood_calls, len).await;
