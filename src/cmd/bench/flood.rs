@@ -12,6 +12,8 @@ use tonic::Code;
 const IDLE_CALLS: usize = 4;
 /// HTTP/2 connections the flood is spread over.
 const FLOOD_CONNECTIONS: usize = 16;
+/// How long a flood client waits after being shed before calling again.
+const SHED_BACKOFF: Duration = Duration::from_millis(20);
 /// Concurrent campaign sends of the batch phase, and their size.
 const BATCHES: usize = 8;
 const BATCH_USERS: usize = 5_000;
@@ -115,10 +117,11 @@ async fn run_phase(channels: &[Channel], calls: usize, len: Duration) -> Outcome
                 let t = Instant::now();
                 let r = tokio::time::timeout(CALL_TIMEOUT, client.decide(req)).await;
                 let us = t.elapsed().as_micros().max(1) as u64;
+                let shed = matches!(&r, Ok(Err(s)) if s.code() == Code::ResourceExhausted);
                 let slot = match r {
                     Ok(Ok(r)) if r.get_ref().degraded => &mut out.degraded,
                     Ok(Ok(_)) => &mut out.admitted,
-                    Ok(Err(s)) if s.code() == Code::ResourceExhausted => &mut out.shed,
+                    _ if shed => &mut out.shed,
                     _ => {
                         out.errors += 1;
                         continue;
@@ -126,6 +129,11 @@ async fn run_phase(channels: &[Channel], calls: usize, len: Duration) -> Outcome
                 };
                 if let Some(h) = slot.as_mut() {
                     let _ = h.record(us);
+                }
+                // A well-behaved client backs off after RESOURCE_EXHAUSTED (gRPC retry
+                // policy); without it the refused calls alone saturate this shared machine.
+                if shed {
+                    tokio::time::sleep(SHED_BACKOFF).await;
                 }
             }
             out
@@ -185,7 +193,8 @@ pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> an
     let len = Duration::from_secs(seconds);
     println!(
         "store {redis_url}; interactive limit {}, decision budget 50 ms; idle: {IDLE_CALLS} calls in flight; \
-         flood: {flood_calls} calls in flight over {FLOOD_CONNECTIONS} connections; {seconds} s each",
+         flood: {flood_calls} calls in flight over {FLOOD_CONNECTIONS} connections, {SHED_BACKOFF:?} back-off \
+         after a shed call; {seconds} s each",
         limits.interactive
     );
     let idle_channels = channels(addr, 1, Conns::Shared).await?;
