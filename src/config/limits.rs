@@ -44,7 +44,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            interactive: 128,
+            interactive: 32,
             batch: 8,
             batch_decisions: 16,
             ingest: 32,
