@@ -101,10 +101,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("examples/touchpoint.toml no longer contains `deadline_ms = 50`; update bench.rs");
     }
     // The process environment is left out on purpose: the flags describe the whole run.
-    let vars = vec![
+    let mut vars = vec![
         ("TOUCHPOINT_REDIS_URL".to_string(), args.redis_url.clone()),
         ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "tpbench".to_string()),
     ];
+    // Except the server limits, so that they can be compared (TOUCHPOINT_SERVER_LIMITS_*).
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("TOUCHPOINT_SERVER_LIMITS_")));
     let config = Config::from_toml(&toml, "examples/touchpoint.toml", vars)?;
     let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
