@@ -150,7 +150,11 @@ impl http_body::Body for Observed {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let Some(inner) = &mut this.inner else { return Poll::Ready(None) };
-        if let Some(deadline) = &mut this.deadline
+        // What is ready goes out (an answer made in time is never replaced); the deadline ends
+        // only a body that is still waiting for its next frame.
+        let polled = Pin::new(inner).poll_frame(cx);
+        if polled.is_pending()
+            && let Some(deadline) = &mut this.deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
             this.inner = None;
@@ -160,7 +164,6 @@ impl http_body::Body for Observed {
             trailers.insert("grpc-message", http::HeaderValue::from_static("deadline exceeded"));
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
-        let polled = Pin::new(inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {

@@ -85,13 +85,14 @@ fn batch(users: usize, tag: &str) -> pb::DecideBatchRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_decides_is_shed_and_every_admitted_call_is_a_full_answer() {
-    // Budget raised from 50 ms so that a busy test machine cannot degrade an admitted call:
-    // what is checked is that excess calls are refused rather than queued.
+    // Budget raised from 50 ms to 1 s so that a busy test machine (the whole suite runs in
+    // parallel on 2 shared cores) cannot degrade an admitted call: what is checked is that
+    // excess calls are refused rather than queued.
     let redis = RedisServer::start();
     let srv = served(
         &redis.url(),
         "ovl-flood",
-        &[("TOUCHPOINT_SERVER_LIMITS_INTERACTIVE", "4"), ("TOUCHPOINT_DECISIONS_DEADLINE_MS", "250")],
+        &[("TOUCHPOINT_SERVER_LIMITS_INTERACTIVE", "4"), ("TOUCHPOINT_DECISIONS_DEADLINE_MS", "1000")],
     )
     .await;
     let before = scrape().await;
