@@ -255,7 +255,7 @@ impl Engine {
                     AbortOnDrop(task).await
                 }
             })
-            .buffered(BATCH_CONCURRENCY.min(self.batch_slots_total())))
+            .buffered(BATCH_CONCURRENCY.min(self.batch_slots_size)))
     }
 }
 
@@ -274,13 +274,6 @@ impl Future for AbortOnDrop {
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-impl Engine {
-    /// The size of the batch bound (a call never buffers more than the bound allows).
-    fn batch_slots_total(&self) -> usize {
-        self.snapshot().config.file.server.limits.batch_decisions.max(1) as usize
     }
 }
 

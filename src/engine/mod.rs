@@ -109,6 +109,7 @@ pub struct Engine {
     breaker: Arc<breaker::BreakerStore>,
     /// Decisions of every `DecideBatch` call in flight together (`server.limits.batch_decisions`).
     batch_slots: Arc<tokio::sync::Semaphore>,
+    batch_slots_size: usize,
     snapshot: ArcSwap<Snapshot>,
     config_path: Option<PathBuf>,
     vars: Vec<(String, String)>,
@@ -134,12 +135,14 @@ impl Engine {
                 std::time::Duration::from_millis(limits.breaker_cooldown_ms),
             ),
         ));
-        let batch_slots = Arc::new(tokio::sync::Semaphore::new(limits.batch_decisions.max(1) as usize));
+        let batch_slots_size = limits.batch_decisions.max(1) as usize;
+        let batch_slots = Arc::new(tokio::sync::Semaphore::new(batch_slots_size));
         let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });
         Self {
             store: breaker.clone(),
             breaker,
             batch_slots,
+            batch_slots_size,
             snapshot,
             config_path,
             vars,
@@ -156,6 +159,12 @@ impl Engine {
     /// The store the engine writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Batch decisions holding a slot of the global bound right now
+    /// (at most `server.limits.batch_decisions`).
+    pub fn batch_decisions_in_flight(&self) -> usize {
+        self.batch_slots_size.saturating_sub(self.batch_slots.available_permits())
     }
 
     /// The store circuit breaker's state.
