@@ -19,11 +19,19 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// `[server.tls]`: gRPC over TLS; none serves plaintext.
     pub tls: Option<super::tls::ServerTlsConfig>,
+    /// `[server.limits]`: concurrency, breaker, HTTP/2 and connection limits.
+    pub limits: super::limits::LimitsConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:50051".into(), metrics_listen: String::new(), shutdown_grace_ms: 10_000, tls: None }
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: String::new(),
+            shutdown_grace_ms: 10_000,
+            tls: None,
+            limits: Default::default(),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod env;
 mod experiments;
 mod file;
 mod journey;
+mod limits;
 mod models;
 mod offers;
 mod read;
@@ -29,6 +30,7 @@ mod tls;
 pub use auth::{ApiKey, AuthConfig, AuthPolicy, ClientConfig, ClientIdentity, KeyConfig, Role, Roles, key_hash};
 pub use env::{ENV_PREFIX, Kind, OVERRIDABLE, var_name};
 pub use file::*;
+pub use limits::LimitsConfig;
 pub use tls::{ServerTls, ServerTlsConfig, provider as tls_provider};
 
 /// Exit code for a bad configuration (EX_CONFIG is 78; sysexits' EX_USAGE 64 is what the CLI contract names).
@@ -232,6 +234,7 @@ impl Config {
 /// Compiles every section; with problems recorded, the policy returned is incomplete and unused.
 fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path, p: &mut Problems) -> Policy {
     server::check(&file.server, &file.redis, p);
+    limits::check(&file.server.limits, p);
     let journey = journey::compile(&file.journey, p);
     let d = decisions::compile(file, p);
     let (catalogue, offer_rules) = offers::compile(file, p);

@@ -214,3 +214,13 @@ checkouts = ["add_to_cart"]
     );
     assert_eq!(roles.product_views, ["product_view"], "roles not named keep the derived events");
 }
+
+#[test]
+fn server_limits_problems_name_the_entry_and_line() {
+    let ok = BASE.replace("nowhere", "awareness");
+    check(&format!("{ok}\n[server.limits]\ninteractive = 8\n"), &[], Ok(()));
+    check(&format!("{ok}\n[server.limits]\ninteractive = 0\n"), &[], Err(("server.limits.interactive", Some(18))));
+    check(&format!("{ok}\n[server.limits]\nbatch = \"many\"\n"), &[], Err(("server.limits.batch", Some(18))));
+    check(&format!("{ok}\n[server.limits]\nshed = 1\n"), &[], Err(("server.limits.shed", Some(18))));
+    check(&ok, &[("TOUCHPOINT_SERVER_LIMITS_ADMIN", "0")], Err(("server.limits.admin", None)));
+}

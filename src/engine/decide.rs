@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Users of one `DecideBatch` in flight at once.
+/// Users of one `DecideBatch` waiting for or holding a slot of the global bound
+/// (`server.limits.batch_decisions`) at once.
 const BATCH_CONCURRENCY: usize = 256;
 
 /// A decision's budget: when the engine stops waiting for the read (`until`), and the same
@@ -257,8 +258,10 @@ impl Engine {
     }
 
     /// Decisions for many users of one channel (a campaign send), in input order, all under
-    /// one configuration snapshot. Reads and writes of up to `BATCH_CONCURRENCY` users are in
-    /// flight at once, which the multiplexed Redis connection pipelines.
+    /// one configuration snapshot. Each decision holds a slot of the engine-wide batch bound
+    /// (`server.limits.batch_decisions`, shared fairly by every batch call, first come first
+    /// served) while it reads and writes; the multiplexed Redis connection pipelines them.
+    /// Interactive decisions never wait for these slots.
     pub fn decide_batch(
         self: &Arc<Self>,
         template: DecisionQuery,
@@ -272,9 +275,42 @@ impl Engine {
                 let engine = engine.clone();
                 let snap = snap.clone();
                 let query = DecisionQuery { user_id, ..template.clone() };
-                async move { engine.decide_online(&snap, query, None).await }
+                async move {
+                    let slot = engine
+                        .batch_slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Error::Internal("the batch semaphore is never closed".into()))?;
+                    // Each decision is its own task, so the scheduler interleaves batch work
+                    // with interactive calls decision by decision, instead of one poll of the
+                    // stream running every decision that became ready.
+                    let task = tokio::spawn(async move {
+                        let _slot = slot;
+                        engine.decide_online(&snap, query, None).await
+                    });
+                    AbortOnDrop(task).await
+                }
             })
-            .buffered(BATCH_CONCURRENCY))
+            .buffered(BATCH_CONCURRENCY.min(self.batch_slots_size)))
+    }
+}
+
+/// A spawned decision that is cancelled when its batch is dropped (the caller went away).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Decision, Error>>);
+
+impl Future for AbortOnDrop {
+    type Output = Result<Decision, Error>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|e| Err(Error::Internal(format!("batch decision task failed: {e}")))))
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod breaker;
 mod decide;
 pub mod degraded;
 mod events;
@@ -108,6 +109,11 @@ pub struct Status {
 /// The use cases over one store and a swappable configuration snapshot.
 pub struct Engine {
     store: Arc<dyn Store>,
+    /// The same store, seen as its breaker (for its state).
+    breaker: Arc<breaker::BreakerStore>,
+    /// Decisions of every `DecideBatch` call in flight together (`server.limits.batch_decisions`).
+    batch_slots: Arc<tokio::sync::Semaphore>,
+    batch_slots_size: usize,
     snapshot: ArcSwap<Snapshot>,
     config_path: Option<PathBuf>,
     vars: Vec<(String, String)>,
@@ -125,9 +131,22 @@ impl Engine {
         config_path: Option<PathBuf>,
         vars: Vec<(String, String)>,
     ) -> Self {
+        let limits = &config.file.server.limits;
+        let breaker = Arc::new(breaker::BreakerStore::new(
+            store,
+            breaker::Breaker::new(
+                limits.breaker_failures,
+                std::time::Duration::from_millis(limits.breaker_cooldown_ms),
+            ),
+        ));
+        let batch_slots_size = limits.batch_decisions.max(1) as usize;
+        let batch_slots = Arc::new(tokio::sync::Semaphore::new(batch_slots_size));
         let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });
         Self {
-            store,
+            store: breaker.clone(),
+            breaker,
+            batch_slots,
+            batch_slots_size,
             snapshot,
             config_path,
             vars,
@@ -144,6 +163,17 @@ impl Engine {
     /// The store the engine writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Batch decisions holding a slot of the global bound right now
+    /// (at most `server.limits.batch_decisions`).
+    pub fn batch_decisions_in_flight(&self) -> usize {
+        self.batch_slots_size.saturating_sub(self.batch_slots.available_permits())
+    }
+
+    /// The store circuit breaker's state.
+    pub fn breaker_state(&self) -> breaker::BreakerState {
+        self.breaker.state()
     }
 
     /// Versions, load times and store health.

@@ -1,14 +1,16 @@
-//! The gRPC layer: generated types, error mapping, per-RPC metrics and `serve`.
+//! The gRPC layer: generated types, error mapping, `serve` with its limits and metrics layers.
 //! Only this module sees protobuf types.
 use crate::engine::{self, Engine};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
 
+pub mod accept;
 pub mod auth;
 pub mod convert;
+pub mod layer;
+pub mod limits;
 mod services;
 pub mod tls;
 
@@ -95,31 +97,11 @@ fn code_label(code: Code) -> &'static str {
     }
 }
 
-/// Runs a handler and records `touchpoint_grpc_requests_total{rpc,code}` and
-/// `touchpoint_grpc_request_duration_seconds{rpc}`.
-async fn observed<T>(rpc: &'static str, handler: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
-    let start = Instant::now();
-    let result = handler.await;
-    let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
-    metrics::counter!("touchpoint_grpc_requests_total", "rpc" => rpc, "code" => code_label(code)).increment(1);
-    metrics::histogram!("touchpoint_grpc_request_duration_seconds", "rpc" => rpc).record(start.elapsed().as_secs_f64());
-    result
-}
-
-/// Accepted connections with Nagle's algorithm off: small unary answers must not wait for
-/// the client's delayed ACK (about 40 ms on Linux).
-fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
-}
-
 /// Serves every Touchpoint service plus health and reflection (v1 and v1alpha) on `listener`
 /// until `shutdown` resolves, then drains in-flight calls. Every call goes through the auth
-/// layer; with `[server.tls]`, connections are TLS (the certificate follows reloads).
+/// layer; with `[server.tls]`, connections are TLS (the certificate follows reloads). The
+/// engine's `[server.limits]` (as loaded at start) bound connections, streams and calls per
+/// class; every RPC is counted by its final status (`layer`).
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -141,9 +123,14 @@ pub async fn serve(
         tracing::warn!("authentication is OFF (auth.enabled = false): any caller may call every method");
     }
     let tls = engine.snapshot().config.tls.clone();
+    let l = engine.snapshot().config.file.server.limits.clone();
     let s = services::Services::new(engine.clone());
-    let router = tonic::transport::Server::builder()
+    // Outermost first: every call is counted (denied and shed ones too), then authenticated
+    // (an unknown caller never takes a slot of a class), then shed by class before any work.
+    let router = limits::apply(tonic::transport::Server::builder(), &l)
+        .layer(layer::MetricsLayer)
         .layer(auth::AuthLayer::new(engine.clone()))
+        .layer(limits::ShedLayer::new(&l))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -151,11 +138,12 @@ pub async fn serve(
         .add_service(pb::profiles_server::ProfilesServer::new(s.clone()))
         .add_service(pb::experiments_server::ExperimentsServer::new(s.clone()))
         .add_service(pb::admin_server::AdminServer::new(s));
+    let conns = accept::incoming(listener, &l);
     match tls {
         Some(tls) => {
             tracing::info!(client_certificates = tls.client_auth, "serving gRPC over TLS");
-            router.serve_with_incoming_shutdown(tls::incoming(listener, engine, tls.config), shutdown).await
+            router.serve_with_incoming_shutdown(tls::incoming(conns, engine, tls.config), shutdown).await
         }
-        None => router.serve_with_incoming_shutdown(incoming(listener), shutdown).await,
+        None => router.serve_with_incoming_shutdown(conns, shutdown).await,
     }
 }

@@ -1,6 +1,5 @@
 //! Thin service handlers: convert the request, call the engine, convert the answer.
 use super::convert;
-use super::observed;
 use super::pb::{
     self, admin_server::Admin, decisions_server::Decisions, experiments_server::Experiments, profiles_server::Profiles,
 };
@@ -31,13 +30,10 @@ type Stream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 #[tonic::async_trait]
 impl Decisions for Services {
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
-        observed("Decide", async {
-            let deadline = convert::grpc_timeout(req.metadata());
-            let query = DecisionQuery::try_from(req.into_inner()).map_err(Error::from)?;
-            let decision = self.engine.decide(query, deadline).await?;
-            Ok(Response::new(decision.into()))
-        })
-        .await
+        let deadline = convert::grpc_timeout(req.metadata());
+        let query = DecisionQuery::try_from(req.into_inner()).map_err(Error::from)?;
+        let decision = self.engine.decide(query, deadline).await?;
+        Ok(Response::new(decision.into()))
     }
 
     type DecideBatchStream = Stream<pb::DecideBatchItem>;
@@ -46,93 +42,69 @@ impl Decisions for Services {
         &self,
         req: Request<pb::DecideBatchRequest>,
     ) -> Result<Response<Self::DecideBatchStream>, Status> {
-        observed("DecideBatch", async {
-            let (template, users) = convert::decide_batch(req.into_inner()).map_err(Error::from)?;
-            let decisions = self.engine.decide_batch(template, users)?;
-            let items = decisions.enumerate().map(|(i, d)| {
-                let d = d?;
-                Ok(pb::DecideBatchItem {
-                    index: i as u32,
-                    user_id: d.record.user_id.clone(),
-                    suppression_reason: d.record.suppression.as_ref().map(|s| s.to_string()).unwrap_or_default(),
-                    suppression_code: d.record.suppression.as_ref().map(|s| s.code().to_string()).unwrap_or_default(),
-                    decision: Some(d.into()),
-                })
-            });
-            Ok(Response::new(Box::pin(items) as Self::DecideBatchStream))
-        })
-        .await
+        let (template, users) = convert::decide_batch(req.into_inner()).map_err(Error::from)?;
+        let decisions = self.engine.decide_batch(template, users)?;
+        let items = decisions.enumerate().map(|(i, d)| {
+            let d = d?;
+            Ok(pb::DecideBatchItem {
+                index: i as u32,
+                user_id: d.record.user_id.clone(),
+                suppression_reason: d.record.suppression.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                suppression_code: d.record.suppression.as_ref().map(|s| s.code().to_string()).unwrap_or_default(),
+                decision: Some(d.into()),
+            })
+        });
+        Ok(Response::new(Box::pin(items) as Self::DecideBatchStream))
     }
 
     async fn record_events(
         &self,
         req: Request<pb::RecordEventsRequest>,
     ) -> Result<Response<pb::RecordEventsResponse>, Status> {
-        observed("RecordEvents", async {
-            let events = convert::events(req.into_inner()).map_err(Error::from)?;
-            let s = self.engine.record_events(events).await?;
-            Ok(Response::new(pb::RecordEventsResponse { accepted: s.accepted, duplicates: s.duplicates }))
-        })
-        .await
+        let events = convert::events(req.into_inner()).map_err(Error::from)?;
+        let s = self.engine.record_events(events).await?;
+        Ok(Response::new(pb::RecordEventsResponse { accepted: s.accepted, duplicates: s.duplicates }))
     }
 
     async fn record_outcome(
         &self,
         req: Request<pb::RecordOutcomeRequest>,
     ) -> Result<Response<pb::RecordOutcomeResponse>, Status> {
-        observed("RecordOutcome", async {
-            let outcome = convert::outcome(req.into_inner()).map_err(Error::from)?;
-            let recorded = self.engine.record_outcome(outcome).await?;
-            Ok(Response::new(pb::RecordOutcomeResponse { recorded, duplicate: !recorded }))
-        })
-        .await
+        let outcome = convert::outcome(req.into_inner()).map_err(Error::from)?;
+        let recorded = self.engine.record_outcome(outcome).await?;
+        Ok(Response::new(pb::RecordOutcomeResponse { recorded, duplicate: !recorded }))
     }
 }
 
 #[tonic::async_trait]
 impl Profiles for Services {
     async fn get_profile(&self, req: Request<pb::GetProfileRequest>) -> Result<Response<pb::Profile>, Status> {
-        observed("GetProfile", async {
-            let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
-            Ok(Response::new(self.engine.get_profile(&user).await?.into()))
-        })
-        .await
+        let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
+        Ok(Response::new(self.engine.get_profile(&user).await?.into()))
     }
 
     async fn put_profile(&self, req: Request<pb::PutProfileRequest>) -> Result<Response<pb::Profile>, Status> {
-        observed("PutProfile", async {
-            let (user, set, remove) = convert::put_profile(req.into_inner()).map_err(Error::from)?;
-            Ok(Response::new(self.engine.put_profile(&user, set, remove).await?.into()))
-        })
-        .await
+        let (user, set, remove) = convert::put_profile(req.into_inner()).map_err(Error::from)?;
+        Ok(Response::new(self.engine.put_profile(&user, set, remove).await?.into()))
     }
 
     async fn delete_profile(
         &self,
         req: Request<pb::DeleteProfileRequest>,
     ) -> Result<Response<pb::DeleteProfileResponse>, Status> {
-        observed("DeleteProfile", async {
-            let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
-            let keys_deleted = self.engine.delete_profile(&user).await?;
-            Ok(Response::new(pb::DeleteProfileResponse { keys_deleted }))
-        })
-        .await
+        let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
+        let keys_deleted = self.engine.delete_profile(&user).await?;
+        Ok(Response::new(pb::DeleteProfileResponse { keys_deleted }))
     }
 
     async fn set_consent(&self, req: Request<pb::SetConsentRequest>) -> Result<Response<pb::Profile>, Status> {
-        observed("SetConsent", async {
-            let (user, channel, granted) = convert::set_consent(req.into_inner()).map_err(Error::from)?;
-            Ok(Response::new(self.engine.set_consent(&user, &channel, granted).await?.into()))
-        })
-        .await
+        let (user, channel, granted) = convert::set_consent(req.into_inner()).map_err(Error::from)?;
+        Ok(Response::new(self.engine.set_consent(&user, &channel, granted).await?.into()))
     }
 
     async fn get_journey(&self, req: Request<pb::GetJourneyRequest>) -> Result<Response<pb::Journey>, Status> {
-        observed("GetJourney", async {
-            let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
-            Ok(Response::new(convert::journey(self.engine.get_journey(&user).await?)))
-        })
-        .await
+        let user = convert::user_id(&req.into_inner().user_id).map_err(Error::from)?;
+        Ok(Response::new(convert::journey(self.engine.get_journey(&user).await?)))
     }
 }
 
@@ -142,59 +114,47 @@ impl Experiments for Services {
         &self,
         req: Request<pb::GetAssignmentRequest>,
     ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
-        observed("GetAssignment", async {
-            let r = req.into_inner();
-            let user = convert::user_id(&r.user_id).map_err(Error::from)?;
-            let experiment = match r.experiment_id.as_str() {
-                "" => None,
-                id => Some(convert::experiment_id(id).map_err(Error::from)?),
-            };
-            let channel = (!r.channel.is_empty()).then_some(r.channel.as_str());
-            let assignments = self.engine.get_assignment(&user, experiment.as_deref(), channel).await?;
-            Ok(Response::new(convert::assignments(user, assignments)))
-        })
-        .await
+        let r = req.into_inner();
+        let user = convert::user_id(&r.user_id).map_err(Error::from)?;
+        let experiment = match r.experiment_id.as_str() {
+            "" => None,
+            id => Some(convert::experiment_id(id).map_err(Error::from)?),
+        };
+        let channel = (!r.channel.is_empty()).then_some(r.channel.as_str());
+        let assignments = self.engine.get_assignment(&user, experiment.as_deref(), channel).await?;
+        Ok(Response::new(convert::assignments(user, assignments)))
     }
 
     async fn get_experiment_results(
         &self,
         req: Request<pb::GetExperimentResultsRequest>,
     ) -> Result<Response<pb::ExperimentResults>, Status> {
-        observed("GetExperimentResults", async {
-            let id = convert::experiment_id(&req.into_inner().experiment_id).map_err(Error::from)?;
-            Ok(Response::new(self.engine.experiment_results(&id).await?.into()))
-        })
-        .await
+        let id = convert::experiment_id(&req.into_inner().experiment_id).map_err(Error::from)?;
+        Ok(Response::new(self.engine.experiment_results(&id).await?.into()))
     }
 }
 
 #[tonic::async_trait]
 impl Admin for Services {
     async fn reload(&self, _req: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
-        observed("Reload", async {
-            let snap = self.engine.reload_now().await?;
-            Ok(Response::new(pb::ReloadResponse {
-                config_version: snap.config.version.clone(),
-                model_versions: snap.config.policy.models.versions().into_iter().collect(),
-            }))
-        })
-        .await
+        let snap = self.engine.reload_now().await?;
+        Ok(Response::new(pb::ReloadResponse {
+            config_version: snap.config.version.clone(),
+            model_versions: snap.config.policy.models.versions().into_iter().collect(),
+        }))
     }
 
     async fn get_status(&self, _req: Request<pb::GetStatusRequest>) -> Result<Response<pb::ServerStatus>, Status> {
-        observed("GetStatus", async {
-            let s = self.engine.status().await;
-            Ok(Response::new(pb::ServerStatus {
-                server_version: crate::VERSION.to_string(),
-                config_version: s.config_version,
-                model_versions: s.model_versions.into_iter().collect(),
-                store_kind: s.store_kind.to_string(),
-                store_healthy: s.store_error.is_none(),
-                store_error: s.store_error.unwrap_or_default(),
-                started_at: Some(convert::timestamp(s.started_at)),
-                config_loaded_at: Some(convert::timestamp(s.config_loaded_at)),
-            }))
-        })
-        .await
+        let s = self.engine.status().await;
+        Ok(Response::new(pb::ServerStatus {
+            server_version: crate::VERSION.to_string(),
+            config_version: s.config_version,
+            model_versions: s.model_versions.into_iter().collect(),
+            store_kind: s.store_kind.to_string(),
+            store_healthy: s.store_error.is_none(),
+            store_error: s.store_error.unwrap_or_default(),
+            started_at: Some(convert::timestamp(s.started_at)),
+            config_loaded_at: Some(convert::timestamp(s.config_loaded_at)),
+        }))
     }
 }

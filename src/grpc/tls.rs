@@ -4,6 +4,7 @@
 //! certificate files), handshakes in its own task (a slow client holds nobody else up), and
 //! reaches tonic as a stream whose `Connected` info carries the client certificate's names
 //! for `grpc::auth`.
+use super::accept::Conn;
 use crate::engine::Engine;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,7 +12,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
@@ -32,7 +32,7 @@ pub struct TlsConnectInfo {
 
 /// An accepted TLS connection.
 pub struct TlsIo {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<Conn>,
     info: TlsConnectInfo,
 }
 
@@ -71,35 +71,32 @@ impl AsyncWrite for TlsIo {
     }
 }
 
-/// TLS connections accepted on `listener`, each with the certificate of the snapshot current
-/// when it arrives (`fallback` when a reload dropped `[server.tls]`: listener settings change
-/// only at restart). Failed handshakes are logged at debug level and dropped.
+/// TLS connections over the TCP connections `accept::incoming` admits (its connection limit,
+/// first-bytes timeout and accept back-off apply here too), each with the certificate of the
+/// snapshot current when it arrives (`fallback` when a reload dropped `[server.tls]`: listener
+/// settings change only at restart). Failed handshakes are logged at debug level and dropped.
 pub fn incoming(
-    listener: TcpListener,
+    conns: impl futures::Stream<Item = std::io::Result<Conn>> + Send + 'static,
     engine: Arc<Engine>,
     fallback: Arc<rustls::ServerConfig>,
 ) -> impl futures::Stream<Item = std::io::Result<TlsIo>> {
+    use futures::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<TlsIo>(64);
     let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT));
     tokio::spawn(async move {
+        let mut conns = std::pin::pin!(conns);
         loop {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
+            let tcp = tokio::select! {
+                c = conns.next() => match c {
+                    Some(Ok(c)) => c,
+                    Some(Err(_)) => continue,
+                    None => return,
+                },
                 // The server stopped taking connections.
                 _ = tx.closed() => return,
             };
-            let (tcp, addr) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Small unary answers must not wait for the client's delayed ACK.
-            let _ = tcp.set_nodelay(true);
+            let addr = tcp.connect_info().remote_addr();
             let config = engine.snapshot().config.tls.as_ref().map_or_else(|| fallback.clone(), |t| t.config.clone());
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -114,11 +111,11 @@ pub fn incoming(
                             .and_then(|c| c.first())
                             .map(|c| names(c.as_ref()))
                             .unwrap_or_default();
-                        let info = TlsConnectInfo { remote_addr: Some(addr), peer_names: Arc::new(peer_names) };
+                        let info = TlsConnectInfo { remote_addr: addr, peer_names: Arc::new(peer_names) };
                         let _ = tx.send(TlsIo { inner: stream, info }).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::debug!(?addr, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?addr, "TLS handshake timed out"),
                 }
             });
         }

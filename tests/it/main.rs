@@ -8,6 +8,7 @@ mod experiments;
 mod fuzz;
 mod grpc_e2e;
 mod harness;
+mod overload;
 mod safety;
 mod store_suite;
 mod tls;

@@ -24,6 +24,7 @@ use touchpoint::grpc::auth::{ApiKey, KeyedChannel};
 use touchpoint::grpc::pb::{self, decisions_client::DecisionsClient};
 use touchpoint::sim::{SimConfig, simulate};
 
+mod flood;
 mod load;
 use load::*;
 
@@ -44,6 +45,14 @@ pub struct Args {
     /// Calls/s of the open-loop Decide phase; default: half of the measured closed-loop peak.
     #[arg(long)]
     rate: Option<f64>,
+    /// Instead of the throughput phases: Decide at idle, then under a flood of
+    /// `--flood-calls` calls in flight, with production limits (admitted, degraded and shed
+    /// calls measured apart).
+    #[arg(long)]
+    flood: bool,
+    /// Calls in flight during the flood.
+    #[arg(long, default_value_t = 1000)]
+    flood_calls: usize,
 }
 
 const EXAMPLE: &str = include_str!("../../../examples/touchpoint.toml");
@@ -52,15 +61,15 @@ const EXAMPLE: &str = include_str!("../../../examples/touchpoint.toml");
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The same for a whole DecideBatch stream of `USERS_PER_BATCH` users (at least ~35 users/s).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// DecideBatch streams in flight at most: the engine already works on 256 users of each stream
-/// at once, so more streams only queue (and 32 streams of 1000 users behind a slow store
+/// DecideBatch streams in flight at most: the engine bounds batch decisions in flight across
+/// all streams (`server.limits.batch_decisions`), so more streams only queue (and 32 streams of 1000 users behind a slow store
 /// would make every stream's latency, and the phase's tail, many seconds long).
 const BATCH_STREAMS: usize = 4;
 const SIM_DAYS: u32 = 90;
 const SIM_SEED: u64 = 42;
 const EVENTS_PER_CALL: usize = 100;
 const USERS_PER_BATCH: usize = 1000;
-/// The server-side latency histogram (see `grpc::observed`).
+/// The server-side latency histogram (see `grpc::layer`).
 const SERVER_HISTOGRAM: &str = "touchpoint_grpc_request_duration_seconds_bucket{";
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -76,6 +85,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--rate must be a positive number");
     }
+    if args.flood {
+        if args.flood_calls == 0 || args.flood_calls > 20_000 {
+            bail!("--flood-calls must be 1..=20000");
+        }
+        return flood::run(&args.redis_url, args.flood_calls, args.seconds).await;
+    }
     let phase_len = Duration::from_secs(args.seconds);
     let c = args.concurrency;
 
@@ -87,7 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("examples/touchpoint.toml no longer contains `deadline_ms = 50`; update bench.rs");
     }
     // The process environment is left out on purpose: the flags describe the whole run.
-    let vars = vec![
+    let mut vars = vec![
         ("TOUCHPOINT_REDIS_URL".to_string(), args.redis_url.clone()),
         ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "tpbench".to_string()),
     ];
@@ -96,6 +111,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (api_key, entry) = super::keys::mint_all();
     let key = ApiKey::new(Some(&api_key)).map_err(anyhow::Error::msg)?;
     let toml = format!("{toml}\n{entry}");
+    // Except the server limits, so that they can be compared (TOUCHPOINT_SERVER_LIMITS_*).
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("TOUCHPOINT_SERVER_LIMITS_")));
     let config = Config::from_toml(&toml, "examples/touchpoint.toml", vars)?;
     let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
@@ -286,8 +303,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut clients = decide_clients().await?;
     clients.truncate(BATCH_STREAMS);
-    // No server-side view here: the server's timer for DecideBatch stops when the stream is
-    // handed over, before any decision is made.
+    // No server-side view here: the phase is about users/s (the server times a DecideBatch to
+    // the end of its stream, see `grpc::layer`).
     let batch_phase = phase(
         format!("DecideBatch x{USERS_PER_BATCH} email, {} streams", c.min(BATCH_STREAMS)),
         "users",
