@@ -357,7 +357,9 @@ async fn connections_over_the_limit_or_silent_ones_are_closed() {
     // The harness's channel holds one slot; a second client takes the other.
     let second =
         tonic::transport::Endpoint::from_shared(format!("http://{}", srv.addr)).unwrap().connect().await.unwrap();
-    pb::decisions_client::DecisionsClient::new(second.clone()).decide(decide("c2")).await.unwrap();
+    let key = touchpoint::grpc::auth::ApiKey::new(Some(crate::harness::TEST_KEY)).unwrap();
+    let keyed = touchpoint::grpc::auth::keyed(second.clone(), key);
+    pb::decisions_client::DecisionsClient::new(keyed.clone()).decide(decide("c2")).await.unwrap();
     srv.decisions().decide(decide("c1")).await.unwrap();
     // A third is closed at once.
     let mut third = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
@@ -371,7 +373,7 @@ async fn connections_over_the_limit_or_silent_ones_are_closed() {
     srv.decisions().decide(decide("c1")).await.unwrap();
 
     // A connection that sends nothing is closed after the handshake timeout, freeing its slot.
-    drop(second);
+    drop((second, keyed));
     let srv2 =
         served(&shared_redis().url(), "ovl-conn2", &[("TOUCHPOINT_SERVER_LIMITS_HANDSHAKE_TIMEOUT_MS", "300")]).await;
     let mut silent = tokio::net::TcpStream::connect(srv2.addr).await.unwrap();
