@@ -195,7 +195,7 @@ fn status_of(headers: &HeaderMap) -> Option<Code> {
 /// The method name of a Touchpoint RPC (a bounded label set); None for health, reflection
 /// and unknown paths.
 pub(crate) fn rpc_name(path: &str) -> Option<&'static str> {
-    const RPCS: [&str; 12] = [
+    const RPCS: [&str; 13] = [
         "Decide",
         "DecideBatch",
         "RecordEvents",
@@ -204,6 +204,7 @@ pub(crate) fn rpc_name(path: &str) -> Option<&'static str> {
         "PutProfile",
         "DeleteProfile",
         "GetJourney",
+        "SetConsent",
         "GetAssignment",
         "GetExperimentResults",
         "Reload",

@@ -26,7 +26,7 @@ pub enum Class {
     Batch,
     /// `RecordEvents`, `RecordOutcome`.
     Ingest,
-    /// `GetProfile`, `PutProfile`, `DeleteProfile`, `GetJourney`.
+    /// `GetProfile`, `PutProfile`, `DeleteProfile`, `GetJourney`, `SetConsent`.
     Profiles,
     /// `Reload`, `GetStatus`, `GetExperimentResults`.
     Admin,
@@ -52,7 +52,7 @@ impl Class {
             "Decide" | "GetAssignment" => Class::Interactive,
             "DecideBatch" => Class::Batch,
             "RecordEvents" | "RecordOutcome" => Class::Ingest,
-            "GetProfile" | "PutProfile" | "DeleteProfile" | "GetJourney" => Class::Profiles,
+            "GetProfile" | "PutProfile" | "DeleteProfile" | "GetJourney" | "SetConsent" => Class::Profiles,
             "Reload" | "GetStatus" | "GetExperimentResults" => Class::Admin,
             _ => return None,
         })

@@ -25,7 +25,7 @@ fn code(r: Result<Caller, Status>) -> tonic::Code {
 }
 
 #[test]
-fn every_rpc_of_the_protos_needs_a_role() {
+fn every_rpc_of_the_protos_has_a_role_a_class_and_a_metrics_label() {
     let set = prost_types::FileDescriptorSet::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).unwrap();
     let mut n = 0;
     for file in &set.file {
@@ -33,6 +33,9 @@ fn every_rpc_of_the_protos_needs_a_role() {
             for method in &service.method {
                 let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
                 assert!(role_for(&path).is_some(), "{path} is in no row of METHODS");
+                // The shedding class and the metrics label are tables of their own.
+                assert!(crate::grpc::limits::Class::of(method.name()).is_some(), "{path} has no limits class");
+                assert_eq!(crate::grpc::layer::rpc_name(&path), Some(method.name()), "{path} has no metrics label");
                 n += 1;
             }
         }
