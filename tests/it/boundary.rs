@@ -9,7 +9,8 @@ use std::process::Command;
 use touchpoint::grpc::pb;
 
 /// Stable degraded reasons a caller may see.
-const REASONS: [&str; 5] = ["store_unavailable", "store_timeout", "store_overloaded", "store_corrupt", "store_error"];
+const REASONS: [&str; 6] =
+    ["store_unavailable", "store_timeout", "store_overloaded", "store_oom", "store_corrupt", "store_error"];
 
 fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
     let out = Command::new("redis-cli").args(["-p", &redis.port.to_string()]).args(args).output().unwrap();
