@@ -1,5 +1,6 @@
 //! Profiles: read, merge attributes, erase, and the stage history.
 use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, now_ms};
+use crate::domain::Millis;
 use crate::domain::decision::RESERVED_PROFILE_NAMES;
 use crate::domain::limits::{FieldError, MAX_ATTRIBUTES_PER_PROFILE};
 use crate::domain::profile::{AttrValue, UserState};
@@ -52,20 +53,14 @@ impl Engine {
         set: BTreeMap<String, AttrValue>,
         remove: Vec<String>,
     ) -> Result<ProfileView, Error> {
-        let _turn = self.lock_user(user).await;
-        for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            if attempt > 0 {
-                Self::backoff(attempt).await;
-            }
-            let loaded = self.store.load_user(user, &[], None).await?;
-            let mut state = loaded.state;
+        if let Some(name) = set.keys().find(|k| RESERVED_PROFILE_NAMES.contains(&k.as_str())) {
+            return Err(
+                FieldError::new(format!("attributes[{name:?}]"), "is the name of an aggregate rules read").into()
+            );
+        }
+        self.update_profile(user, |state, _| {
             for name in &remove {
                 state.attributes.remove(name);
-            }
-            if let Some(name) = set.keys().find(|k| RESERVED_PROFILE_NAMES.contains(&k.as_str())) {
-                return Err(
-                    FieldError::new(format!("attributes[{name:?}]"), "is the name of an aggregate rules read").into()
-                );
             }
             state.attributes.extend(set.clone());
             if state.attributes.len() > MAX_ATTRIBUTES_PER_PROFILE {
@@ -78,25 +73,29 @@ impl Engine {
                 )
                 .into());
             }
-            let write = UserWrite {
-                state: &state,
-                new_transitions: &[],
-                events: &[],
-                now: now_ms(),
-                new_version: new_version(),
-                attribution: Attribution::default(),
-            };
-            if self.store.commit_user(user, loaded.version, write).await? {
-                return Ok(self.view(user, state));
-            }
-        }
-        Err(Error::Contention(user.to_string()))
+            Ok(())
+        })
+        .await
     }
 
     /// Withdraws (`granted == false`) or grants consent for a configured channel, now; creates
     /// the profile when there is none (an opt-out must hold even before the first event).
     pub async fn set_consent(&self, user: &str, channel: &str, granted: bool) -> Result<ProfileView, Error> {
         Self::check_channel(&self.snapshot().config, "channel", channel)?;
+        self.update_profile(user, |state, now| {
+            state.set_consent(channel, granted, now);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads the user, applies `change` (given the time of the write) and writes the result
+    /// back only if nobody wrote in between, retrying on contention.
+    async fn update_profile(
+        &self,
+        user: &str,
+        change: impl Fn(&mut UserState, Millis) -> Result<(), Error>,
+    ) -> Result<ProfileView, Error> {
         let _turn = self.lock_user(user).await;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             if attempt > 0 {
@@ -105,7 +104,7 @@ impl Engine {
             let loaded = self.store.load_user(user, &[], None).await?;
             let mut state = loaded.state;
             let now = now_ms();
-            state.set_consent(channel, granted, now);
+            change(&mut state, now)?;
             let write = UserWrite {
                 state: &state,
                 new_transitions: &[],
