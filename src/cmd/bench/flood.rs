@@ -225,8 +225,6 @@ pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> an
     let shed_before = shed_total(metrics);
     let flood = run_phase(&flood_channels, flood_calls, len).await;
     report("flood", &flood, len);
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let (idle_p99, admitted_p99) = (q(&idle.admitted, 0.99), q(&flood.admitted, 0.99));
     println!(
         "admitted p99 under flood / idle p99: {admitted_p99:.2} / {idle_p99:.2} ms = {:.2} (target <= 3): {}; \
@@ -236,7 +234,60 @@ pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> an
         q(&flood.shed, 0.99),
         shed_total(metrics) - shed_before
     );
+    // The same flood from another process (h2load), so that the flood's client work is not
+    // this process's: the light probe's p99 is then what an admitted caller sees.
+    if std::process::Command::new("h2load").arg("--version").output().is_ok() {
+        let shed_before = shed_total(metrics);
+        let (probe, h2) =
+            tokio::join!(run_phase(&idle_channels, IDLE_CALLS, len), external_flood(addr, &api_key, flood_calls, len));
+        report("probe", &probe, len);
+        println!("  h2load flood ({flood_calls} streams in flight, another process): {}", h2?);
+        let probe_p99 = q(&probe.admitted, 0.99);
+        println!(
+            "probe p99 under the h2load flood / idle p99: {probe_p99:.2} / {idle_p99:.2} ms = {:.2} (target <= 3): {}; \
+             touchpoint_requests_shed_total{{class=\"interactive\"}} +{:.0}",
+            probe_p99 / idle_p99.max(0.001),
+            verdict(probe_p99 <= 3.0 * idle_p99),
+            shed_total(metrics) - shed_before
+        );
+    } else {
+        println!("(h2load not found: install nghttp2-client for the flood from another process)");
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// Runs h2load against `addr` for `len` with `calls` Decide streams in flight over
+/// `FLOOD_CONNECTIONS` connections, and returns its summary lines (rate, status counts,
+/// time per request: mostly refused calls).
+async fn external_flood(addr: std::net::SocketAddr, key: &str, calls: usize, len: Duration) -> anyhow::Result<String> {
+    use prost::Message;
+    let body = pb::DecideRequest { user_id: "h2load-flood".into(), channel: "web".into(), limit: 3, ..Default::default() }
+        .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let path = std::env::temp_dir().join(format!("touchpoint-flood-{}.bin", std::process::id()));
+    std::fs::write(&path, frame)?;
+    let streams = calls.div_ceil(FLOOD_CONNECTIONS).max(1);
+    let mut cmd = std::process::Command::new("h2load");
+    cmd.args(["-D", &len.as_secs().max(1).to_string(), "-c", &FLOOD_CONNECTIONS.to_string()])
+        .args(["-m", &streams.to_string(), "-d"])
+        .arg(&path)
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .args(["-H", &format!("authorization: Bearer {key}")])
+        .arg(format!("http://{addr}/touchpoint.v1.Decisions/Decide"));
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await?;
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("finished in") || l.starts_with("requests:") || l.starts_with("time for request:"))
+        .map(str::trim)
+        .collect();
+    Ok(summary.join(" | "))
 }
 
 fn shed_total(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> f64 {
