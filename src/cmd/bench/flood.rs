@@ -172,7 +172,12 @@ fn report(name: &str, o: &Outcomes, len: Duration) {
 }
 
 /// Runs the idle and flood phases against a server on `redis_url` with production settings.
-pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> anyhow::Result<()> {
+pub(super) async fn run(
+    redis_url: &str,
+    flood_calls: usize,
+    flood_rate: Option<u32>,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let mut vars = vec![
         ("TOUCHPOINT_REDIS_URL".to_string(), redis_url.to_string()),
         ("TOUCHPOINT_REDIS_KEY_PREFIX".to_string(), "tpflood".to_string()),
@@ -238,10 +243,13 @@ pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> an
     // this process's: the light probe's p99 is then what an admitted caller sees.
     if std::process::Command::new("h2load").arg("--version").output().is_ok() {
         let shed_before = shed_total(metrics);
-        let (probe, h2) =
-            tokio::join!(run_phase(&idle_channels, IDLE_CALLS, len), external_flood(addr, &api_key, flood_calls, len));
+        let (probe, h2) = tokio::join!(
+            run_phase(&idle_channels, IDLE_CALLS, len),
+            external_flood(addr, &api_key, flood_calls, flood_rate, len)
+        );
         report("probe", &probe, len);
-        println!("  h2load flood ({flood_calls} streams in flight, another process): {}", h2?);
+        let rate = flood_rate.map_or("as fast as answered".to_string(), |r| format!("at most {r} calls/s"));
+        println!("  h2load flood ({flood_calls} streams in flight, {rate}, another process): {}", h2?);
         let probe_p99 = q(&probe.admitted, 0.99);
         println!(
             "probe p99 under the h2load flood / idle p99: {probe_p99:.2} / {idle_p99:.2} ms = {:.2} (target <= 3): {}; \
@@ -259,12 +267,19 @@ pub(super) async fn run(redis_url: &str, flood_calls: usize, seconds: u64) -> an
 }
 
 /// Runs h2load against `addr` for `len` with `calls` Decide streams in flight over
-/// `FLOOD_CONNECTIONS` connections, and returns its summary lines (rate, status counts,
+/// `FLOOD_CONNECTIONS` connections (at most `rate` calls/s in all when given), and returns its summary lines (rate, status counts,
 /// time per request: mostly refused calls).
-async fn external_flood(addr: std::net::SocketAddr, key: &str, calls: usize, len: Duration) -> anyhow::Result<String> {
+async fn external_flood(
+    addr: std::net::SocketAddr,
+    key: &str,
+    calls: usize,
+    rate: Option<u32>,
+    len: Duration,
+) -> anyhow::Result<String> {
     use prost::Message;
-    let body = pb::DecideRequest { user_id: "h2load-flood".into(), channel: "web".into(), limit: 3, ..Default::default() }
-        .encode_to_vec();
+    let body =
+        pb::DecideRequest { user_id: "h2load-flood".into(), channel: "web".into(), limit: 3, ..Default::default() }
+            .encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
@@ -277,6 +292,7 @@ async fn external_flood(addr: std::net::SocketAddr, key: &str, calls: usize, len
         .arg(&path)
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
         .args(["-H", &format!("authorization: Bearer {key}")])
+        .args(rate.map(|r| format!("--rps={}", (r as usize).div_ceil(FLOOD_CONNECTIONS).max(1))))
         .arg(format!("http://{addr}/touchpoint.v1.Decisions/Decide"));
     let out = tokio::task::spawn_blocking(move || cmd.output()).await?;
     let _ = std::fs::remove_file(&path);

@@ -53,6 +53,10 @@ pub struct Args {
     /// Calls in flight during the flood.
     #[arg(long, default_value_t = 1000)]
     flood_calls: usize,
+    /// With `--flood`: cap the h2load flood from another process at this many calls/s in all
+    /// (h2load's `--rps`, split over its connections); default: as fast as answers come back.
+    #[arg(long)]
+    flood_rate: Option<u32>,
 }
 
 const EXAMPLE: &str = include_str!("../../../examples/touchpoint.toml");
@@ -89,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if args.flood_calls == 0 || args.flood_calls > 20_000 {
             bail!("--flood-calls must be 1..=20000");
         }
-        return flood::run(&args.redis_url, args.flood_calls, args.seconds).await;
+        return flood::run(&args.redis_url, args.flood_calls, args.flood_rate, args.seconds).await;
     }
     let phase_len = Duration::from_secs(args.seconds);
     let c = args.concurrency;
