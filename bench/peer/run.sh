@@ -18,6 +18,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
+source bench/lib.sh
 
 rounds=3 duration=10 users=1000 conns=8 streams=8 workers=$(nproc) server=aio-blocking pairs=20
 while [ $# -gt 0 ]; do
@@ -59,7 +60,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # The example config with both example models (absolute paths), as a temp copy.
 config=$work/touchpoint.toml
@@ -74,8 +74,11 @@ url=redis://127.0.0.1:$rport
 
 gport=$(free_port) mport=$(free_port) pport=$(free_port)
 # Authentication off: the peer has none, so both sides do the same work per call (an older
-# binary without [auth] ignores the variable).
+# binary without [auth] ignores the variable). Throughput, not shedding, is measured: the
+# limits admit every stream in flight and the seeding's concurrent writes.
 TOUCHPOINT_SERVER_LISTEN=127.0.0.1:$gport TOUCHPOINT_SERVER_METRICS_LISTEN=127.0.0.1:$mport \
+  TOUCHPOINT_SERVER_LIMITS_INTERACTIVE=$((conns * streams > 256 ? conns * streams : 256)) \
+  TOUCHPOINT_SERVER_LIMITS_INGEST=256 TOUCHPOINT_SERVER_LIMITS_PROFILES=256 \
   TOUCHPOINT_REDIS_URL=$url TOUCHPOINT_AUTH_ENABLED=false RUST_LOG=${RUST_LOG:-warn} \
   "$bin" serve --config "$config" >"$work/server.log" 2>&1 &
 spid=$!
@@ -111,32 +114,11 @@ sleep 1 # every worker process up (each compiles the protos)
 status=0
 (cd "$here" && "$py" check.py compare "$tp" "$peer" --pairs "$pairs") || status=1
 
-# gRPC frames: a 0 byte (uncompressed), the 4-byte big-endian length, the protobuf bytes.
-python3 - "$work" <<'EOF'
-import struct, sys
-def field(n, s):
-    b = s.encode()
-    return bytes([n << 3 | 2, len(b)]) + b
-def frame(msg):
-    return b"\0" + struct.pack(">I", len(msg)) + msg
-open(sys.argv[1] + "/health.bin", "wb").write(frame(b""))  # HealthCheckRequest{service: ""}
-# DecideRequest{user_id: "bench-user", channel: "web", limit: 3}
-open(sys.argv[1] + "/decide.bin", "wb").write(frame(field(1, "bench-user") + field(2, "web") + bytes([5 << 3, 3])))
-EOF
+grpc_frames "$work"
 
 headers=(-H 'content-type: application/grpc' -H 'te: trailers')
 hz=$(getconf CLK_TCK)
-cpu_ticks() { # user + system ticks of the given pids
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
-}
-metric() { # sum of a Touchpoint counter's samples whose labels contain every given fragment
-  curl -s "http://127.0.0.1:$mport/metrics" | python3 -c '
-import sys
-name, frags = sys.argv[1], sys.argv[2:]
-print(int(sum(float(l.rsplit(" ", 1)[1]) for l in sys.stdin if l.startswith(name) and all(f in l for f in frags))))' "$@"
-}
+metric() { tp_metric "$mport" "$@"; }
 peer_stats() { # "not_ok degraded" summed over the peer's worker processes
   rm -f "$work"/stats/*.json
   local p
@@ -155,12 +137,13 @@ print(sum(int(m.group(1)) for m in re.finditer(r"usec=(\d+)", sys.stdin.read()))
 peer_pids=$(cat "$work/peer.pids")
 results=$work/results.tsv
 run() { # server name path body
-  local who=$1 name=$2 path=$3 body=$4 addr ok0 all0 deg0 t0 out
+  local who=$1 name=$2 path=$3 body=$4 addr ok0 all0 deg0 t0 out res0=0
   redis-cli -p "$rport" config resetstat >/dev/null
   if [ "$who" = touchpoint ]; then
     addr=$tp
     ok0=$(metric touchpoint_grpc_requests_total 'rpc="Decide"' 'code="OK"')
     all0=$(metric touchpoint_grpc_requests_total 'rpc="Decide"')
+    res0=$(tp_resets "$mport" Decide)
     deg0=$(metric touchpoint_decisions_degraded_total)
     t0=$(cpu_ticks "$spid")
   else
@@ -176,7 +159,10 @@ run() { # server name path body
     ok1=$(metric touchpoint_grpc_requests_total 'rpc="Decide"' 'code="OK"')
     all1=$(metric touchpoint_grpc_requests_total 'rpc="Decide"')
     deg1=$(metric touchpoint_decisions_degraded_total)
-    not_ok=$(( (all1 - all0) - (ok1 - ok0) )) degraded=$((deg1 - deg0))
+    # Streams reset when h2load stopped are not failures (bench/lib.sh, tp_resets).
+    local resets=$(( $(tp_resets "$mport" Decide) - res0 ))
+    [ "$resets" -le $((conns * streams)) ] || resets=0
+    not_ok=$(( (all1 - all0) - (ok1 - ok0) - resets )) degraded=$((deg1 - deg0))
   else
     t1=$(cpu_ticks $peer_pids)
     read -r all1 deg1 < <(peer_stats)
