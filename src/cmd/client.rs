@@ -265,11 +265,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Call::Status => {
             let s = AdminClient::new(channel).get_status(pb::GetStatusRequest {}).await?.into_inner();
             println!(
-                "touchpoint {}  config {}  store {} ({})",
+                "touchpoint {}  config {}  store {} ({}, breaker {})",
                 s.server_version,
                 s.config_version,
                 s.store_kind,
-                if s.store_healthy { "healthy".to_string() } else { format!("unhealthy: {}", s.store_error) }
+                if s.store_healthy { "healthy".to_string() } else { format!("unhealthy: {}", s.store_error) },
+                s.store_breaker
             );
         }
         Call::Reload => {

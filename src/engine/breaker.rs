@@ -35,6 +35,17 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The state's stable name (`closed`, `open`, `half_open`), as `GetStatus` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// Consecutive-failure circuit breaker; lock-free (a few atomics per store call).
 #[derive(Debug)]
 pub struct Breaker {

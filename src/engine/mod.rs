@@ -104,6 +104,8 @@ pub struct Status {
     /// Why the store does not answer, when it does not: a stable class from
     /// `degraded` (the detail is logged, not shown).
     pub store_error: Option<String>,
+    /// The store circuit breaker's state (`closed`, `open`, `half_open`).
+    pub store_breaker: &'static str,
 }
 
 /// The use cases over one store and a swappable configuration snapshot.
@@ -186,15 +188,11 @@ impl Engine {
             config_loaded_at: s.loaded_at,
             store_kind: self.store.kind(),
             store_error: self.store.ping().await.err().map(|e| {
-                let class = match &e {
-                    StoreError::Unavailable(m) => degraded::classify_unavailable(m),
-                    StoreError::OutOfMemory(_) => degraded::STORE_OOM,
-                    StoreError::Corrupt(_) => degraded::STORE_CORRUPT,
-                    StoreError::Internal(_) => degraded::STORE_ERROR,
-                };
+                let class = breaker::error_class(&e);
                 degraded::warn_limited(class, "store health check failed", &e.to_string());
                 class.to_string()
             }),
+            store_breaker: self.breaker_state().name(),
         }
     }
 

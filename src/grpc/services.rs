@@ -155,6 +155,7 @@ impl Admin for Services {
             store_error: s.store_error.unwrap_or_default(),
             started_at: Some(convert::timestamp(s.started_at)),
             config_loaded_at: Some(convert::timestamp(s.config_loaded_at)),
+            store_breaker: s.store_breaker.to_string(),
         }))
     }
 }

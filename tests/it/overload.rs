@@ -232,6 +232,16 @@ async fn the_breaker_fails_fast_while_redis_is_down_and_closes_when_it_returns()
         }
     }
     assert!(opened, "the breaker opens after consecutive failures");
+    // Operators see it in GetStatus.
+    let status = || async {
+        pb::admin_client::AdminClient::new(srv.channel.clone())
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let s = status().await;
+    assert!(["open", "half_open"].contains(&s.store_breaker.as_str()), "{s:?}");
     // While open: Decide degraded as store_unavailable, writes UNAVAILABLE, a batch stream that
     // opened OK ends UNAVAILABLE — and is counted so.
     let r = d.decide(decide("b")).await.unwrap().into_inner();
@@ -279,6 +289,7 @@ async fn the_breaker_fails_fast_while_redis_is_down_and_closes_when_it_returns()
     }
     assert!(recovered, "decides are full answers again within 10 s of Redis returning");
     assert_eq!(srv.engine.breaker_state(), BreakerState::Closed);
+    assert_eq!(status().await.store_breaker, "closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
