@@ -336,8 +336,11 @@ async fn streams_are_counted_by_final_status_deadline_and_cancellation() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         after = scrape().await;
     }
-    assert_eq!(count(&after, "OK") - count(&before, "OK"), 1.0, "{after}");
-    assert_eq!(count(&after, "INVALID_ARGUMENT") - count(&before, "INVALID_ARGUMENT"), 1.0);
+    // The recorder is process-wide and other tests of this binary run DecideBatch calls that
+    // end OK or INVALID_ARGUMENT at the same time: those two are checked as "counted", the
+    // deadline and the cancellation (which no other test produces) exactly.
+    assert!(count(&after, "OK") - count(&before, "OK") >= 1.0, "{after}");
+    assert!(count(&after, "INVALID_ARGUMENT") - count(&before, "INVALID_ARGUMENT") >= 1.0, "{after}");
     assert_eq!(count(&after, "DEADLINE_EXCEEDED") - count(&before, "DEADLINE_EXCEEDED"), 1.0, "{after}");
     assert_eq!(count(&after, "CANCELLED") - count(&before, "CANCELLED"), 1.0, "{after}");
 }
