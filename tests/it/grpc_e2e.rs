@@ -36,6 +36,9 @@ fn walk(user: &str) -> Vec<pb::Event> {
     ]
 }
 
+/// Held by the tests that make GetJourney calls fail while the metrics test counts them.
+static JOURNEY_ERRORS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn served(redis: &RedisServer) -> TestServer {
     TestServer::with_store(redis_store(&redis.url(), false).await, example_config(&redis.url())).await
 }
@@ -360,6 +363,8 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
         assert!(e.message().starts_with(field), "{:?} should name {field}", e.message());
     }
+    // GetJourney errors are counted by `metrics_count_rpcs_by_status_with_latency_histograms`.
+    let journey_counts = JOURNEY_ERRORS.lock().await;
     for e in [
         p.get_profile(pb::GetProfileRequest { user_id: String::new() }).await.unwrap_err(),
         p.get_journey(pb::GetJourneyRequest { user_id: "x".repeat(200) }).await.unwrap_err(),
@@ -372,6 +377,7 @@ async fn bad_input_gets_invalid_argument_naming_the_field() {
         p.get_journey(pb::GetJourneyRequest { user_id: "stranger".into() }).await.unwrap_err().code(),
         tonic::Code::NotFound
     );
+    drop(journey_counts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,6 +532,8 @@ async fn metrics_count_rpcs_by_status_with_latency_histograms() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
+    // The recorder is process-wide: no other test's GetJourney errors in between.
+    let _counts = JOURNEY_ERRORS.lock().await;
     let before = scrape().await;
     let mut p = srv.profiles();
     p.get_journey(pb::GetJourneyRequest { user_id: "nobody-here".into() }).await.unwrap_err();
