@@ -388,7 +388,15 @@ pub fn decide_batch(r: pb::DecideBatchRequest) -> Result<(DecisionQuery, Vec<Str
 
 /// The `grpc-timeout` header (e.g. `100m`, `2S`), if the caller set a deadline.
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
-    let raw = metadata.get("grpc-timeout")?.to_str().ok()?;
+    parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// A `grpc-timeout` value (e.g. `100m`): 1-8 digits and a unit, per the gRPC spec; anything
+/// else is no deadline.
+pub fn parse_grpc_timeout(raw: &str) -> Option<std::time::Duration> {
+    if !raw.is_ascii() {
+        return None;
+    }
     let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
     // The gRPC spec allows at most 8 digits; anything else is not a timeout we honour.
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {

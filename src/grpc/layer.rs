@@ -195,46 +195,17 @@ fn status_of(headers: &HeaderMap) -> Option<Code> {
 /// The method name of a Touchpoint RPC (a bounded label set); None for health, reflection
 /// and unknown paths.
 pub(crate) fn rpc_name(path: &str) -> Option<&'static str> {
-    const RPCS: [&str; 13] = [
-        "Decide",
-        "DecideBatch",
-        "RecordEvents",
-        "RecordOutcome",
-        "GetProfile",
-        "PutProfile",
-        "DeleteProfile",
-        "GetJourney",
-        "SetConsent",
-        "GetAssignment",
-        "GetExperimentResults",
-        "Reload",
-        "GetStatus",
-    ];
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     if !service.starts_with("touchpoint.v1.") {
         return None;
     }
-    RPCS.iter().find(|r| **r == method).copied()
+    super::limits::RPCS.iter().map(|&(name, _)| name).find(|name| *name == method)
 }
 
 /// The caller's `grpc-timeout` (at most 8 digits and a unit, per the gRPC spec), without
 /// overflow on any input.
 pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.checked_mul(3600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    super::convert::parse_grpc_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
 }
 
 #[cfg(test)]

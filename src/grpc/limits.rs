@@ -17,6 +17,24 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 
+/// Every Touchpoint RPC by method name, with its class: the shedding classes and the metrics
+/// layer's bounded `rpc` labels (`layer::rpc_name`) both come from this one list.
+pub const RPCS: [(&str, Class); 13] = [
+    ("Decide", Class::Interactive),
+    ("GetAssignment", Class::Interactive),
+    ("DecideBatch", Class::Batch),
+    ("RecordEvents", Class::Ingest),
+    ("RecordOutcome", Class::Ingest),
+    ("GetProfile", Class::Profiles),
+    ("PutProfile", Class::Profiles),
+    ("DeleteProfile", Class::Profiles),
+    ("GetJourney", Class::Profiles),
+    ("SetConsent", Class::Profiles),
+    ("Reload", Class::Admin),
+    ("GetStatus", Class::Admin),
+    ("GetExperimentResults", Class::Admin),
+];
+
 /// A method class sharing one concurrency limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -48,14 +66,7 @@ impl Class {
 
     /// The class of an RPC by its method name.
     pub fn of(rpc: &str) -> Option<Class> {
-        Some(match rpc {
-            "Decide" | "GetAssignment" => Class::Interactive,
-            "DecideBatch" => Class::Batch,
-            "RecordEvents" | "RecordOutcome" => Class::Ingest,
-            "GetProfile" | "PutProfile" | "DeleteProfile" | "GetJourney" | "SetConsent" => Class::Profiles,
-            "Reload" | "GetStatus" | "GetExperimentResults" => Class::Admin,
-            _ => return None,
-        })
+        RPCS.iter().find(|(name, _)| *name == rpc).map(|&(_, class)| class)
     }
 
     fn limit(self, l: &LimitsConfig) -> u32 {

@@ -399,27 +399,24 @@ async fn connections_over_the_limit_or_silent_ones_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_call_past_its_deadline_counts_as_deadline_exceeded() {
-    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let redis = RedisServer::start();
     let srv = served(&redis.url(), "ovl-deadline", &[]).await;
     let mut d = srv.decisions();
     d.record_events(pb::RecordEventsRequest { events: vec![crate::grpc_e2e::ev("dl", "dl-0", "page_view", 0, 0.0)] })
         .await
         .unwrap();
     let before = scrape().await;
-    // Redis busy for 2 s: the write cannot finish within the caller's 200 ms.
-    let port = redis.port.to_string();
-    let sleeper = std::thread::spawn(move || {
-        let out = std::process::Command::new("redis-cli").args(["-p", &port, "DEBUG", "SLEEP", "2"]).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK", "{out:?}");
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Redis paused for 2 s (in effect when the command returns): the write cannot finish
+    // within the caller's 200 ms.
+    let mut c = redis.conn();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2000).arg("ALL").query(&mut c).unwrap();
     let mut req = tonic::Request::new(pb::RecordEventsRequest {
         events: vec![crate::grpc_e2e::ev("dl", "dl-1", "page_view", 1, 0.0)],
     });
     req.set_timeout(Duration::from_millis(200));
     let e = d.record_events(req).await.unwrap_err();
     assert!([Code::DeadlineExceeded, Code::Cancelled].contains(&e.code()), "{e:?}");
-    sleeper.join().unwrap();
+    let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut c).unwrap();
     let count = |body: &str| {
         metric(body, "touchpoint_grpc_requests_total", &[("rpc", "RecordEvents"), ("code", "DEADLINE_EXCEEDED")])
     };

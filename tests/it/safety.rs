@@ -142,7 +142,7 @@ async fn a_decision_answered_with_a_fallback_is_never_recorded() {
         }
         let r = d.decide(decide(&user)).await.unwrap().into_inner();
         // Let any write still queued behind the pause run before looking.
-        std::thread::sleep(std::time::Duration::from_millis(pause_ms + 20));
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms + 20)).await;
         let (logged, keys) = recorded(&mut c, &user, &r.decision_id);
         if r.degraded {
             assert_eq!(r.degraded_reason, "store_timeout", "{r:?}");
@@ -159,25 +159,21 @@ async fn a_decision_answered_with_a_fallback_is_never_recorded() {
     assert!(fallback >= 2 && real >= 1, "real {real}, fallback {fallback}");
 }
 
-/// Redis asleep (DEBUG SLEEP, everything blocked) while a Decide is in flight: the answer is
-/// a fallback and, once Redis wakes up, nothing of the decision is there.
+/// Redis blocked for every client (CLIENT PAUSE ALL, in effect when the command returns) while
+/// a Decide is in flight: the answer is a fallback and, once Redis serves again, nothing of the
+/// decision is there.
 #[tokio::test]
 async fn a_decision_in_flight_while_redis_sleeps_leaves_nothing() {
-    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let redis = RedisServer::start();
     let srv = TestServer::with_store(redis_store(&redis.url(), false).await, example_config(&redis.url())).await;
     let mut d = srv.decisions();
-    let url = redis.url();
-    let sleeper = std::thread::spawn(move || {
-        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-        let _: () = redis::cmd("DEBUG").arg("SLEEP").arg("0.3").query(&mut c).unwrap();
-    });
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut c = redis.conn();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(300).arg("ALL").query(&mut c).unwrap();
     let r = d.decide(decide("sleepy")).await.unwrap().into_inner();
-    sleeper.join().unwrap();
     assert!(r.degraded, "{r:?}");
     assert_eq!(r.degraded_reason, "store_timeout");
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let mut c = redis.conn();
+    // Past the pause, and a moment for anything queued behind it to run before looking.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let (logged, keys) = recorded(&mut c, "sleepy", &r.decision_id);
     assert!(!logged);
     assert_eq!(keys, Vec::<String>::new());
