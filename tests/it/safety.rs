@@ -412,28 +412,11 @@ async fn an_erased_key_is_never_stored_again_by_another_server() {
     assert!(b.delete_user("zed").await.unwrap() >= 2);
 
     let rec = touchpoint::domain::decision::DecisionRecord {
-        decision_id: "dz".into(),
-        user_id: "zed".into(),
         at: 20,
-        channel: "web".into(),
-        placement: String::new(),
         limit: 1,
-        context: Default::default(),
-        stage: "awareness".into(),
-        lapsed: false,
-        segments: vec![],
-        config_version: "v".into(),
-        model_versions: Default::default(),
-        features: Default::default(),
-        scores: Default::default(),
-        degraded: false,
         seed: 1,
-        chosen: vec![],
-        candidates: vec![],
-        suppression: None,
         state: loaded.state,
-        contacts: Default::default(),
-        assignments: Default::default(),
+        ..crate::store_suite::decision("zed", "dz", &[])
     };
     assert!(a.log_decision(&rec, &ContactGuard::default(), None).await.unwrap().logged());
     let mut events = Vec::new();

@@ -82,7 +82,7 @@ fn event(user: &str, id: &str, kind: &str, ts: i64) -> Event {
     }
 }
 
-fn decision(user: &str, id: &str, offers: &[&str]) -> DecisionRecord {
+pub(crate) fn decision(user: &str, id: &str, offers: &[&str]) -> DecisionRecord {
     DecisionRecord {
         decision_id: id.into(),
         user_id: user.into(),
