@@ -70,6 +70,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = demo_config(vars, &entry)?;
     let versions = config.policy.models.versions();
     let server = config.file.server.clone();
+    // The quick load keeps as many calls in flight as the server admits
+    // (`server.limits.interactive`): more would be shed with RESOURCE_EXHAUSTED, not queued.
+    let in_flight = server.limits.interactive as usize;
     let store = touchpoint::store::open(&config.file.redis).await?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
 
@@ -188,15 +191,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_journey(&profiles.get_journey(pb::GetJourneyRequest { user_id: visitor }).await?.into_inner());
 
-    println!("\n== Quick load: 5,000 Decide calls, 32 in flight ==");
+    println!("\n== Quick load: 5,000 Decide calls, {in_flight} in flight ==");
     let users: Vec<String> = sim.users.iter().map(|u| u.user_id.clone()).collect();
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..32 {
+    for w in 0..in_flight {
         let mut client = decisions.clone();
         let users = users.clone();
         tasks.spawn(async move {
-            for i in (w..5000).step_by(32) {
+            for i in (w..5000).step_by(in_flight) {
                 let req = pb::DecideRequest {
                     user_id: users[i % users.len()].clone(),
                     channel: "web".into(),

@@ -1,5 +1,6 @@
 //! `[server.limits]`: concurrency limits per method class, the store circuit breaker, and the
-//! HTTP/2 and connection limits of the gRPC server. Defaults suit a 2-core box.
+//! HTTP/2 and connection limits of the gRPC server. Defaults suit a 2-core box; the
+//! interactive limit scales with the CPU cores.
 use super::Problems;
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct LimitsConfig {
     /// Interactive calls in flight (`Decide`, `GetAssignment`); more get RESOURCE_EXHAUSTED.
+    /// Default: `default_interactive()`, 4 per CPU core.
     pub interactive: u32,
     /// `DecideBatch` calls in flight.
     pub batch: u32,
@@ -41,10 +43,20 @@ pub struct LimitsConfig {
     pub handshake_timeout_ms: u64,
 }
 
+/// The default interactive limit: 4 calls in flight per CPU core, at least 8 and at most 256.
+/// An admitted call waits behind at most the others in flight, so its latency is about
+/// limit / throughput (Little's law): 4 per core keeps every core busy (a Redis-backed
+/// `Decide` spends about half its time waiting on Redis) while an admitted call queues behind
+/// about 2 ms of work at most here, not the 7–9 ms that 32 gave on 2 cores (BENCHMARKS.md).
+pub fn default_interactive() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores.saturating_mul(4)).unwrap_or(u32::MAX).clamp(8, 256)
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            interactive: 32,
+            interactive: default_interactive(),
             batch: 8,
             batch_decisions: 16,
             ingest: 32,
@@ -107,5 +119,13 @@ mod tests {
         check(&LimitsConfig { interactive: 0, keepalive_timeout_ms: 0, ..Default::default() }, &mut p);
         let entries: Vec<&str> = p.list.iter().map(|(e, _)| e.as_str()).collect();
         assert_eq!(entries, ["server.limits.interactive", "server.limits.keepalive_timeout_ms"]);
+    }
+
+    #[test]
+    fn the_interactive_default_is_four_per_core_within_bounds() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+        let d = LimitsConfig::default().interactive;
+        assert_eq!(d, (4 * cores).clamp(8, 256));
+        assert!((8..=256).contains(&d));
     }
 }

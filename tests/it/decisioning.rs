@@ -159,10 +159,14 @@ eligibility = "scores.churn > 0.5"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caps_and_contact_limits_hold_under_concurrent_decide_and_decide_batch() {
     let redis = RedisServer::start();
-    // A generous store budget: this test is about limits, not about degrading under load.
+    // A generous store budget and room for every call at once: this test is about caps and
+    // contact limits under concurrency, not about degrading or shedding under load.
     let body = r#"
 [decisions]
 deadline_ms = 10000
+
+[server.limits]
+interactive = 64
 
 [[offers]]
 id = "promo"

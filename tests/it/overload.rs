@@ -430,3 +430,62 @@ async fn a_unary_call_past_its_deadline_counts_as_deadline_exceeded() {
     }
     assert_eq!(count(&after) - count(&before), 1.0, "{after}");
 }
+
+/// A gRPC request frame: uncompressed flag, big-endian length, message.
+fn grpc_frame(msg: &impl prost::Message) -> bytes::Bytes {
+    let body = msg.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame.into()
+}
+
+/// A `Decide` request's headers for a raw HTTP/2 client.
+fn decide_headers(addr: std::net::SocketAddr) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/touchpoint.v1.Decisions/Decide"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {}", crate::harness::TEST_KEY))
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_limits_are_advertised_and_cancelling_clients_keep_their_connection() {
+    let srv =
+        served(&shared_redis().url(), "ovl-h2", &[("TOUCHPOINT_SERVER_LIMITS_MAX_CONCURRENT_STREAMS", "7")]).await;
+    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    // One full call: the server's SETTINGS have arrived once it is answered.
+    let call = |client: &mut h2::client::SendRequest<bytes::Bytes>, user: &str| {
+        let (response, mut body) = client.send_request(decide_headers(srv.addr), false).unwrap();
+        body.send_data(grpc_frame(&decide(user)), true).unwrap();
+        async move {
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 200);
+            let mut body = response.into_body();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            let trailers = body.trailers().await.unwrap().unwrap_or_default();
+            trailers.get("grpc-status").map(|v| v.to_str().unwrap().to_string())
+        }
+    };
+    assert_eq!(call(&mut client, "h2-a").await.as_deref(), Some("0"));
+    assert_eq!(client.current_max_send_streams(), 7, "max_concurrent_streams is advertised");
+    // 100 streams reset by the client right after their headers (a client cancelling on its
+    // deadline), written together so the server sees each reset before it accepts the stream:
+    // h2's default of 20 such resets would close the connection with GOAWAY.
+    for _ in 0..100 {
+        client = client.ready().await.unwrap();
+        let (_response, mut body) = client.send_request(decide_headers(srv.addr), false).unwrap();
+        body.send_reset(h2::Reason::CANCEL);
+    }
+    // The connection still serves calls.
+    client = client.ready().await.unwrap();
+    assert_eq!(call(&mut client, "h2-b").await.as_deref(), Some("0"), "the connection survived the resets");
+    assert!(!conn.is_finished(), "the connection is open");
+}

@@ -175,7 +175,8 @@ fn report(name: &str, o: &Outcomes, len: Duration) {
 pub(super) async fn run(
     redis_url: &str,
     flood_calls: usize,
-    flood_rate: Option<u32>,
+    flood_rate: u32,
+    rounds: usize,
     seconds: u64,
 ) -> anyhow::Result<()> {
     let mut vars = vec![
@@ -231,32 +232,53 @@ pub(super) async fn run(
     let flood = run_phase(&flood_channels, flood_calls, len).await;
     report("flood", &flood, len);
     let (idle_p99, admitted_p99) = (q(&idle.admitted, 0.99), q(&flood.admitted, 0.99));
+    // No verdict here: the flood's 500 clients run in this process, on the server's own
+    // runtime, so their client work is measured too. The h2load rounds below decide.
     println!(
-        "admitted p99 under flood / idle p99: {admitted_p99:.2} / {idle_p99:.2} ms = {:.2} (target <= 3): {}; \
-         shed calls answered in p99 {:.3} ms; touchpoint_requests_shed_total{{class=\"interactive\"}} +{:.0}",
+        "admitted p99 under the in-process flood / idle p99: {admitted_p99:.2} / {idle_p99:.2} ms = {:.2} \
+         (flood clients share this process: see the h2load rounds); shed calls answered in p99 {:.3} ms; \
+         touchpoint_requests_shed_total{{class=\"interactive\"}} +{:.0}",
         admitted_p99 / idle_p99.max(0.001),
-        verdict(admitted_p99 <= 3.0 * idle_p99),
         q(&flood.shed, 0.99),
         shed_total(metrics) - shed_before
     );
     // The same flood from another process (h2load), so that the flood's client work is not
-    // this process's: the light probe's p99 is then what an admitted caller sees.
+    // this process's: the light probe's p99 is then what an admitted caller sees. Rounds
+    // alternate an idle phase and a flood phase, because this shared machine's noise moves
+    // the idle p99 itself from round to round; the verdict is on the median ratio.
     if std::process::Command::new("h2load").arg("--version").output().is_ok() {
-        let shed_before = shed_total(metrics);
-        let (probe, h2) = tokio::join!(
-            run_phase(&idle_channels, IDLE_CALLS, len),
-            external_flood(addr, &api_key, flood_calls, flood_rate, len)
-        );
-        report("probe", &probe, len);
-        let rate = flood_rate.map_or("as fast as answered".to_string(), |r| format!("at most {r} calls/s"));
-        println!("  h2load flood ({flood_calls} streams in flight, {rate}, another process): {}", h2?);
-        let probe_p99 = q(&probe.admitted, 0.99);
+        let rate =
+            if flood_rate == 0 { "as fast as answered".to_string() } else { format!("at most {flood_rate} calls/s") };
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            let idle = run_phase(&idle_channels, IDLE_CALLS, len).await;
+            let shed_before = shed_total(metrics);
+            let (probe, h2) = tokio::join!(
+                run_phase(&idle_channels, IDLE_CALLS, len),
+                external_flood(addr, &api_key, flood_calls, flood_rate, len)
+            );
+            println!("round {round}/{rounds}");
+            report("  idle ", &idle, len);
+            report("  probe", &probe, len);
+            println!("  h2load flood ({flood_calls} streams in flight, {rate}, another process): {}", h2?);
+            let (idle_p99, probe_p99) = (q(&idle.admitted, 0.99), q(&probe.admitted, 0.99));
+            let ratio = probe_p99 / idle_p99.max(0.001);
+            println!(
+                "  probe p99 under the h2load flood / idle p99: {probe_p99:.2} / {idle_p99:.2} ms = {ratio:.2}; \
+                 shed calls answered in p99 {:.3} ms; touchpoint_requests_shed_total{{class=\"interactive\"}} +{:.0}",
+                q(&probe.shed, 0.99),
+                shed_total(metrics) - shed_before
+            );
+            ratios.push(ratio);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
         println!(
-            "probe p99 under the h2load flood / idle p99: {probe_p99:.2} / {idle_p99:.2} ms = {:.2} (target <= 3): {}; \
-             touchpoint_requests_shed_total{{class=\"interactive\"}} +{:.0}",
-            probe_p99 / idle_p99.max(0.001),
-            verdict(probe_p99 <= 3.0 * idle_p99),
-            shed_total(metrics) - shed_before
+            "h2load flood, {rounds} rounds: admitted (probe) p99 / idle p99 median {median:.2} (range {:.2}-{:.2}; \
+             target <= 3): {}",
+            ratios[0],
+            ratios[ratios.len() - 1],
+            verdict(median <= 3.0)
         );
     } else {
         println!("(h2load not found: install nghttp2-client for the flood from another process)");
@@ -267,13 +289,13 @@ pub(super) async fn run(
 }
 
 /// Runs h2load against `addr` for `len` with `calls` Decide streams in flight over
-/// `FLOOD_CONNECTIONS` connections (at most `rate` calls/s in all when given), and returns its summary lines (rate, status counts,
-/// time per request: mostly refused calls).
+/// `FLOOD_CONNECTIONS` connections (at most `rate` calls/s in all; 0: unbounded), and returns
+/// its summary lines (rate, status counts, time per request: mostly refused calls).
 async fn external_flood(
     addr: std::net::SocketAddr,
     key: &str,
     calls: usize,
-    rate: Option<u32>,
+    rate: u32,
     len: Duration,
 ) -> anyhow::Result<String> {
     use prost::Message;
@@ -292,7 +314,7 @@ async fn external_flood(
         .arg(&path)
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
         .args(["-H", &format!("authorization: Bearer {key}")])
-        .args(rate.map(|r| format!("--rps={}", (r as usize).div_ceil(FLOOD_CONNECTIONS).max(1))))
+        .args((rate > 0).then(|| format!("--rps={}", (rate as usize).div_ceil(FLOOD_CONNECTIONS).max(1))))
         .arg(format!("http://{addr}/touchpoint.v1.Decisions/Decide"));
     let out = tokio::task::spawn_blocking(move || cmd.output()).await?;
     let _ = std::fs::remove_file(&path);

@@ -54,9 +54,14 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     flood_calls: usize,
     /// With `--flood`: cap the h2load flood from another process at this many calls/s in all
-    /// (h2load's `--rps`, split over its connections); default: as fast as answers come back.
-    #[arg(long)]
-    flood_rate: Option<u32>,
+    /// (h2load's `--rps`, split over its connections; about twice what this 2-core machine
+    /// serves); 0: as fast as answers come back.
+    #[arg(long, default_value_t = 10_000)]
+    flood_rate: u32,
+    /// With `--flood`: alternating rounds of idle and h2load-flood phases (the ratio reported
+    /// is the median of the rounds).
+    #[arg(long, default_value_t = 3)]
+    flood_rounds: usize,
 }
 
 const EXAMPLE: &str = include_str!("../../../examples/touchpoint.toml");
@@ -93,7 +98,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if args.flood_calls == 0 || args.flood_calls > 20_000 {
             bail!("--flood-calls must be 1..=20000");
         }
-        return flood::run(&args.redis_url, args.flood_calls, args.flood_rate, args.seconds).await;
+        return flood::run(&args.redis_url, args.flood_calls, args.flood_rate, args.flood_rounds.max(1), args.seconds)
+            .await;
     }
     let phase_len = Duration::from_secs(args.seconds);
     let c = args.concurrency;
@@ -115,7 +121,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (api_key, entry) = super::keys::mint_all();
     let key = ApiKey::new(Some(&api_key)).map_err(anyhow::Error::msg)?;
     let toml = format!("{toml}\n{entry}");
-    // Except the server limits, so that they can be compared (TOUCHPOINT_SERVER_LIMITS_*).
+    // This measures throughput, not shedding: the server admits the calls the load keeps in
+    // flight. The server limits may still be set from the environment to compare them
+    // (TOUCHPOINT_SERVER_LIMITS_*).
+    vars.push(("TOUCHPOINT_SERVER_LIMITS_INTERACTIVE".to_string(), args.concurrency.max(8).to_string()));
     vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("TOUCHPOINT_SERVER_LIMITS_")));
     let config = Config::from_toml(&toml, "examples/touchpoint.toml", vars)?;
     let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
