@@ -57,10 +57,15 @@ export TOUCHPOINT_API_KEY=$(printf '%s\n' "$minted" | awk '/^  tpk_/ {print $1}'
 printf '%s\n' "$minted" | sed -n '/^\[\[auth.keys\]\]/,$p' | sed 's/^\[\[auth.keys\]\]/[[keys]]/' >"$work/keys.toml"
 export TOUCHPOINT_AUTH_KEYS_FILE=$work/keys.toml
 gport=$(free_port) mport=$(free_port)
+# The issue 9 bench config: the example config (5 stages, rules) with its two models loaded.
+# Explanations are off: the Decide body does not ask for them.
+{ cat examples/touchpoint.toml
+  printf '\n[models]\nchurn = "%s"\npurchase = "%s"\n' "$PWD/examples/models/churn.json" "$PWD/examples/models/purchase.json"
+} >"$work/touchpoint.toml"
 # Throughput, not shedding, is measured: the interactive limit admits every stream in flight.
 TOUCHPOINT_SERVER_LISTEN=127.0.0.1:$gport TOUCHPOINT_SERVER_METRICS_LISTEN=127.0.0.1:$mport \
   TOUCHPOINT_SERVER_LIMITS_INTERACTIVE=$((conns * streams)) \
-  TOUCHPOINT_REDIS_URL=$url RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config examples/touchpoint.toml >"$work/server.log" 2>&1 &
+  TOUCHPOINT_REDIS_URL=$url RUST_LOG=${RUST_LOG:-warn} "$bin" serve --config "$work/touchpoint.toml" >"$work/server.log" 2>&1 &
 spid=$!
 pids+=($spid)
 addr=http://127.0.0.1:$gport
@@ -74,6 +79,10 @@ headers=(-H 'content-type: application/grpc' -H 'te: trailers')
 [ -n "${TOUCHPOINT_API_KEY:-}" ] && headers+=(-H "authorization: Bearer $TOUCHPOINT_API_KEY")
 
 metric() { tp_metric "$mport" "$@"; }
+redis_net_in() {
+  [ "$store" = redis ] || { echo 0; return; }
+  redis-cli -p "$rport" info stats | awk -F: '/^total_net_input_bytes/ {print $2+0}'
+}
 redis_usec() {
   [ "$store" = redis ] || { echo 0; return; }
   redis-cli -p "$rport" info commandstats | python3 -c '
@@ -92,6 +101,7 @@ run() { # name path body
   can0=$(tp_resets "$mport" "$rpc")
   deg0=$(metric touchpoint_decisions_degraded_total)
   t0=$(cpu_ticks "$spid")
+  local in0; in0=$(redis_net_in)
   out=$(h2load -D "$duration" --warm-up-time=1 -c "$conns" -m "$streams" -d "$body" "${headers[@]}" "$addr$path")
   local t1 ok1 bad1 can1 deg1 rps done_n us_server us_redis
   t1=$(cpu_ticks "$spid")
@@ -103,14 +113,15 @@ run() { # name path body
   done_n=$(grep -oP 'requests: .* \K[0-9]+(?= succeeded)' <<<"$out")
   us_server=$(python3 -c "print(round(($t1-$t0)/$hz*1e6/max($done_n,1), 1))")
   us_redis=$(python3 -c "print(round($(redis_usec)/max($done_n,1), 1))")
+  local b_redis; b_redis=$(python3 -c "print(round(($(redis_net_in)-$in0)/max($done_n,1)))")
   # Streams reset when h2load stopped are not failures (bench/lib.sh, tp_resets).
   local cancelled=$(( can1 - can0 ))
   [ "$cancelled" -le $(( conns * streams )) ] || cancelled=0
   local not_ok=$(( (bad1 - bad0) - (ok1 - ok0) - cancelled )) degraded=$(( deg1 - deg0 ))
   [ "$rpc" = Check ] && { not_ok=0; degraded=0; }
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$us_server" "$us_redis" "$not_ok" "$degraded" >>"$results"
-  printf '  %-8s %10s calls/s  server %6s us/call  redis %5s us/call  non-OK %s  degraded %s\n' \
-    "$name" "$rps" "$us_server" "$us_redis" "$not_ok" "$degraded"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$us_server" "$us_redis" "$not_ok" "$degraded" "$b_redis" >>"$results"
+  printf '  %-8s %10s calls/s  server %6s us/call  redis %5s us/call  %5s B/call to redis  non-OK %s  degraded %s\n' \
+    "$name" "$rps" "$us_server" "$us_redis" "$b_redis" "$not_ok" "$degraded"
 }
 
 echo "store=$store rounds=$rounds duration=${duration}s clients=$conns streams=$streams ($(nproc) cores)"
@@ -119,6 +130,11 @@ for r in $(seq "$rounds"); do
   run health /grpc.health.v1.Health/Check "$work/health.bin" Check
   run decide /touchpoint.v1.Decisions/Decide "$work/decide.bin" Decide
 done
+if [ "$store" = redis ]; then
+  # What a decision leaves in Redis: the decision log's memory per entry.
+  n=$(redis-cli -p "$rport" xlen tp:dlog) mem=$(redis-cli -p "$rport" memory usage tp:dlog samples 0)
+  echo "decision log: $n entries, $(python3 -c "print(round(${mem:-0}/max(${n:-0},1)))") B of Redis memory per entry (MEMORY USAGE)"
+fi
 curl -s "http://127.0.0.1:$mport/metrics" | grep '^touchpoint_grpc_requests_total{' | grep 'rpc="Decide"' \
   | grep -v 'code="OK"' | sed 's/^/  not OK (CANCELLED\/UNKNOWN: streams reset when h2load stopped): /' || true
 python3 - "$results" <<'EOF'
@@ -131,7 +147,7 @@ print(f"median calls/s: health {st.median(h):.0f} (range {min(h):.0f}-{max(h):.0
       f"decide {st.median(d):.0f} (range {min(d):.0f}-{max(d):.0f})")
 print(f"decide/health ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}; median {st.median(ratios):.2f}")
 print(f"median server CPU per call: health {st.median(col('health', 2)):.1f} us, decide {st.median(col('decide', 2)):.1f} us; "
-      f"Redis CPU per decide {st.median(col('decide', 3)):.1f} us")
+      f"Redis CPU per decide {st.median(col('decide', 3)):.1f} us; sent to Redis per decide {st.median(col('decide', 6)):.0f} B")
 bad = sum(col("decide", 4)); deg = sum(col("decide", 5))
 print(f"decide calls not OK: {bad:.0f}; degraded: {deg:.0f}")
 sys.exit(1 if bad else 0)

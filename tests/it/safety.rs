@@ -112,9 +112,10 @@ fn recorded(c: &mut redis::Connection, user: &str, decision_id: &str) -> (bool, 
             .arg(decision_id)
             .query(c)
             .unwrap();
-    let log: Vec<(String, Vec<(String, String)>)> =
-        redis::cmd("XRANGE").arg("tp:dlog").arg("-").arg("+").query(c).unwrap();
-    let logged = log.iter().any(|(_, f)| f.iter().any(|(k, v)| k == "id" && v == decision_id));
+    // Values as bytes: a decision's record (`bin`) is binary.
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let log: Vec<Entry> = redis::cmd("XRANGE").arg("tp:dlog").arg("-").arg("+").query(c).unwrap();
+    let logged = log.iter().any(|(_, f)| f.iter().any(|(k, v)| k == "id" && v == decision_id.as_bytes()));
     assert_eq!(in_recent, logged, "recent decisions and the log agree for {user}");
     (logged, keys)
 }

@@ -122,11 +122,27 @@ pub fn encode_event(e: &Event) -> Vec<(&'static str, String)> {
     f
 }
 
+/// The fields of a stream entry as read back: values are bytes (the decision log's `bin` is
+/// binary; every other value is text).
+pub type EntryFields = [(String, Vec<u8>)];
+
+/// Entries (id, fields) of one XRANGE page.
+pub type StreamPage = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+/// A text field of an entry ("" when absent or not UTF-8).
+fn text<'f>(fields: &'f EntryFields, name: &str) -> &'f str {
+    fields.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok()).unwrap_or("")
+}
+
 /// A journey-log entry: sealed (`kid`, `enc`: None when its key was erased) or, written
 /// before sealing, in clear.
-pub fn decode_sealed_event(fields: &[(String, String)], keys: &Keyring) -> Result<Option<Event>, StoreError> {
+pub fn decode_sealed_event(fields: &EntryFields, keys: &Keyring) -> Result<Option<Event>, StoreError> {
     match open_sealed(fields, keys, "journey log")? {
-        Sealed::Clear => decode_event(fields).map(Some),
+        Sealed::Clear => {
+            let clear: Vec<(String, String)> =
+                fields.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+            decode_event(&clear).map(Some)
+        }
         Sealed::Erased => Ok(None),
         Sealed::Open(plain) => {
             let map: BTreeMap<String, String> = serde_json::from_slice(&plain)
@@ -145,19 +161,25 @@ enum Sealed {
     Open(Vec<u8>),
 }
 
-fn open_sealed(fields: &[(String, String)], keys: &Keyring, what: &str) -> Result<Sealed, StoreError> {
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let Some(kid) = get("kid") else { return Ok(Sealed::Clear) };
+/// Opens an entry sealed with its user's key: raw bytes in `bin` (decision records since
+/// issue 9) or base64 in `enc`.
+fn open_sealed(fields: &EntryFields, keys: &Keyring, what: &str) -> Result<Sealed, StoreError> {
+    let kid = text(fields, "kid");
+    if kid.is_empty() {
+        return Ok(Sealed::Clear);
+    }
     let Some(key) = keys.get(kid) else { return Ok(Sealed::Erased) };
-    key.open(get("enc").unwrap_or_default())
-        .map(Sealed::Open)
-        .ok_or_else(|| StoreError::Corrupt(format!("{what} entry sealed with {kid} does not open")))
+    let opened = match fields.iter().find(|(k, _)| k == "bin") {
+        Some((_, raw)) => key.open_raw(raw),
+        None => key.open(text(fields, "enc")),
+    };
+    opened.map(Sealed::Open).ok_or_else(|| StoreError::Corrupt(format!("{what} entry sealed with {kid} does not open")))
 }
 
 /// The key ids of a page's entries.
-pub fn key_ids(page: &[(String, Vec<(String, String)>)]) -> Vec<String> {
+pub fn key_ids(page: &StreamPage) -> Vec<String> {
     let mut ids: Vec<String> =
-        page.iter().filter_map(|(_, f)| f.iter().find(|(k, _)| k == "kid").map(|(_, v)| v.clone())).collect();
+        page.iter().map(|(_, f)| text(f, "kid")).filter(|k| !k.is_empty()).map(str::to_string).collect();
     ids.sort();
     ids.dedup();
     ids
@@ -189,20 +211,18 @@ pub fn encode_decision_offers(rec: &DecisionRecord) -> String {
     rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",") + "|"
 }
 
-/// A decision-log stream entry: `kind`, `id` and the record, sealed (`kid`, `enc`;
-/// `DecisionLogEntry::Erased` when its key was erased) or, written before sealing, in `json`.
-pub fn decode_decision_log_entry(fields: &[(String, String)], keys: &Keyring) -> Result<DecisionLogEntry, StoreError> {
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
+/// A decision-log stream entry: `kind`, `id` and the record, sealed (`kid` and `bin`, or `enc`
+/// before issue 9; `DecisionLogEntry::Erased` when its key was erased) or, written before
+/// sealing, in `json`. A decision record is `logrec`'s binary encoding or, before it, JSON.
+pub fn decode_decision_log_entry(fields: &EntryFields, keys: &Keyring) -> Result<DecisionLogEntry, StoreError> {
     let plain = match open_sealed(fields, keys, "decision log")? {
-        Sealed::Clear => get("json").as_bytes().to_vec(),
-        Sealed::Erased => return Ok(DecisionLogEntry::Erased { id: get("id").to_string() }),
+        Sealed::Clear => text(fields, "json").as_bytes().to_vec(),
+        Sealed::Erased => return Ok(DecisionLogEntry::Erased { id: text(fields, "id").to_string() }),
         Sealed::Open(plain) => plain,
     };
-    let json = String::from_utf8_lossy(&plain);
-    let json = json.as_ref();
-    let parsed = match get("kind") {
-        "decision" => serde_json::from_str(json).map(|d| DecisionLogEntry::Decision(Box::new(d))),
-        _ => serde_json::from_str(json).map(DecisionLogEntry::Outcome),
+    let parsed = match text(fields, "kind") {
+        "decision" => super::logrec::decode(&plain).map(|d| DecisionLogEntry::Decision(Box::new(d))),
+        _ => serde_json::from_slice(&plain).map(DecisionLogEntry::Outcome).map_err(|e| e.to_string()),
     };
     parsed.map_err(|e| StoreError::Corrupt(format!("decision log entry: {e}")))
 }

@@ -1,16 +1,13 @@
 //! Reading the log streams back (exports, `touchpoint replay`): page by page, shard by shard,
 //! opening each sealed entry with its user's key from the keyring of the shard's slot. Entries
 //! whose key was erased (`DeleteProfile`) stay unreadable.
-use super::codec::{self, Keyring};
+use super::codec::{self, Keyring, StreamPage};
 use super::seal::UserKey;
 use super::{RedisStore, StoreError};
 use futures::StreamExt;
 
 /// Receives the fields of each stream entry during an export, with the keys of its page.
-pub(super) type FieldSink<'a> = dyn FnMut(&[(String, String)], &Keyring) + Send + 'a;
-
-/// Entries (id, fields) of one XRANGE page.
-type StreamPage = Vec<(String, Vec<(String, String)>)>;
+pub(super) type FieldSink<'a> = dyn FnMut(&codec::EntryFields, &Keyring) + Send + 'a;
 
 /// Entries asked for per XRANGE during an export.
 const STREAM_PAGE: usize = 1000;

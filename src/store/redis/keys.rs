@@ -19,7 +19,7 @@
 //! | `tp:{model:<name>}:v` | hash | model registry: version -> artifact JSON |
 //! | `tp:{model:<name>}:current` | string | the version in use |
 //! | `tp:{model:<name>}:history` | list | earlier `current` versions, for rollback |
-//! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions and outcomes (`kind`, `id`, `kid`, sealed `enc`) |
+//! | `tp:dlog` / `tp:dlog:{tag}` | stream | decision log: decisions (`kind`, `id`, `kid`, `bin`: the sealed binary record, `logrec.rs`) and outcomes (`kid`, sealed JSON in `enc`) |
 //!
 //! On a single node the logs are one stream each. On a cluster, a Lua script may only touch
 //! keys of one slot, so the logs are sharded by slot: `{tag}` is a short string chosen to hash

@@ -29,6 +29,7 @@ mod codec;
 mod errors;
 mod export;
 pub mod keys;
+mod logrec;
 mod scripts;
 mod seal;
 
@@ -270,17 +271,22 @@ impl Store for RedisStore {
         event_ids: &[&str],
         contacts_since: Option<Millis>,
     ) -> Result<LoadedUser, StoreError> {
-        let inv = LoadArgs { user: user_id, contacts_since, event_ids }.invocation(&self.scripts, &self.keys);
+        let args = LoadArgs { user: user_id, contacts_since, event_ids };
+        let pipeline = args.pipeline(&self.keys);
+        // A command's error (NOAUTH, a key of the wrong type) comes back as that command's
+        // reply (`ignore_errors`), raised here with its own code so that it is classified like
+        // any other (the pipeline's own error would wrap every reply's error in one).
+        let replies: Vec<Value> = self
+            .run(|mut c| async move {
+                let replies: Vec<Value> = pipeline.query_async(&mut c).await?;
+                replies.into_iter().map(Value::extract_error).collect()
+            })
+            .await?;
         let (fields, transitions, seen, contacts, marks, key): Loaded =
-            self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            args.decode(replies).map_err(|e| StoreError::Internal(format!("reading a user: {e}")))?;
         let (version, state) = codec::decode_profile(fields, transitions)?;
-        self.key_cache.put(user_id, UserKey::parse(&key));
-        Ok(LoadedUser {
-            version,
-            state,
-            seen: seen.into_iter().map(|s| s == 1).collect(),
-            contacts: codec::decode_contacts(contacts, marks)?,
-        })
+        self.key_cache.put(user_id, key.as_deref().and_then(UserKey::parse));
+        Ok(LoadedUser { version, state, seen, contacts: codec::decode_contacts(contacts, marks)? })
     }
 
     async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {

@@ -6,7 +6,7 @@
 -- Needs user_key.lua prepended.
 -- KEYS (DecisionArgs): 1 decisions hash, 2 decision index, 3 decision log, 4 contacts,
 --       5 exposures, 6 experiment counters, 7 sealing key, 8 keyring.
--- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record JSON sealed,
+-- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record sealed (raw bytes),
 --       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
 --       10 write by (ms since the epoch, '' = no deadline), 11 sealing key (user_key's arg),
 --       12 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
@@ -59,7 +59,7 @@ if #offers > 0 then
   redis.call('PEXPIRE', KEYS[4], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'kid',
-  string.match(ARGV[11], '^%a+:([^:]*)'), 'enc', ARGV[5])
+  string.match(ARGV[11], '^%a+:([^:]*)'), 'bin', ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
