@@ -43,3 +43,11 @@ tp_resets() {
   echo $(( $(tp_metric "$1" touchpoint_grpc_requests_total "rpc=\"$2\"" 'code="CANCELLED"') \
     + $(tp_metric "$1" touchpoint_grpc_requests_total "rpc=\"$2\"" 'code="UNKNOWN"') ))
 }
+
+# redis_cpu_usec PORT: CPU the redis-server at PORT has used so far (INFO cpu, user + system), in
+# microseconds. Per-call Redis CPU is its difference over a run divided by the calls: unlike the
+# sum of INFO commandstats, it does not count a command run inside a script twice (in its own
+# line and in the script's), and it includes the networking Redis does per call.
+redis_cpu_usec() {
+  redis-cli -p "$1" info cpu | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {printf "%d\n", t * 1e6}'
+}

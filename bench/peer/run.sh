@@ -129,16 +129,12 @@ import glob, json, sys
 s = [json.load(open(f)) for f in glob.glob(sys.argv[1] + "/*.json")]
 print(sum(x["invalid"] + x["error"] for x in s), sum(x["degraded"] for x in s))' "$work/stats"
 }
-redis_usec() {
-  redis-cli -p "$rport" info commandstats | python3 -c '
-import sys, re
-print(sum(int(m.group(1)) for m in re.finditer(r"usec=(\d+)", sys.stdin.read())))'
-}
+redis_usec() { redis_cpu_usec "$rport"; }
 peer_pids=$(cat "$work/peer.pids")
 results=$work/results.tsv
 run() { # server name path body
-  local who=$1 name=$2 path=$3 body=$4 addr ok0 all0 deg0 t0 out res0=0
-  redis-cli -p "$rport" config resetstat >/dev/null
+  local who=$1 name=$2 path=$3 body=$4 addr ok0 all0 deg0 t0 out res0=0 r0
+  r0=$(redis_usec)
   if [ "$who" = touchpoint ]; then
     addr=$tp
     ok0=$(metric touchpoint_grpc_requests_total 'rpc="Decide"' 'code="OK"')
@@ -175,7 +171,7 @@ run() { # server name path body
   non2xx=$(grep -oP 'status codes: .*' <<<"$out" | awk -F'[ ,]+' '{print $5 + $7 + $9}')
   non2xx=$((non2xx + $(grep -oP 'requests: .*' <<<"$out" | awk -F'[ ,]+' '{print $10 + $12 + $14}')))
   us_server=$(python3 -c "print(round(($t1-$t0)/$hz*1e6/max($done_n,1), 1))")
-  us_redis=$(python3 -c "print(round($(redis_usec)/max($done_n,1), 1))")
+  us_redis=$(python3 -c "print(round(($(redis_usec)-$r0)/max($done_n,1), 1))")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$who" "$name" "$rps" "$us_server" "$us_redis" "$((not_ok + non2xx))" "$degraded" >>"$results"
   printf '  %-10s %-6s %9s calls/s  server %7s us/call  redis %5s us/call  not OK %s  degraded %s\n' \
     "$who" "$name" "$rps" "$us_server" "$us_redis" "$((not_ok + non2xx))" "$degraded"
