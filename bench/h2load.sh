@@ -29,6 +29,7 @@ done
 
 need=()
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v curl >/dev/null || need+=(curl)
 [ "$store" = redis ] && { command -v redis-server >/dev/null || need+=(redis-server); }
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

@@ -6,13 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # openssl: the rediss:// test makes its CA and server certificate with the openssl CLI.
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 \
-  || ! command -v openssl >/dev/null 2>&1; then
-  echo "installing redis-server and openssl (tests start their own servers on random ports)"
+# nghttp2-client (h2load) and curl: the smoke run of bench/h2load.sh (tests/it/cli.rs).
+need=()
+command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || need+=(redis-server)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} (tests start their own servers on random ports)"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server openssl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 # Property tests (tests/it/fuzz.rs) draw a fresh seed on each local run; CI uses a fixed one so

@@ -38,6 +38,7 @@ done
 need=()
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null

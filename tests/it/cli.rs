@@ -150,3 +150,32 @@ fn bad_config_exits_64_naming_entry_and_line() {
     assert_eq!(code, 64);
     assert!(err.contains("cannot read"), "{err}");
 }
+
+/// The load generator runs end to end (issue 9: benchmarks are not timed tests; CI only checks
+/// that they run). One second per phase on the embedded store, a few hundred users.
+#[test]
+fn the_load_generator_runs() {
+    let (code, out, err) = touchpoint(&["bench", "--users", "200", "--seconds", "1", "--concurrency", "4"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for phase in ["Decide", "RecordEvents", "DecideBatch", "echo"] {
+        assert!(out.contains(phase), "the report names the {phase} phase:\n{out}");
+    }
+}
+
+/// bench/h2load.sh (the independent load generator) runs one short round against this build,
+/// on its own redis-server, and checks every call answered OK (it exits 1 otherwise).
+#[test]
+fn the_independent_load_generator_runs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("bash")
+        .arg(format!("{root}/bench/h2load.sh"))
+        .args(["--rounds", "1", "--duration", "1", "--conns", "2", "--streams", "2"])
+        .env("TOUCHPOINT_BIN", env!("CARGO_BIN_EXE_touchpoint"))
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("decide calls not OK: 0"), "{stdout}");
+    assert!(stdout.contains("B of Redis memory per entry"), "{stdout}");
+}
