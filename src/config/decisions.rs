@@ -97,6 +97,16 @@ pub fn fallbacks(file: &FileConfig, catalogue: &Catalogue, p: &mut Problems) -> 
         if !channels.contains(&f.channel) {
             p.add(format!("{entry}.channel"), format!("unknown channel {:?}", f.channel));
         }
+        if file.journey.consent_channels.contains(&f.channel) {
+            p.add(
+                format!("{entry}.channel"),
+                format!(
+                    "channel {:?} needs consent (journey.consent_channels) and a degraded answer cannot read it: \
+                     it can have no fallback",
+                    f.channel
+                ),
+            );
+        }
         if let Some(s) = f.stage.as_ref().filter(|s| !stages.contains(s)) {
             p.add(format!("{entry}.stage"), format!("unknown stage {s:?}"));
         }

@@ -115,6 +115,10 @@ pub struct JourneyConfig {
     pub unsubscribe_event: String,
     /// The event type that grants consent again for the channel named by its `channel` property.
     pub subscribe_event: String,
+    /// Channels whose offers need the user's consent known before they are made (e-mail, SMS).
+    /// A degraded answer (store unavailable) cannot read consent, so these channels may have
+    /// no `[[fallbacks]]`: their degraded answers offer nothing (`no_fallback_offer`).
+    pub consent_channels: Vec<String>,
     /// The triggers between stages.
     pub transitions: Vec<TransitionConfig>,
     /// `[journey.feature_events]`: which event types feed which role-named feature; a role
@@ -147,6 +151,7 @@ impl Default for JourneyConfig {
             purchase_event: "purchase".into(),
             unsubscribe_event: "unsubscribe".into(),
             subscribe_event: "subscribe".into(),
+            consent_channels: vec![],
             transitions: vec![
                 t("page_view", "awareness"),
                 t("product_view", "consideration"),

@@ -6,7 +6,7 @@ use crate::domain::limits::check_name;
 use std::collections::HashSet;
 
 /// The journey definition; invalid triggers are left out (and recorded).
-pub fn compile(j: &JourneyConfig, p: &mut Problems) -> JourneyDef {
+pub fn compile(j: &JourneyConfig, channels: &[String], p: &mut Problems) -> JourneyDef {
     if j.stages.is_empty() {
         p.add("journey.stages", "needs at least one stage");
     }
@@ -45,6 +45,9 @@ pub fn compile(j: &JourneyConfig, p: &mut Problems) -> JourneyDef {
     }
     if j.unsubscribe_event == j.subscribe_event {
         p.add("journey.subscribe_event", "must differ from journey.unsubscribe_event");
+    }
+    for c in j.consent_channels.iter().filter(|c| !channels.contains(c)) {
+        p.add("journey.consent_channels", format!("unknown channel {c:?} (declare it in decisions.channels)"));
     }
     let mut journey = JourneyDef::new(j.stages.clone(), triggers, j.lapse_after_days, j.purchase_event.clone());
     journey.unsubscribe_event = j.unsubscribe_event.clone();

@@ -235,7 +235,7 @@ impl Config {
 fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path, p: &mut Problems) -> Policy {
     server::check(&file.server, &file.redis, p);
     limits::check(&file.server.limits, p);
-    let journey = journey::compile(&file.journey, p);
+    let journey = journey::compile(&file.journey, &file.decisions.channels, p);
     let d = decisions::compile(file, p);
     let (catalogue, offer_rules) = offers::compile(file, p);
     let fallbacks = decisions::fallbacks(file, &catalogue, p);

@@ -224,3 +224,30 @@ fn server_limits_problems_name_the_entry_and_line() {
     check(&format!("{ok}\n[server.limits]\nshed = 1\n"), &[], Err(("server.limits.shed", Some(18))));
     check(&ok, &[("TOUCHPOINT_SERVER_LIMITS_ADMIN", "0")], Err(("server.limits.admin", None)));
 }
+
+#[test]
+fn a_consent_channel_can_have_no_fallback_and_must_be_declared() {
+    let src = r#"
+[journey]
+consent_channels = ["email", "pigeon"]
+
+[[offers]]
+id = "mail"
+stages = ["awareness"]
+channels = ["email"]
+content_ref = "cms://mail"
+
+[[fallbacks]]
+channel = "email"
+offers = ["mail"]
+"#;
+    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
+    let got: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.entry.as_str(), p.line)).collect();
+    assert_eq!(got, [("journey.consent_channels", Some(3)), ("fallbacks[0].channel", Some(12))], "{e}");
+    assert!(e.to_string().contains("\"pigeon\""), "{e}");
+    assert!(e.to_string().contains("needs consent"), "{e}");
+    // Without the fallback the same config loads, and "email" is a consent channel.
+    let ok = src.replace("[[fallbacks]]\nchannel = \"email\"\noffers = [\"mail\"]\n", "").replace(", \"pigeon\"", "");
+    let c = Config::from_toml(&ok, "t.toml", std::iter::empty()).unwrap();
+    assert_eq!(c.file.journey.consent_channels, ["email"]);
+}

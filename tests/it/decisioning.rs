@@ -332,9 +332,14 @@ async fn decide_answers_from_the_fallback_within_the_deadline_when_redis_is_down
 
     // Down: the fallback of the request's channel.
     redis.stop();
-    let r = srv.decisions().decide(timed("email", 1, 3000)).await.unwrap().into_inner();
+    let r = srv.decisions().decide(timed("app", 1, 3000)).await.unwrap().into_inner();
     assert!(r.degraded, "{r:?}");
-    assert_eq!(r.offers[0].offer_id, "bestsellers_email");
+    assert_eq!(r.offers[0].offer_id, "newsletter_signup");
+    // E-mail is a consent channel (journey.consent_channels): consent cannot be read, so a
+    // degraded answer offers nothing there.
+    let r = srv.decisions().decide(timed("email", 1, 3000)).await.unwrap().into_inner();
+    assert!(r.degraded && r.offers.is_empty(), "{r:?}");
+    assert_eq!(r.suppression_code, "no_fallback_offer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
