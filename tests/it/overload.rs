@@ -489,3 +489,45 @@ async fn http2_limits_are_advertised_and_cancelling_clients_keep_their_connectio
     assert_eq!(call(&mut client, "h2-b").await.as_deref(), Some("0"), "the connection survived the resets");
     assert!(!conn.is_finished(), "the connection is open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_pings_is_closed_by_keepalive() {
+    use tokio::io::AsyncWriteExt;
+    let srv = served(
+        &shared_redis().url(),
+        "ovl-keepalive",
+        &[
+            ("TOUCHPOINT_SERVER_LIMITS_KEEPALIVE_INTERVAL_MS", "100"),
+            ("TOUCHPOINT_SERVER_LIMITS_KEEPALIVE_TIMEOUT_MS", "200"),
+        ],
+    )
+    .await;
+    // A raw HTTP/2 client: the preface and an empty SETTINGS frame, then silence (it never
+    // acknowledges the server's SETTINGS or answers its PINGs).
+    let mut conn = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut frames, mut buf, mut pinged) = (Vec::new(), [0u8; 1024], false);
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => frames.extend_from_slice(&buf[..n]),
+            }
+            // Frames: 3-byte length, 1-byte type (6 = PING), flags, stream id.
+            let mut at = 0;
+            while at + 9 <= frames.len() {
+                let len =
+                    usize::from(frames[at]) << 16 | usize::from(frames[at + 1]) << 8 | usize::from(frames[at + 2]);
+                pinged |= frames[at + 3] == 6;
+                at += 9 + len;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closed the silent connection");
+    assert!(pinged, "the server sent a keepalive PING first");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after the keepalive timeout: {:?}", started.elapsed());
+    // The server goes on serving others.
+    srv.decisions().decide(decide("after-keepalive")).await.unwrap();
+}
