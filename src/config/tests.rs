@@ -152,6 +152,13 @@ fn default_journey_matches_design() {
     assert_eq!(c.policy.journey, JourneyDef::default_journey());
 }
 
+/// The error a source is refused with, and its problems as (entry, line).
+fn refused(src: &str) -> (super::ConfigError, Vec<(String, Option<usize>)>) {
+    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
+    let got = e.problems.iter().map(|p| (p.entry.clone(), p.line)).collect();
+    (e, got)
+}
+
 /// An array element that cannot be read shifts nothing: later problems still name their own
 /// element and line, and references to the unread element are not reported as unknown.
 #[test]
@@ -173,9 +180,8 @@ content_ref = "cms://fine"
 channel = "web"
 offers = ["broken"]
 "#;
-    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
-    let got: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.entry.as_str(), p.line)).collect();
-    assert_eq!(got, [("offers[0].channels", Some(5)), ("offers[1].channels", Some(11))], "{e}");
+    let (e, got) = refused(src);
+    assert_eq!(got, [("offers[0].channels".to_string(), Some(5)), ("offers[1].channels".to_string(), Some(11))], "{e}");
 }
 
 /// A bad scalar in a section is reported alone: the section's other settings still apply
@@ -193,9 +199,8 @@ stages = ["awareness"]
 channels = ["kiosk"]
 content_ref = "cms://a"
 "#;
-    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
-    let got: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.entry.as_str(), p.line)).collect();
-    assert_eq!(got, [("decisions.default_limit", Some(4))], "{e}");
+    let (e, got) = refused(src);
+    assert_eq!(got, [("decisions.default_limit".to_string(), Some(4))], "{e}");
 }
 
 /// `[journey.feature_events]` overrides the roles read off the transitions, role by role.
@@ -241,9 +246,12 @@ content_ref = "cms://mail"
 channel = "email"
 offers = ["mail"]
 "#;
-    let e = Config::from_toml(src, "t.toml", std::iter::empty()).unwrap_err();
-    let got: Vec<(&str, Option<usize>)> = e.problems.iter().map(|p| (p.entry.as_str(), p.line)).collect();
-    assert_eq!(got, [("journey.consent_channels", Some(3)), ("fallbacks[0].channel", Some(12))], "{e}");
+    let (e, got) = refused(src);
+    assert_eq!(
+        got,
+        [("journey.consent_channels".to_string(), Some(3)), ("fallbacks[0].channel".to_string(), Some(12))],
+        "{e}"
+    );
     assert!(e.to_string().contains("\"pigeon\""), "{e}");
     assert!(e.to_string().contains("needs consent"), "{e}");
     // Without the fallback the same config loads, and "email" is a consent channel.
