@@ -316,8 +316,8 @@ impl Drop for AbortOnDrop {
 
 /// A UUID v7 carrying the decision's own time (`at`), so an outcome's time can be checked
 /// against it from the id alone, without a store read.
+/// Its random bits come from the thread's CSPRNG, not a system call per id (`Uuid::new_v7`).
 fn decision_id_at(at: i64) -> String {
     let at = at.max(0) as u64;
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, at / 1000, (at % 1000) as u32 * 1_000_000);
-    uuid::Uuid::new_v7(ts).to_string()
+    uuid::Builder::from_unix_timestamp_millis(at, &rand::random()).into_uuid().to_string()
 }
