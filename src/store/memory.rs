@@ -182,10 +182,10 @@ impl Store for MemoryStore {
                 *entry = DecisionLogEntry::Erased { id };
             }
         }
-        // The Redis layout: profile hash, stage-history list, dedup set, decision hash + index.
+        // The Redis layout: profile hash, stage-history list, dedup set, recent decisions.
         let keys =
             [u.version > 0, !u.state.transitions.is_empty(), !u.seen.is_empty()].into_iter().filter(|&b| b).count()
-                + if u.decisions.is_empty() { 0 } else { 2 }
+                + usize::from(!u.decisions.is_empty())
                 + usize::from(!u.contacts.contacts.is_empty())
                 + usize::from(!u.contacts.dismissed.is_empty() || !u.contacts.accepted.is_empty())
                 + usize::from(!u.exposures.is_empty())

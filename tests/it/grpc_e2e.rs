@@ -140,11 +140,11 @@ async fn delete_profile_leaves_no_key_of_the_user() {
             redis::cmd("SCAN").cursor_arg(0).arg("MATCH").arg(pattern).clone().iter(&mut conn).unwrap();
         keys.map(Result::unwrap).collect()
     };
-    assert_eq!(scan("*{gone}*").len(), 7, "profile, history, dedup, decisions, decision index, contacts, sealing key");
+    assert_eq!(scan("*{gone}*").len(), 6, "profile, history, dedup, recent decisions, contacts, sealing key");
     let r = p.delete_profile(pb::DeleteProfileRequest { user_id: "gone".into() }).await.unwrap().into_inner();
-    assert_eq!(r.keys_deleted, 7);
+    assert_eq!(r.keys_deleted, 6);
     assert!(scan("*{gone}*").is_empty(), "SCAN finds no key of the user");
-    assert_eq!(scan("*{kept}*").len(), 7, "other users keep theirs");
+    assert_eq!(scan("*{kept}*").len(), 6, "other users keep theirs");
     let err = p.get_profile(pb::GetProfileRequest { user_id: "gone".into() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     // The dedup markers went too: the same events apply again as new.

@@ -102,16 +102,19 @@ async fn out_of_memory_refuses_writes_up_front() {
     assert!(!d.decide(decide("kept")).await.unwrap().into_inner().degraded);
 }
 
-/// What Redis holds of a user's decisions: the recent-decision hash (decision id -> offers),
-/// the contacts and exposures, and the decision-log entries naming the decision.
+/// What Redis holds of a user's decisions: the recent decisions (members `id|offers|`), the
+/// contacts and exposures, and the decision-log entries naming the decision.
 fn recorded(c: &mut redis::Connection, user: &str, decision_id: &str) -> (bool, Vec<String>) {
     let keys = user_keys(c, user);
-    let in_recent = keys.iter().any(|k| k.ends_with(":d"))
-        && redis::cmd("HEXISTS")
-            .arg(keys.iter().find(|k| k.ends_with(":d")).unwrap())
-            .arg(decision_id)
+    let in_recent = keys.iter().find(|k| k.ends_with(":r")).is_some_and(|recent| {
+        let found: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(recent)
+            .arg(format!("[{decision_id}|"))
+            .arg(format!("({decision_id}}}"))
             .query(c)
             .unwrap();
+        !found.is_empty()
+    });
     // Values as bytes: a decision's record (`bin`) is binary.
     type Entry = (String, Vec<(String, Vec<u8>)>);
     let log: Vec<Entry> = redis::cmd("XRANGE").arg("tp:dlog").arg("-").arg("+").query(c).unwrap();

@@ -415,7 +415,7 @@ async fn exposures_and_attribution(s: S) {
     let want = VariantCounters { exposed: 1, decisions: 2, visitors: 1, converters: 1, revenue: 5.0, revenue_sq: 25.0 };
     assert_eq!(counters, [("b".to_string(), want)].into());
     assert!(s.experiment_counters("other").await.unwrap().is_empty());
-    assert_eq!(s.delete_user("erin").await.unwrap(), 5, "profile, decisions, decision index, exposures, sealing key");
+    assert_eq!(s.delete_user("erin").await.unwrap(), 4, "profile, recent decisions, exposures, sealing key");
     assert_eq!(s.experiment_counters("exp").await.unwrap()["b"], want, "aggregates stay after an erasure");
 }
 
@@ -437,14 +437,14 @@ async fn delete_count(s: S) {
     let dismiss = with_outcome(outcome("dave", "d5", "o1"), OutcomeKind::Dismiss, 2_000);
     assert_eq!(s.log_outcome(&dismiss, &[]).await.unwrap(), OutcomeLink::Linked);
 
-    assert_eq!(s.delete_user("alice").await.unwrap(), 6, "profile, history, dedup, decisions, decision index, key");
+    assert_eq!(s.delete_user("alice").await.unwrap(), 5, "profile, history, dedup, recent decisions, key");
     assert_eq!(s.delete_user("alice").await.unwrap(), 0);
     let gone = s.load_user("alice", &["e1"], None).await.unwrap();
     assert_eq!((gone.version, gone.seen[0]), (0, false));
     assert!(gone.state.is_empty());
     assert_eq!(s.log_outcome(&outcome("alice", "d1", "o1"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
     assert_eq!(s.load_user("bob", &[], None).await.unwrap().version, bob.new_version, "other users untouched");
-    assert_eq!(s.delete_user("dave").await.unwrap(), 5, "decisions, decision index, contacts, marks, key");
+    assert_eq!(s.delete_user("dave").await.unwrap(), 4, "recent decisions, contacts, marks, key");
     assert_eq!(s.load_user("dave", &[], Some(0)).await.unwrap().contacts, ContactState::default());
     assert_eq!(s.delete_user("bob").await.unwrap(), 1, "profile");
 }
@@ -627,6 +627,50 @@ mod wrong_type_is_internal {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster() {
         let store = shared_redis_store(true, "tp-wrong-type").await;
+        let nodes: Vec<String> = shared_cluster().nodes.iter().map(|n| n.url()).collect();
+        let mut conn = redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap();
+        check(store, &mut conn).await;
+    }
+}
+
+/// A decision remembered the way it was before issue 9 (the `:d` hash) still links its
+/// outcomes after an upgrade, once per (offer, kind), until the old key expires.
+mod legacy_recent_decisions_still_link {
+    use super::*;
+
+    async fn check(store: RedisStore, conn: &mut dyn redis::ConnectionLike) {
+        let key = store.keys().legacy_decisions("olga");
+        let _: () = redis::cmd("HSET").arg(&key).arg("old-1").arg(",o1,o2,|").query(conn).unwrap();
+        assert_eq!(store.log_outcome(&outcome("olga", "old-1", "o2"), &[]).await.unwrap(), OutcomeLink::Linked);
+        assert_eq!(store.log_outcome(&outcome("olga", "old-1", "o2"), &[]).await.unwrap(), OutcomeLink::Duplicate);
+        assert_eq!(
+            store.log_outcome(&outcome("olga", "old-1", "o9"), &[]).await.unwrap(),
+            OutcomeLink::OfferNotInDecision
+        );
+        let stored: String = redis::cmd("HGET").arg(&key).arg("old-1").query(conn).unwrap();
+        assert_eq!(stored, ",o1,o2,|o2:click|");
+        // A decision made now is remembered in the new layout and links as well.
+        assert!(
+            store
+                .log_decision(&decision("olga", "new-1", &["o1"]), &ContactGuard::default(), None)
+                .await
+                .unwrap()
+                .logged()
+        );
+        assert_eq!(store.log_outcome(&outcome("olga", "new-1", "o1"), &[]).await.unwrap(), OutcomeLink::Linked);
+        // Erasure removes both layouts.
+        assert_eq!(store.delete_user("olga").await.unwrap(), 3, "recent decisions, the old hash, sealing key");
+    }
+
+    #[tokio::test]
+    async fn redis() {
+        let store = shared_redis_store(false, "tp-legacy").await;
+        check(store, &mut shared_redis().conn()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster() {
+        let store = shared_redis_store(true, "tp-legacy").await;
         let nodes: Vec<String> = shared_cluster().nodes.iter().map(|n| n.url()).collect();
         let mut conn = redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap();
         check(store, &mut conn).await;

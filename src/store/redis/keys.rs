@@ -7,8 +7,8 @@
 //! | `tp:{u}:p` | hash | `v` version, `stage`, `since`, aggregates (`fs` `ls` `lp` `mon` `pc`, `c:<event type>` counts), `a:<name>` attributes as JSON |
 //! | `tp:{u}:j` | list | stage transitions, JSON, oldest first |
 //! | `tp:{u}:e` | sorted set | event ids already applied, scored by store time (de-duplication) |
-//! | `tp:{u}:d` | hash | recent decision id -> `,offer,offer,` (links outcomes to decisions) |
-//! | `tp:{u}:di` | sorted set | recent decision ids by time, to trim `:d` |
+//! | `tp:{u}:r` | sorted set | recent decisions (links outcomes to decisions): every score 0, members `decision-id|,offer,offer,|outcomes` in id (= time) order |
+//! | `tp:{u}:d`, `tp:{u}:di` | hash, sorted set | the recent decisions before issue 9 (id -> offers; ids by time): read by outcomes, erased, no longer written |
 //! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
 //! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |
 //! | `tp:{u}:x` | hash | experiment -> `variant|first exposure`; `<exp>:v`, `<exp>:c` flags, `<exp>:r` revenue |
@@ -72,12 +72,19 @@ impl Keys {
     pub fn dedup(&self, user: &str) -> String {
         self.user(user, "e")
     }
-    /// The user's recent decisions (decision id -> offers and outcomes).
+    /// The user's recent decisions: a sorted set with every score 0 whose members are
+    /// `decision-id|,offers,|outcomes|`; UUID v7 ids sort by time, so the set's order is the
+    /// decisions' and trimming to the newest is one `ZREMRANGEBYRANK`.
     pub fn decisions(&self, user: &str) -> String {
+        self.user(user, "r")
+    }
+    /// Before issue 9: the recent decisions as a hash (decision id -> offers and outcomes)...
+    pub fn legacy_decisions(&self, user: &str) -> String {
         self.user(user, "d")
     }
-    /// The user's recent decision ids by time, to trim `decisions`.
-    pub fn decision_index(&self, user: &str) -> String {
+    /// ... and their ids by time. Still read by outcomes (decisions made before the upgrade
+    /// link until these keys expire) and erased with the user; no longer written.
+    pub fn legacy_decision_index(&self, user: &str) -> String {
         self.user(user, "di")
     }
     /// The user's contacts by time.
@@ -105,13 +112,14 @@ impl Keys {
         self.log(KEYRING, user)
     }
     /// Every per-user key (what `DeleteProfile` erases; the user's keyring field goes too).
-    pub fn all_of_user(&self, user: &str) -> [String; 9] {
+    pub fn all_of_user(&self, user: &str) -> [String; 10] {
         [
             self.profile(user),
             self.journey(user),
             self.dedup(user),
             self.decisions(user),
-            self.decision_index(user),
+            self.legacy_decisions(user),
+            self.legacy_decision_index(user),
             self.contacts(user),
             self.marks(user),
             self.exposures(user),
@@ -253,7 +261,10 @@ mod tests {
     fn the_layout_is_the_documented_one() {
         // The names ARCHITECTURE.md and the table above give: a change here is a data migration.
         let k = Keys::new("tp", false);
-        assert_eq!(k.all_of_user("u"), ["p", "j", "e", "d", "di", "c", "o", "x", "k"].map(|s| format!("tp:{{u}}:{s}")));
+        assert_eq!(
+            k.all_of_user("u"),
+            ["p", "j", "e", "r", "d", "di", "c", "o", "x", "k"].map(|s| format!("tp:{{u}}:{s}"))
+        );
         assert_eq!(k.profile("#1"), "tp:{#2331}:p");
         assert_eq!(k.experiment_counters("u"), "tp:xc");
         assert_eq!(k.decision_log_shards(), [("tp:dlog".to_string(), "tp:kr".to_string())]);

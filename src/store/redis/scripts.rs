@@ -255,7 +255,6 @@ impl DecisionArgs<'_> {
         let u = rec.user_id.as_str();
         let mut inv = scripts.decision.prepare_invoke();
         inv.key(k.decisions(u))
-            .key(k.decision_index(u))
             .key(k.decision_log(u))
             .key(k.contacts(u))
             .key(k.exposures(u))
@@ -326,7 +325,8 @@ impl OutcomeArgs<'_> {
             .key(k.exposures(u))
             .key(k.experiment_counters(u))
             .key(k.user_key(u))
-            .key(k.keyring(u));
+            .key(k.keyring(u))
+            .key(k.legacy_decisions(u));
         inv.arg(&rec.decision_id)
             .arg(&rec.offer_id)
             .arg(self.seal.key.seal(serde_json::to_string(rec).expect("outcome record serialises").as_bytes()))

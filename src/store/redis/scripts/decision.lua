@@ -2,10 +2,11 @@
 -- Logs a decision if its contact guard still holds: records the contacts, appends to the
 -- decision log, remembers the decision for outcome linking and records first exposures.
 -- The guard re-counts contacts here, atomically with recording the new ones.
--- A decision's hash value is its offers then the outcomes recorded: ",o1,o2,|o1:click|".
+-- A recent decision is the member "id|,o1,o2,|" of KEYS[1] (outcomes are appended to it:
+-- "id|,o1,o2,|o1:click|").
 -- Needs user_key.lua prepended.
--- KEYS (DecisionArgs): 1 decisions hash, 2 decision index, 3 decision log, 4 contacts,
---       5 exposures, 6 experiment counters, 7 sealing key, 8 keyring.
+-- KEYS (DecisionArgs): 1 recent decisions, 2 decision log, 3 contacts, 4 exposures,
+--       5 experiment counters, 6 sealing key, 7 keyring.
 -- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record sealed (raw bytes),
 --       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
 --       10 write by (ms since the epoch, '' = no deadline), 11 sealing key (user_key's arg),
@@ -33,7 +34,7 @@ if #limits > 0 or #caps > 0 then
   local since = math.huge
   for _, l in ipairs(limits) do since = math.min(since, l[2]) end
   for _, c in ipairs(caps) do since = math.min(since, c[3]) end
-  local m = redis.call('ZRANGEBYSCORE', KEYS[4], since, '+inf', 'WITHSCORES')
+  local m = redis.call('ZRANGEBYSCORE', KEYS[3], since, '+inf', 'WITHSCORES')
   for _, l in ipairs(limits) do
     local seen, n = {}, 0
     for j = 1, #m, 2 do
@@ -51,29 +52,25 @@ if #limits > 0 or #caps > 0 then
     if n >= c[2] then return 0 end
   end
 end
-if not user_key(KEYS[7], KEYS[8], ARGV[11]) then return -2 end
+if not user_key(KEYS[6], KEYS[7], ARGV[11]) then return -2 end
 if #offers > 0 then
-  for _, o in ipairs(offers) do redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
+  for _, o in ipairs(offers) do redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[9])
   -- Contacts live at least as long as the longest window that counts them.
-  redis.call('PEXPIRE', KEYS[4], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
+  redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'kid',
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'kid',
   string.match(ARGV[11], '^%a+:([^:]*)'), 'bin', ARGV[5])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
-if excess > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], excess)
-  for k = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[k]) end
-end
+-- The recent decisions: scores all 0, so the set is in member order, which is id order, which
+-- is time order (UUID v7); keep the newest ARGV[4].
+redis.call('ZADD', KEYS[1], 0, ARGV[1] .. '|' .. ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
 for _, e in ipairs(exposures) do
   local prefix = e[1] .. '|' .. e[2] .. '|'
-  redis.call('HINCRBY', KEYS[6], prefix .. 'decisions', 1)
-  if redis.call('HSETNX', KEYS[5], e[1], e[2] .. '|' .. ARGV[2]) == 1 then
-    redis.call('HINCRBY', KEYS[6], prefix .. 'exposed', 1)
+  redis.call('HINCRBY', KEYS[5], prefix .. 'decisions', 1)
+  if redis.call('HSETNX', KEYS[4], e[1], e[2] .. '|' .. ARGV[2]) == 1 then
+    redis.call('HINCRBY', KEYS[5], prefix .. 'exposed', 1)
   end
 end
 -- Exposures do not expire: a user must never be counted as newly exposed again

@@ -2,20 +2,35 @@
 -- Logs an outcome of a recent decision once per (offer, outcome kind): marks dismissals and
 -- acceptances for cooldowns, attributes clicks and conversions, appends to the decision log.
 -- Needs attribute.lua and user_key.lua prepended.
--- KEYS (OutcomeArgs): 1 decisions hash, 2 decision log, 3 marks, 4 exposures, 5 experiment counters,
---       6 sealing key, 7 keyring.
+-- KEYS (OutcomeArgs): 1 recent decisions, 2 decision log, 3 marks, 4 exposures,
+--       5 experiment counters, 6 sealing key, 7 keyring, 8 the recent-decisions hash of before
+--       issue 9 (read only, so decisions made before an upgrade link until it expires).
 -- ARGV: 1 decision id, 2 offer id, 3 record JSON sealed, 4 decision log maxlen, 5 outcome kind,
 --       6 at, 7 ttl ms, 8 sealing key (user_key's arg), 9.. the attribution arguments.
 -- Returns 1 linked, 2 duplicate, 0 unknown decision, -1 offer not in the decision, -2 sealed
 -- with a key that is not the user's (nothing written but on 1).
-local d = redis.call('HGET', KEYS[1], ARGV[1])
-if not d then return 0 end
+-- A recent decision is the member "id|,o1,o2,|outcomes" of KEYS[1] (every score 0).
+local prefix = ARGV[1] .. '|'
+local found = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. prefix, '(' .. ARGV[1] .. '}', 'LIMIT', 0, 1)
+local member, d, legacy = found[1], nil, false
+if member then
+  d = string.sub(member, #prefix + 1)
+else
+  d = redis.call('HGET', KEYS[8], ARGV[1])
+  if not d then return 0 end
+  legacy = true
+end
 local bar = string.find(d, '|', 1, true)
 if not string.find(string.sub(d, 1, bar), ',' .. ARGV[2] .. ',', 1, true) then return -1 end
 local mark = ARGV[2] .. ':' .. ARGV[5] .. '|'
 if string.find(d, '|' .. mark, 1, true) then return 2 end
 if not user_key(KEYS[6], KEYS[7], ARGV[8]) then return -2 end
-redis.call('HSET', KEYS[1], ARGV[1], d .. mark)
+if legacy then
+  redis.call('HSET', KEYS[8], ARGV[1], d .. mark)
+else
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZADD', KEYS[1], 0, member .. mark)
+end
 if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
   local field = ARGV[5] .. ':' .. ARGV[2]
   local prev = tonumber(redis.call('HGET', KEYS[3], field) or '0')
