@@ -108,6 +108,12 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// A synchronous cluster connection (routes each command by its key's slot).
+    pub fn conn(&self) -> redis::cluster::ClusterConnection {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.url()).collect();
+        redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap()
+    }
+
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]))

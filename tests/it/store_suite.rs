@@ -627,9 +627,7 @@ mod wrong_type_is_internal {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster() {
         let store = shared_redis_store(true, "tp-wrong-type").await;
-        let nodes: Vec<String> = shared_cluster().nodes.iter().map(|n| n.url()).collect();
-        let mut conn = redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap();
-        check(store, &mut conn).await;
+        check(store, &mut shared_cluster().conn()).await;
     }
 }
 
@@ -671,9 +669,7 @@ mod legacy_recent_decisions_still_link {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn cluster() {
         let store = shared_redis_store(true, "tp-legacy").await;
-        let nodes: Vec<String> = shared_cluster().nodes.iter().map(|n| n.url()).collect();
-        let mut conn = redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap();
-        check(store, &mut conn).await;
+        check(store, &mut shared_cluster().conn()).await;
     }
 }
 

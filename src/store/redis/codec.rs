@@ -204,9 +204,9 @@ pub fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
     })
 }
 
-/// A recent decision's value in the user's decisions hash before any outcome: its offers
-/// between commas, then `|` (outcomes are appended after it by the outcome script:
-/// `,o1,o2,|o1:click|`).
+/// A recent decision's offers before any outcome, as decision.lua stores them after the id in
+/// its member of the user's recent decisions (`id|,o1,o2,|`): the offers between commas, then
+/// `|` (outcome.lua appends outcomes after it: `id|,o1,o2,|o1:click|`).
 pub fn encode_decision_offers(rec: &DecisionRecord) -> String {
     rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",") + "|"
 }
