@@ -2,12 +2,14 @@
 //!
 //! Nothing in this module imports tokio, tonic, prost or redis; times are milliseconds
 //! since the Unix epoch passed in by the caller, so every function is deterministic.
+pub mod analytics;
 pub mod arbitration;
 pub mod contact;
 pub mod decision;
 pub mod event;
 pub mod experiment;
 pub mod features;
+pub mod funnel;
 pub mod journey;
 pub mod limits;
 pub mod model;
