@@ -58,6 +58,8 @@ pub struct RedisConfig {
     pub dedup_max_per_user: u64,
     /// Recent decisions kept per user so outcomes can be linked to them.
     pub recent_decisions_per_user: u64,
+    /// Days the funnel and offer counters of a day are kept (analytics; at least 1).
+    pub counter_retention_days: u32,
     /// `rediss://`: PEM CA certificates to trust instead of the system roots.
     pub tls_ca_file: String,
     /// `rediss://`: PEM client certificate, for a Redis with `tls-auth-clients yes`.
@@ -78,6 +80,7 @@ impl Default for RedisConfig {
             dedup_window_days: 30.0,
             dedup_max_per_user: 10_000,
             recent_decisions_per_user: 64,
+            counter_retention_days: 90,
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),

@@ -27,6 +27,9 @@ pub fn check(s: &ServerConfig, r: &RedisConfig, p: &mut Problems) {
         // Smaller, and one large RecordEvents call could forget its own ids at once.
         p.add("redis.dedup_max_per_user", format!("must be at least {MAX_EVENTS_PER_CALL}"));
     }
+    if r.counter_retention_days == 0 {
+        p.add("redis.counter_retention_days", "must be positive");
+    }
     if r.recent_decisions_per_user == 0 {
         p.add("redis.recent_decisions_per_user", "must be positive");
     }

@@ -83,6 +83,14 @@ pub struct StageRow {
     pub p90_hours: Option<f64>,
 }
 
+/// Users in a stage now: its counter, plus `s|` (users never moved) for the first stage;
+/// never below 0 (users stored before the counters existed were never counted in).
+fn in_stage_now(stages: &[String], current: &BTreeMap<String, f64>, stage: &str) -> f64 {
+    let get = |s: &str| current.get(&super::funnel::in_stage(s)).copied().unwrap_or(0.0);
+    let first = if stages.first().is_some_and(|f| f == stage) { get("") } else { 0.0 };
+    (get(stage) + first).max(0.0)
+}
+
 /// The fields of a counter name (`a|b|c` -> [a, b, c]).
 fn parts(field: &str) -> Vec<&str> {
     field.split('|').collect()
@@ -93,7 +101,12 @@ fn channel_ok(channel: &str, filter: Option<&str>) -> bool {
 }
 
 /// The funnel: one row per stage, in journey order, from counters summed over a range.
-pub fn funnel(stages: &[String], summed: &BTreeMap<String, f64>, current: &BTreeMap<String, f64>, channel: Option<&str>) -> Vec<StageRow> {
+pub fn funnel(
+    stages: &[String],
+    summed: &BTreeMap<String, f64>,
+    current: &BTreeMap<String, f64>,
+    channel: Option<&str>,
+) -> Vec<StageRow> {
     let mut rows: Vec<StageRow> = stages
         .iter()
         .map(|s| StageRow {
@@ -103,7 +116,7 @@ pub fn funnel(stages: &[String], summed: &BTreeMap<String, f64>, current: &BTree
             advanced: 0.0,
             advance_rate: None,
             lapses: 0.0,
-            current: current.get(&super::funnel::in_stage(s)).copied().unwrap_or(0.0),
+            current: in_stage_now(stages, current, s),
             exits: 0.0,
             median_hours: None,
             p90_hours: None,
@@ -321,7 +334,11 @@ impl Metric {
     pub fn lower_is_better(self) -> bool {
         matches!(
             self,
-            Metric::Lapses | Metric::LapseRate | Metric::MedianHoursInStage | Metric::P90HoursInStage | Metric::Dismissals
+            Metric::Lapses
+                | Metric::LapseRate
+                | Metric::MedianHoursInStage
+                | Metric::P90HoursInStage
+                | Metric::Dismissals
         )
     }
 }
@@ -389,7 +406,12 @@ pub struct KpiStatus {
 }
 
 /// The value of a KPI's metric over counters summed for its window (None: no data).
-pub fn kpi_value(kpi: &Kpi, stages: &[String], summed: &BTreeMap<String, f64>, current: &BTreeMap<String, f64>) -> Option<f64> {
+pub fn kpi_value(
+    kpi: &Kpi,
+    stages: &[String],
+    summed: &BTreeMap<String, f64>,
+    current: &BTreeMap<String, f64>,
+) -> Option<f64> {
     let channel = kpi.channel.as_deref();
     let offer_of = || {
         let mut total = OfferRow::default();
@@ -397,9 +419,7 @@ pub fn kpi_value(kpi: &Kpi, stages: &[String], summed: &BTreeMap<String, f64>, c
         rows.iter().for_each(|r| total.merge(r));
         (!rows.is_empty()).then_some(total)
     };
-    let stage = || {
-        funnel(stages, summed, current, channel).into_iter().find(|r| r.stage == kpi.stage)
-    };
+    let stage = || funnel(stages, summed, current, channel).into_iter().find(|r| r.stage == kpi.stage);
     let any = |r: &StageRow| r.entered > 0.0 || r.advanced > 0.0 || r.lapses > 0.0 || r.exits > 0.0;
     match kpi.metric {
         Metric::Entered => stage().filter(any).map(|r| r.entered),
@@ -407,7 +427,9 @@ pub fn kpi_value(kpi: &Kpi, stages: &[String], summed: &BTreeMap<String, f64>, c
         Metric::AdvanceRate => stage().and_then(|r| r.advance_rate),
         Metric::InStage => stage().map(|r| r.current),
         Metric::Lapses => stage().filter(any).map(|r| r.lapses),
-        Metric::LapseRate => stage().filter(|r| r.current + r.advanced > 0.0 && any(r)).map(|r| r.lapses / (r.current + r.advanced)),
+        Metric::LapseRate => {
+            stage().filter(|r| r.current + r.advanced > 0.0 && any(r)).map(|r| r.lapses / (r.current + r.advanced))
+        }
         Metric::MedianHoursInStage => stage().and_then(|r| r.median_hours),
         Metric::P90HoursInStage => stage().and_then(|r| r.p90_hours),
         Metric::Decisions => offer_of().map(|r| r.decisions),

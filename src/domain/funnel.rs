@@ -45,6 +45,11 @@ pub fn day_of(at: Millis) -> i64 {
     at.div_euclid(MS_PER_DAY)
 }
 
+/// When a day's counters are forgotten: `retention_days` after the day ends (ms).
+pub fn counter_expiry(day: i64, retention_days: u32) -> Millis {
+    (day + 1 + i64::from(retention_days)) * MS_PER_DAY
+}
+
 /// Upper bounds of the time-in-stage histogram's buckets (the last bucket is open-ended):
 /// 1 min, 10 min, 1 h, 3 h, 6 h, 12 h, 1, 2, 4, 7, 14, 30, 60, 90 days.
 pub const TIME_BUCKETS_MS: [Millis; 14] = [
@@ -123,7 +128,9 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
         let moved = journey.apply_events(state, &[e]);
         if is_new {
             counts.push(Count::day(e.timestamp, entered(&first, &e.channel)));
-            counts.push(Count { day: None, field: in_stage(&first), by: 1.0 });
+            // In the first stage without a stored stage: `s|` (what an erasure takes back
+            // when the profile has no stage but has been seen).
+            counts.push(Count { day: None, field: in_stage(""), by: 1.0 });
         } else if let Some(last) = last_seen
             && journey.lapse_after_ms > 0
             && e.timestamp - last > journey.lapse_after_ms
@@ -138,7 +145,9 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
                 counts.push(Count::day(t.at, advanced(&from, &t.to, &e.channel)));
                 let stayed = t.at - since.unwrap_or(t.at);
                 counts.push(Count::day(t.at, time_in_stage(&from, time_bucket(stayed.max(0)))));
-                counts.push(Count { day: None, field: in_stage(&from), by: -1.0 });
+            }
+            if t.from != t.to {
+                counts.push(Count { day: None, field: in_stage(&t.from), by: -1.0 });
                 counts.push(Count { day: None, field: in_stage(&t.to), by: 1.0 });
             }
             transitions.push(t);
@@ -155,7 +164,14 @@ pub fn decision_counts(rec: &DecisionRecord) -> Vec<Count> {
 
 /// What a linked outcome counts (outcome.lua does the same in Redis): its kind and, for a
 /// conversion with a value, the revenue, in the stage and channel of its decision.
-pub fn outcome_counts(offer_id: &str, stage: &str, channel: &str, kind: OutcomeKind, value: f64, at: Millis) -> Vec<Count> {
+pub fn outcome_counts(
+    offer_id: &str,
+    stage: &str,
+    channel: &str,
+    kind: OutcomeKind,
+    value: f64,
+    at: Millis,
+) -> Vec<Count> {
     let mut out = vec![Count::day(at, offer(offer_id, stage, channel, kind.as_str()))];
     if kind == OutcomeKind::Conversion && value != 0.0 {
         out.push(Count { day: Some(day_of(at)), field: offer(offer_id, stage, channel, REVENUE), by: value });
@@ -206,11 +222,11 @@ mod tests {
             fields(&c),
             [
                 (Some(0), "e|awareness|web", 1.0),
-                (None, "s|awareness", 1.0),
+                (None, "s|", 1.0),
                 (Some(0), "e|consideration|app", 1.0),
                 (Some(0), "a|awareness|consideration|app", 1.0),
                 (Some(0), "t|awareness|0", 1.0),
-                (None, "s|awareness", -1.0),
+                (None, "s|", -1.0),
                 (None, "s|consideration", 1.0),
             ]
         );
@@ -235,7 +251,7 @@ mod tests {
                 (Some(31), "e|conversion|email", 1.0),
                 (Some(31), "a|awareness|conversion|email", 1.0),
                 (Some(31), "t|awareness|12", 1.0),
-                (None, "s|awareness", -1.0),
+                (None, "s|", -1.0),
                 (None, "s|conversion", 1.0),
             ]
         );

@@ -9,6 +9,7 @@
 //! in `touchpoint_store_breaker_open` (1 open, 0.5 half-open, 0 closed).
 use super::degraded;
 use crate::domain::Millis;
+use crate::domain::analytics::{Days, Tallies};
 use crate::domain::contact::ContactGuard;
 use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
@@ -251,6 +252,10 @@ impl Store for BreakerStore {
         windows: &[(String, Millis)],
     ) -> Result<OutcomeLink, StoreError> {
         self.breaker.run(self.inner.log_outcome(record, windows)).await
+    }
+
+    async fn tallies(&self, days: Days) -> Result<Tallies, StoreError> {
+        self.breaker.run(self.inner.tallies(days)).await
     }
 
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {

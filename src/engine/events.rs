@@ -4,6 +4,7 @@ use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, now_ms};
 use crate::domain::Millis;
 use crate::domain::event::Event;
 use crate::domain::experiment::Happening;
+use crate::domain::funnel;
 use crate::domain::journey::CONSENT_CHANNEL_PROPERTY;
 use crate::domain::limits::FieldError;
 use crate::domain::policy::Policy;
@@ -103,7 +104,7 @@ impl Engine {
                 return Ok((0, duplicates));
             }
             let mut state = loaded.state;
-            let transitions: Vec<Transition> = journey.apply_events(&mut state, &fresh);
+            let (transitions, counts): (Vec<Transition>, _) = funnel::apply_events(journey, &mut state, &fresh);
             let applied: Vec<Event> = fresh.iter().map(|e| (*e).clone()).collect();
             // Visits and purchases among the new events count for the user's experiments.
             let happenings: Vec<Happening> = applied
@@ -125,6 +126,7 @@ impl Engine {
                 now: now_ms(),
                 new_version: new_version(),
                 attribution: Attribution { windows, happenings: &happenings },
+                counts: &counts,
             };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok((applied.len() as u32, duplicates));

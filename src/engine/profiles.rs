@@ -112,6 +112,7 @@ impl Engine {
                 now,
                 new_version: new_version(),
                 attribution: Attribution::default(),
+                counts: &[],
             };
             if self.store.commit_user(user, loaded.version, write).await? {
                 return Ok(self.view(user, state));

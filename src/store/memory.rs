@@ -2,10 +2,12 @@
 //! It mirrors the Redis store's records one for one, so both report the same key counts.
 use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
+use crate::domain::analytics::{Days, Tallies};
 use crate::domain::contact::{Contact, ContactGuard, ContactState};
 use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::{Exposure, Happening, VariantCounters, attribute};
+use crate::domain::funnel::{self, Count, counter_expiry};
 use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::UserState;
 use async_trait::async_trait;
@@ -32,6 +34,9 @@ struct User {
 #[derive(Default)]
 struct Decided {
     offers: Vec<String>,
+    /// The decision's stage and channel (offer counters of its outcomes).
+    stage: String,
+    channel: String,
     outcomes: HashSet<(String, &'static str)>,
 }
 
@@ -50,6 +55,20 @@ struct Inner {
     models: HashMap<String, Registry>,
     journey_log: VecDeque<Event>,
     decision_log: VecDeque<DecisionLogEntry>,
+    /// Funnel and offer counters (what the Redis store keeps in `kd:<day>` and `kn`).
+    tallies: Tallies,
+}
+
+impl Inner {
+    /// Applies counters, and forgets the days the Redis store's hashes would have expired.
+    fn count(&mut self, counts: &[Count], retention_days: u32) {
+        for c in counts {
+            self.tallies.add(c.day, &c.field, c.by);
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis);
+        self.tallies.days.retain(|&day, _| counter_expiry(day, retention_days) > now);
+    }
 }
 
 /// A store in process memory: nothing survives a restart.
@@ -161,6 +180,7 @@ impl Store for MemoryStore {
                 user.seen.remove(&k);
             }
         }
+        inner.count(w.counts, self.retention.counter_retention_days);
         Ok(true)
     }
 
@@ -169,6 +189,11 @@ impl Store for MemoryStore {
         let Some(u) = inner.users.remove(user_id) else {
             return Ok(0);
         };
+        // Out of the in-stage counter (erase.lua does the same).
+        let stage = u.state.stage.clone().or_else(|| u.state.aggregates.first_seen.map(|_| String::new()));
+        if let Some(stage) = stage {
+            inner.tallies.add(None, &funnel::in_stage(&stage), -1.0);
+        }
         // What crypto-shredding does to the Redis streams: the user's entries can no longer be
         // read. Journey-log entries are not exported; decision-log entries export as `Erased`.
         if u.sealed {
@@ -232,7 +257,9 @@ impl Store for MemoryStore {
         }
         user.sealed = true;
         let offers = record.chosen.iter().map(|c| c.offer_id.clone()).collect();
-        user.decisions.insert((record.at, record.decision_id.clone()), Decided { offers, outcomes: HashSet::new() });
+        let decided =
+            Decided { offers, stage: record.stage.clone(), channel: record.channel.clone(), outcomes: HashSet::new() };
+        user.decisions.insert((record.at, record.decision_id.clone()), decided);
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
         }
@@ -241,6 +268,7 @@ impl Store for MemoryStore {
             DecisionLogEntry::Decision(Box::new(record.clone())),
             self.retention.decision_log_maxlen,
         );
+        inner.count(&funnel::decision_counts(record), self.retention.counter_retention_days);
         Ok(DecisionWrite::Logged)
     }
 
@@ -254,17 +282,21 @@ impl Store for MemoryStore {
             .users
             .get_mut(&record.user_id)
             .and_then(|u| u.decisions.iter_mut().find(|((_, id), _)| *id == record.decision_id).map(|(_, d)| d));
+        let mut counts = Vec::new();
         let link = match decided {
             None => OutcomeLink::UnknownDecision,
             Some(d) if !d.offers.contains(&record.offer_id) => OutcomeLink::OfferNotInDecision,
             Some(d) => {
                 if d.outcomes.insert((record.offer_id.clone(), record.outcome.as_str())) {
+                    let r = record;
+                    counts = funnel::outcome_counts(&r.offer_id, &d.stage, &d.channel, r.outcome, r.value, r.at);
                     OutcomeLink::Linked
                 } else {
                     OutcomeLink::Duplicate
                 }
             }
         };
+        inner.count(&counts, self.retention.counter_retention_days);
         if link == OutcomeLink::Linked {
             let inner = &mut *inner;
             if let Some(user) = inner.users.get_mut(&record.user_id) {
@@ -292,6 +324,15 @@ impl Store for MemoryStore {
             );
         }
         Ok(link)
+    }
+
+    async fn tallies(&self, days: Days) -> Result<Tallies, StoreError> {
+        let inner = self.lock();
+        let t = &inner.tallies;
+        Ok(Tallies {
+            days: t.days.range(days.from..=days.to).map(|(d, f)| (*d, f.clone())).collect(),
+            current: t.current.clone(),
+        })
     }
 
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {

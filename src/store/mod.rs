@@ -7,10 +7,12 @@
 //! the applied event ids as seen and appends the events to the journey log, so an
 //! acknowledged event is stored exactly once.
 use crate::domain::Millis;
+use crate::domain::analytics::{Days, Tallies};
 use crate::domain::contact::{ContactGuard, ContactState};
 use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::{Happening, VariantCounters};
+use crate::domain::funnel::Count;
 use crate::domain::outcome::OutcomeRecord;
 use crate::domain::profile::{Transition, UserState};
 use async_trait::async_trait;
@@ -70,6 +72,8 @@ pub struct UserWrite<'a> {
     pub new_version: u64,
     /// Visits and conversions among the events, attributed to the user's experiment variants.
     pub attribution: Attribution<'a>,
+    /// Funnel counters the events cause (`domain::funnel::apply_events`), applied with them.
+    pub counts: &'a [Count],
 }
 
 /// What to attribute to experiments, and the windows that apply.
@@ -147,6 +151,8 @@ pub struct Retention {
     pub dedup_max_per_user: u64,
     /// Recent decisions kept per user so outcomes can be linked to them.
     pub recent_decisions_per_user: u64,
+    /// Days the funnel and offer counters of a day are kept.
+    pub counter_retention_days: u32,
 }
 
 impl Retention {
@@ -158,6 +164,7 @@ impl Retention {
             dedup_window_ms: r.dedup_window_ms(),
             dedup_max_per_user: r.dedup_max_per_user,
             recent_decisions_per_user: r.recent_decisions_per_user,
+            counter_retention_days: r.counter_retention_days,
         }
     }
 }
@@ -216,6 +223,15 @@ pub trait Store: Send + Sync + 'static {
         record: &OutcomeRecord,
         windows: &[(String, Millis)],
     ) -> Result<OutcomeLink, StoreError>;
+
+    /// The funnel and offer counters (`domain::funnel`) of `days`, and the in-stage-now
+    /// counters, summed over every shard. Counters are written atomically with the event,
+    /// decision or outcome that causes them: `commit_user` applies `UserWrite::counts`,
+    /// `log_decision` counts `funnel::decision_counts`, a linked `log_outcome` counts
+    /// `funnel::outcome_counts` in its decision's stage and channel, and `delete_user` takes
+    /// the user out of the in-stage counter. A day's counters are kept
+    /// `Retention::counter_retention_days` days.
+    async fn tallies(&self, days: Days) -> Result<Tallies, StoreError>;
 
     /// Per-variant counters of an experiment, summed over every shard.
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError>;

@@ -157,6 +157,7 @@ pub fn retention() -> Retention {
         dedup_window_ms: 30 * 86_400_000,
         dedup_max_per_user: 5,
         recent_decisions_per_user: 3,
+        counter_retention_days: 90,
     }
 }
 

@@ -410,6 +410,7 @@ async fn an_erased_key_is_never_stored_again_by_another_server() {
         now: 10,
         new_version: new_version(),
         attribution: Default::default(),
+        counts: &[],
     };
     assert!(a.commit_user("zed", 0, write(std::slice::from_ref(&old))).await.unwrap());
     let loaded = a.load_user("zed", &[], Some(0)).await.unwrap();

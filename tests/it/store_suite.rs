@@ -5,12 +5,15 @@
 use crate::harness::{
     RedisCluster, free_ports, redis_config, retention, shared_cluster, shared_redis, shared_redis_store,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use touchpoint::config::Config;
+use touchpoint::domain::analytics::{self, Days};
 use touchpoint::domain::contact::{Contact, ContactGuard, ContactState};
 use touchpoint::domain::decision::{Chosen, DecisionRecord};
 use touchpoint::domain::event::Event;
 use touchpoint::domain::experiment::{Happening, VariantCounters};
+use touchpoint::domain::funnel;
 use touchpoint::domain::outcome::{OutcomeKind, OutcomeRecord};
 use touchpoint::domain::profile::{AttrValue, Transition, UserState};
 use touchpoint::engine::Engine;
@@ -65,6 +68,7 @@ conformance!(
     model_registry_repoint_same_version_is_a_no_op,
     model_registry_rollback,
     model_registry_history_order,
+    funnel_and_offer_counters,
 );
 
 type S = Arc<dyn Store>;
@@ -132,6 +136,7 @@ fn write<'a>(state: &'a UserState, transitions: &'a [Transition], events: &'a [E
         now,
         new_version: new_version(),
         attribution: Default::default(),
+        counts: &[],
     }
 }
 
@@ -709,4 +714,95 @@ mod starts_while_redis_is_down {
         assert!(store.commit_user("alice", 0, write(&state, &[], &[], 1)).await.unwrap());
         assert_eq!(store.load_user("alice", &[], None).await.unwrap().state.stage.as_deref(), Some("awareness"));
     }
+}
+
+/// Users walked through stages, decisions and outcomes (duplicates and unknown decisions
+/// included) and an erasure give exactly the expected funnel and offer counters.
+async fn funnel_and_offer_counters(s: S) {
+    let engine = Engine::new(s.clone(), Config::defaults(), None, vec![]);
+    let now = touchpoint::engine::now_ms();
+    let day = funnel::day_of(now) - 1;
+    let t0 = day * 86_400_000;
+    let min = 60_000;
+    let ev = |user: &str, id: &str, kind: &str, t: i64, channel: &str| Event {
+        channel: channel.into(),
+        value: 0.0,
+        properties: Default::default(),
+        ..event(user, id, kind, t)
+    };
+    let events = vec![
+        ev("u1", "a", "page_view", t0, "web"),
+        ev("u1", "b", "product_view", t0 + 30 * min, "web"),
+        ev("u1", "c", "purchase", t0 + 120 * min, "web"),
+        ev("u2", "a", "page_view", t0, "web"),
+        ev("u2", "b", "product_view", t0 + 300 * min, "web"),
+        ev("u3", "a", "page_view", t0, "web"),
+        ev("u4", "a", "product_view", t0, "app"),
+    ];
+    assert_eq!(engine.record_events(events.clone()).await.unwrap().accepted, 7);
+    // A retry counts nothing twice.
+    assert_eq!(engine.record_events(events).await.unwrap().duplicates, 7);
+    assert!(s.delete_user("u3").await.unwrap() > 0);
+    let mut d1 = at(decision("u1", "d1", &["o1", "o2"]), t0 + 180 * min);
+    d1.stage = "consideration".into();
+    let mut d2 = at(decision("u2", "d2", &["o1"]), t0 + 180 * min);
+    (d2.stage, d2.channel) = ("consideration".into(), "email".into());
+    for d in [&d1, &d2] {
+        assert!(s.log_decision(d, &guard(&d.channel, &[], vec![], vec![]), None).await.unwrap().logged());
+    }
+    let later = t0 + 240 * min;
+    let mut conversion = with_outcome(outcome("u1", "d1", "o1"), OutcomeKind::Conversion, later);
+    conversion.value = 20.0;
+    for (o, link) in [
+        (with_outcome(outcome("u1", "d1", "o1"), OutcomeKind::Impression, later), OutcomeLink::Linked),
+        (with_outcome(outcome("u1", "d1", "o1"), OutcomeKind::Click, later), OutcomeLink::Linked),
+        (with_outcome(outcome("u1", "d1", "o1"), OutcomeKind::Click, later), OutcomeLink::Duplicate),
+        (conversion, OutcomeLink::Linked),
+        (with_outcome(outcome("u1", "d1", "o2"), OutcomeKind::Impression, later), OutcomeLink::Linked),
+        (with_outcome(outcome("u1", "nope", "o2"), OutcomeKind::Impression, later), OutcomeLink::UnknownDecision),
+        (with_outcome(outcome("u2", "d2", "o1"), OutcomeKind::Dismiss, later), OutcomeLink::Linked),
+    ] {
+        assert_eq!(s.log_outcome(&o, &[]).await.unwrap(), link, "{o:?}");
+    }
+    let t = s.tallies(Days { from: day - 1, to: day + 1 }).await.unwrap();
+    let expected_day: BTreeMap<String, f64> = [
+        ("e|awareness|web", 3.0),
+        ("e|awareness|app", 1.0),
+        ("e|consideration|web", 2.0),
+        ("e|consideration|app", 1.0),
+        ("e|retention|web", 1.0),
+        ("a|awareness|consideration|web", 2.0),
+        ("a|awareness|consideration|app", 1.0),
+        ("a|consideration|retention|web", 1.0),
+        ("t|awareness|0", 1.0),
+        ("t|awareness|2", 1.0),
+        ("t|awareness|4", 1.0),
+        ("t|consideration|3", 1.0),
+        ("o|o1|consideration|web|decision", 1.0),
+        ("o|o2|consideration|web|decision", 1.0),
+        ("o|o1|consideration|email|decision", 1.0),
+        ("o|o1|consideration|web|impression", 1.0),
+        ("o|o1|consideration|web|click", 1.0),
+        ("o|o1|consideration|web|conversion", 1.0),
+        ("o|o1|consideration|web|revenue", 20.0),
+        ("o|o2|consideration|web|impression", 1.0),
+        ("o|o1|consideration|email|dismiss", 1.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(t.days.keys().copied().collect::<Vec<_>>(), [day]);
+    assert_eq!(t.days[&day], expected_day);
+    let nonzero: BTreeMap<&str, f64> =
+        t.current.iter().filter(|(_, v)| **v != 0.0).map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(nonzero, BTreeMap::from([("s|consideration", 2.0), ("s|retention", 1.0)]));
+    // The report built on them.
+    let stages = Config::defaults().policy.journey.stages().to_vec();
+    let rows = analytics::funnel(&stages, &t.sum(day, day), &t.current, None);
+    assert_eq!(rows.iter().map(|r| r.entered).collect::<Vec<_>>(), [4.0, 3.0, 0.0, 1.0, 0.0]);
+    assert_eq!(rows.iter().map(|r| r.current).collect::<Vec<_>>(), [0.0, 2.0, 0.0, 1.0, 0.0]);
+    assert_eq!(rows[0].advance_rate, Some(0.75));
+    let offers = analytics::offers(&t.sum(day, day), Default::default());
+    let o1 = offers.iter().find(|r| r.offer == "o1" && r.channel == "web").unwrap();
+    assert_eq!((o1.ctr(), o1.conversion_rate(), o1.revenue), (Some(1.0), Some(1.0), 20.0));
 }

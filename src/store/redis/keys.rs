@@ -15,6 +15,8 @@
 //! | `tp:{u}:k` | string | the user's log-sealing key `kid:key-hex` (crypto-shredding; erased with the user) |
 //! | `tp:kr` / `tp:kr:{tag}` | hash | keyring of the log shard: `kid -> key-hex` (an erasure deletes the user's field) |
 //! | `tp:xc` / `tp:xc:{tag}` | hash | experiment counters `exp|variant|metric` (sharded by slot like the logs) |
+//! | `tp:kd:<day>` / `tp:kd:<day>:{tag}` | hash | funnel and offer counters of a UTC day (`domain::funnel` names them; expire `counter_retention_days` after the day) |
+//! | `tp:kn` / `tp:kn:{tag}` | hash | users in each stage now (`s|stage`) |
 //! | `tp:jlog` / `tp:jlog:{tag}` | stream | journey log: one entry per applied event (`kid`, sealed `enc`) |
 //! | `tp:{model:<name>}:v` | hash | model registry: version -> artifact JSON |
 //! | `tp:{model:<name>}:current` | string | the version in use |
@@ -38,6 +40,12 @@ const JOURNEY_LOG: &str = "jlog";
 const DECISION_LOG: &str = "dlog";
 const EXPERIMENT_COUNTERS: &str = "xc";
 const KEYRING: &str = "kr";
+const COUNTERS_NOW: &str = "kn";
+
+/// The name of a day's counter hash (before the slot tag).
+fn counters_of_day(day: i64) -> String {
+    format!("kd:{day}")
+}
 
 impl Keys {
     /// Keys under `prefix`; `cluster` shards the shared logs by slot.
@@ -102,6 +110,14 @@ impl Keys {
     /// The experiment-counter hash in the user's slot.
     pub fn experiment_counters(&self, user: &str) -> String {
         self.log(EXPERIMENT_COUNTERS, user)
+    }
+    /// The funnel and offer counters of `day` in the user's slot.
+    pub fn day_counters(&self, user: &str, day: i64) -> String {
+        self.log(&counters_of_day(day), user)
+    }
+    /// The in-stage-now counters in the user's slot.
+    pub fn stage_counters(&self, user: &str) -> String {
+        self.log(COUNTERS_NOW, user)
     }
     /// The user's log-sealing key (`kid:key-hex`).
     pub fn user_key(&self, user: &str) -> String {
@@ -171,6 +187,14 @@ impl Keys {
     /// Every shard of the decision log, with the keyring of its slot.
     pub fn decision_log_shards(&self) -> Vec<(String, String)> {
         self.shards(DECISION_LOG).into_iter().zip(self.shards(KEYRING)).collect()
+    }
+    /// Per shard (slot): the in-stage-now counters, then the counters of each day of
+    /// `from..=to` (all in one slot, so one pipeline reads a shard).
+    pub fn counter_shards(&self, from: i64, to: i64) -> Vec<Vec<String>> {
+        let mut names = vec![COUNTERS_NOW.to_string()];
+        names.extend((from..=to).map(counters_of_day));
+        let per_name: Vec<Vec<String>> = names.iter().map(|n| self.shards(n)).collect();
+        (0..per_name[0].len()).map(|i| per_name.iter().map(|keys| keys[i].clone()).collect()).collect()
     }
     /// Every shard of the experiment counters.
     pub fn experiment_counter_shards(&self) -> Vec<String> {
@@ -249,7 +273,14 @@ mod tests {
         let k = Keys::new("tp", true);
         for user in ["alice", "u-1", "a}b", "{x}", "}x", "#61", "Zoë"] {
             let slot = slot_of_key(&k.profile(user));
-            let shared = [k.journey_log(user), k.decision_log(user), k.experiment_counters(user), k.keyring(user)];
+            let shared = [
+                k.journey_log(user),
+                k.decision_log(user),
+                k.experiment_counters(user),
+                k.keyring(user),
+                k.day_counters(user, 20_000),
+                k.stage_counters(user),
+            ];
             for key in k.all_of_user(user).iter().chain(&shared) {
                 assert_eq!(slot_of_key(key), slot, "{key}");
             }
@@ -269,6 +300,9 @@ mod tests {
         assert_eq!(k.experiment_counters("u"), "tp:xc");
         assert_eq!(k.decision_log_shards(), [("tp:dlog".to_string(), "tp:kr".to_string())]);
         assert_eq!(k.keyring("u"), "tp:kr");
+        assert_eq!(k.day_counters("u", 20_412), "tp:kd:20412");
+        assert_eq!(k.stage_counters("u"), "tp:kn");
+        assert_eq!(k.counter_shards(1, 2), [["tp:kn", "tp:kd:1", "tp:kd:2"]]);
         assert_eq!(k.model_versions("m"), "tp:{model:m}:v");
         assert_eq!(k.model_current("m"), "tp:{model:m}:current");
         assert_eq!(k.model_history("m"), "tp:{model:m}:history");
@@ -277,5 +311,8 @@ mod tests {
         assert_eq!(shards.len(), SLOTS as usize);
         assert!(shards.contains(&(c.journey_log("alice"), c.keyring("alice"))));
         assert_eq!(c.journey_log("alice"), format!("tp:jlog:{{{}}}", slot_tag(slot_of_key("alice"))));
+        let counters = c.counter_shards(5, 5);
+        assert_eq!(counters.len(), SLOTS as usize);
+        assert!(counters.contains(&vec![c.stage_counters("alice"), c.day_counters("alice", 5)]));
     }
 }

@@ -10,6 +10,7 @@
 use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::config::RedisConfig;
 use crate::domain::Millis;
+use crate::domain::analytics::{Days, Tallies};
 use crate::domain::contact::ContactGuard;
 use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
@@ -37,8 +38,8 @@ use errors::bad_client;
 pub use errors::classify;
 pub use keys::{Keys, slot_of_key};
 use scripts::{
-    AttributionArgs, CommitArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs, Scripts,
-    Sealing, SetCurrentArgs,
+    AttributionArgs, CommitArgs, CountArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs,
+    Scripts, Sealing, SetCurrentArgs,
 };
 
 /// Writes sealed with a stale key (the user was erased meanwhile) are retried this often.
@@ -306,6 +307,7 @@ impl Store for RedisStore {
                 events: w.events,
                 attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },
                 seal: key.as_ref().map(|(key, new)| Sealing { key, new: *new }),
+                counts: CountArgs { user: user_id, counts: w.counts, retention_days: r.counter_retention_days },
             };
             let inv = args.invocation(&self.scripts, &self.keys);
             let done: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
@@ -332,6 +334,9 @@ impl Store for RedisStore {
         guard: &ContactGuard,
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError> {
+        let counts = crate::domain::funnel::decision_counts(record);
+        let counts =
+            CountArgs { user: &record.user_id, counts: &counts, retention_days: self.retention.counter_retention_days };
         for attempt in 0..SEAL_ATTEMPTS {
             let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
             let args = DecisionArgs {
@@ -341,6 +346,7 @@ impl Store for RedisStore {
                 recent_decisions: self.retention.recent_decisions_per_user,
                 decision_log_maxlen: self.retention.decision_log_maxlen,
                 seal: Sealing { key: &key, new },
+                counts,
             };
             let inv = args.invocation(&self.scripts, &self.keys);
             let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
@@ -361,7 +367,13 @@ impl Store for RedisStore {
         for attempt in 0..SEAL_ATTEMPTS {
             let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
             let seal = Sealing { key: &key, new };
-            let args = OutcomeArgs { record, decision_log_maxlen: self.retention.decision_log_maxlen, windows, seal };
+            let args = OutcomeArgs {
+                record,
+                decision_log_maxlen: self.retention.decision_log_maxlen,
+                windows,
+                seal,
+                counter_retention_days: self.retention.counter_retention_days,
+            };
             let inv = args.invocation(&self.scripts, &self.keys);
             let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
             let link = OutcomeArgs::link(r);
@@ -373,6 +385,34 @@ impl Store for RedisStore {
             }
         }
         Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
+    }
+
+    async fn tallies(&self, days: Days) -> Result<Tallies, StoreError> {
+        let mut out = Tallies::default();
+        // Per shard one pipeline (its keys share a slot), many shards at once.
+        let mut shards = futures::stream::iter(self.keys.counter_shards(days.from, days.to))
+            .map(|keys| {
+                self.run(move |mut c| async move {
+                    let mut p = redis::pipe();
+                    for k in &keys {
+                        p.cmd("HGETALL").arg(k);
+                    }
+                    p.query_async::<Vec<Vec<(String, String)>>>(&mut c).await
+                })
+            })
+            .buffered(SHARDS_IN_FLIGHT);
+        while let Some(hashes) = shards.next().await {
+            for (i, fields) in hashes?.into_iter().enumerate() {
+                let day = (i > 0).then(|| days.from + i as i64 - 1);
+                for (field, value) in fields {
+                    let v: f64 = value
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("counter {field} is {value:?}, not a number")))?;
+                    out.add(day, &field, v);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn experiment_counters(&self, experiment: &str) -> Result<BTreeMap<String, VariantCounters>, StoreError> {

@@ -9,6 +9,7 @@ use crate::domain::contact::ContactGuard;
 use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::Happening;
+use crate::domain::funnel::{Count, counter_expiry, day_of};
 use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{Transition, UserState};
 use crate::store::{DecisionWrite, OutcomeLink};
@@ -22,6 +23,7 @@ pub const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
 
 const ATTRIBUTE: &str = include_str!("scripts/attribute.lua");
 const USER_KEY: &str = include_str!("scripts/user_key.lua");
+const COUNT: &str = include_str!("scripts/count.lua");
 
 /// A script with the `attribute` helper inserted after its `#!lua` shebang line (which must
 /// stay the first line). The shebang makes Redis 7 treat a script by its declared flags: one
@@ -63,8 +65,8 @@ impl Scripts {
     /// Every script, with the `attribute` helper prepended where it is called.
     pub fn new() -> Self {
         Self {
-            commit: Script::new(&with_helpers(include_str!("scripts/commit.lua"), &[ATTRIBUTE, USER_KEY])),
-            decision: Script::new(&with_helpers(include_str!("scripts/decision.lua"), &[USER_KEY])),
+            commit: Script::new(&with_helpers(include_str!("scripts/commit.lua"), &[ATTRIBUTE, USER_KEY, COUNT])),
+            decision: Script::new(&with_helpers(include_str!("scripts/decision.lua"), &[USER_KEY, COUNT])),
             outcome: Script::new(&with_helpers(include_str!("scripts/outcome.lua"), &[ATTRIBUTE, USER_KEY])),
             set_current: Script::new(include_str!("scripts/set_current.lua")),
             rollback: Script::new(include_str!("scripts/rollback.lua")),
@@ -103,6 +105,44 @@ impl AttributionArgs<'_> {
             };
         }
     }
+}
+
+/// What the `count` helper (count.lua) applies: funnel and offer counters, in the user's
+/// slot, with the day hashes' expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct CountArgs<'a> {
+    pub user: &'a str,
+    pub counts: &'a [Count],
+    /// Days a day's counters are kept.
+    pub retention_days: u32,
+}
+
+impl CountArgs<'_> {
+    /// KEYS: the in-stage-now hash, then each day's hash; ARGV: ndays, expire-at...,
+    /// ncounts, (key index, field, increment)...
+    fn push(&self, inv: &mut ScriptInvocation<'_>, k: &Keys) {
+        let mut days: Vec<i64> = self.counts.iter().filter_map(|c| c.day).collect();
+        days.sort_unstable();
+        days.dedup();
+        inv.key(k.stage_counters(self.user));
+        for d in &days {
+            inv.key(k.day_counters(self.user, *d));
+        }
+        inv.arg(days.len());
+        for d in &days {
+            inv.arg(counter_expiry(*d, self.retention_days));
+        }
+        inv.arg(self.counts.len());
+        for c in self.counts {
+            let key = c.day.and_then(|d| days.binary_search(&d).ok()).map_or(0, |i| i + 1);
+            inv.arg(key).arg(&c.field).arg(increment(c.by));
+        }
+    }
+}
+
+/// An increment as count.lua reads it: whole numbers as integers (HINCRBY), others as floats.
+fn increment(by: f64) -> String {
+    if by.fract() == 0.0 && by.abs() < 1e15 { format!("{}", by as i64) } else { format!("{by:e}") }
 }
 
 /// The read of a user: profile, history, seen event ids, contacts and marks, sealing key.
@@ -191,6 +231,8 @@ pub struct CommitArgs<'a> {
     pub attribution: AttributionArgs<'a>,
     /// The key the journey-log entries are sealed with (None only when there is no event).
     pub seal: Option<Sealing<'a>>,
+    /// The funnel counters the events cause.
+    pub counts: CountArgs<'a>,
 }
 
 impl CommitArgs<'_> {
@@ -229,6 +271,7 @@ impl CommitArgs<'_> {
         for (e, s) in events.iter().zip(std::iter::repeat(self.seal).flatten()) {
             inv.arg(&e.event_id).arg(2).arg("kid").arg(&s.key.kid).arg("enc").arg(seal_event(s.key, e));
         }
+        self.counts.push(&mut inv, k);
         self.attribution.push(&mut inv);
         inv
     }
@@ -246,6 +289,8 @@ pub struct DecisionArgs<'a> {
     pub write_by: Option<Millis>,
     /// The key the log entry is sealed with.
     pub seal: Sealing<'a>,
+    /// The offer counters the decision causes (`funnel::decision_counts`).
+    pub counts: CountArgs<'a>,
 }
 
 impl DecisionArgs<'_> {
@@ -288,6 +333,7 @@ impl DecisionArgs<'_> {
         for (experiment, variant) in &rec.assignments {
             inv.arg(experiment).arg(variant);
         }
+        self.counts.push(&mut inv, k);
         inv
     }
 
@@ -311,6 +357,8 @@ pub struct OutcomeArgs<'a> {
     pub windows: &'a [(String, Millis)],
     /// The key the log entry is sealed with.
     pub seal: Sealing<'a>,
+    /// Days a day's counters are kept.
+    pub counter_retention_days: u32,
 }
 
 impl OutcomeArgs<'_> {
@@ -326,7 +374,8 @@ impl OutcomeArgs<'_> {
             .key(k.experiment_counters(u))
             .key(k.user_key(u))
             .key(k.keyring(u))
-            .key(k.legacy_decisions(u));
+            .key(k.legacy_decisions(u))
+            .key(k.day_counters(u, day_of(rec.at)));
         inv.arg(&rec.decision_id)
             .arg(&rec.offer_id)
             .arg(self.seal.key.seal(serde_json::to_string(rec).expect("outcome record serialises").as_bytes()))
@@ -334,7 +383,9 @@ impl OutcomeArgs<'_> {
             .arg(rec.outcome.as_str())
             .arg(rec.at)
             .arg(DECISION_MEMORY_MS)
-            .arg(self.seal.arg());
+            .arg(self.seal.arg())
+            .arg(counter_expiry(day_of(rec.at), self.counter_retention_days))
+            .arg(rec.value);
         // A click is a visit and a conversion a conversion for the user's experiments.
         let happening = match rec.outcome {
             OutcomeKind::Click => Some(Happening::Visit { at: rec.at }),
@@ -373,7 +424,7 @@ impl EraseArgs<'_> {
         for key in k.all_of_user(self.user) {
             inv.key(key);
         }
-        inv.key(k.keyring(self.user));
+        inv.key(k.keyring(self.user)).key(k.stage_counters(self.user));
         inv
     }
 }
@@ -434,7 +485,8 @@ mod tests {
             assert!(text.contains(&format!("KEYS ({args})")), "{file} documents its KEYS");
             assert!(text.contains("-- ARGV"), "{file} documents its ARGV");
             assert_eq!(text.contains("attribute("), text.contains("attribute.lua"), "{file}");
-            assert_eq!(text.contains("user_key("), text.contains("user_key.lua prepended"), "{file}");
+            assert_eq!(text.contains("user_key("), text.contains("user_key.lua"), "{file}");
+            assert_eq!(text.contains("count("), text.contains("count.lua"), "{file}");
             // Declared flags, so Redis checks OOM before a writing script runs.
             let first = text.lines().next().unwrap_or_default();
             let flags = match file {

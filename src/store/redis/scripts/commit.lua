@@ -1,12 +1,13 @@
 #!lua
 -- Applies a user's new state if the version is unchanged (optimistic write), with the
 -- stage history, dedup marks, journey log and experiment attribution, atomically.
--- Needs attribute.lua and user_key.lua prepended.
+-- Needs attribute.lua, user_key.lua and count.lua prepended.
 -- KEYS (CommitArgs): 1 profile, 2 history, 3 dedup, 4 journey log, 5 exposures, 6 experiment counters,
---       7 sealing key, 8 keyring.
+--       7 sealing key, 8 keyring, 9.. the counter keys (count.lua).
 -- ARGV: 1 expected version, 2 now, 3 dedup cutoff, 4 dedup max, 5 journey log maxlen, 6 new version,
 --       7 sealing key (user_key's arg; '' when there is no event), 8 nfields, field/value pairs..., ntransitions, transitions (JSON)..., nevents,
---       per event: id, nfields, field/value pairs..., then the attribution arguments.
+--       per event: id, nfields, field/value pairs..., then the counter arguments, then the
+--       attribution arguments.
 -- Returns 1 when applied, 0 on a version conflict, -2 when the events were sealed with a key
 -- that is not the user's (nothing written on 0 or -2).
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
@@ -33,6 +34,7 @@ for k = 1, ne do
   for f = 1, n * 2 do fields[f] = ARGV[i]; i = i + 1 end
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 end
+i = count(9, i)
 attribute(KEYS[5], KEYS[6], i)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
 local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])

@@ -2,16 +2,16 @@
 -- Logs a decision if its contact guard still holds: records the contacts, appends to the
 -- decision log, remembers the decision for outcome linking and records first exposures.
 -- The guard re-counts contacts here, atomically with recording the new ones.
--- A recent decision is the member "id|,o1,o2,|" of KEYS[1] (outcomes are appended to it:
--- "id|,o1,o2,|o1:click|").
--- Needs user_key.lua prepended.
+-- A recent decision is the member "id|,o1,o2,|~stage~channel|" of KEYS[1] (outcomes are
+-- appended to it: "id|,o1,o2,|~stage~channel|o1:click|").
+-- Needs user_key.lua and count.lua prepended.
 -- KEYS (DecisionArgs): 1 recent decisions, 2 decision log, 3 contacts, 4 exposures,
---       5 experiment counters, 6 sealing key, 7 keyring.
+--       5 experiment counters, 6 sealing key, 7 keyring, 8.. the counter keys (count.lua).
 -- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record sealed (raw bytes),
 --       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
 --       10 write by (ms since the epoch, '' = no deadline), 11 sealing key (user_key's arg),
 --       12 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
---       nexposures, (experiment, variant)...
+--       nexposures, (experiment, variant)..., the counter arguments.
 -- Returns 1 when logged, 0 when the guard no longer holds, -1 when Redis's clock is past
 -- "write by" (the caller was already answered with a fallback), -2 when the record was sealed
 -- with a key that is not the user's; nothing written on 0, -1 or -2.
@@ -30,6 +30,7 @@ for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
 i = i + #offers + 1
 local exposures = {}
 for k = 1, tonumber(ARGV[i]) do exposures[k] = {ARGV[i + 2 * k - 1], ARGV[i + 2 * k]} end
+local counts_at = i + 2 * #exposures + 1
 if #limits > 0 or #caps > 0 then
   local since = math.huge
   for _, l in ipairs(limits) do since = math.min(since, l[2]) end
@@ -73,6 +74,7 @@ for _, e in ipairs(exposures) do
     redis.call('HINCRBY', KEYS[5], prefix .. 'exposed', 1)
   end
 end
+count(8, counts_at)
 -- Exposures do not expire: a user must never be counted as newly exposed again
 -- (DeleteProfile removes them).
 return 1

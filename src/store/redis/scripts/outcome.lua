@@ -4,12 +4,16 @@
 -- Needs attribute.lua and user_key.lua prepended.
 -- KEYS (OutcomeArgs): 1 recent decisions, 2 decision log, 3 marks, 4 exposures,
 --       5 experiment counters, 6 sealing key, 7 keyring, 8 the recent-decisions hash of before
---       issue 9 (read only, so decisions made before an upgrade link until it expires).
+--       issue 9 (read only, so decisions made before an upgrade link until it expires),
+--       9 the day counter hash of the outcome's day.
 -- ARGV: 1 decision id, 2 offer id, 3 record JSON sealed, 4 decision log maxlen, 5 outcome kind,
---       6 at, 7 ttl ms, 8 sealing key (user_key's arg), 9.. the attribution arguments.
+--       6 at, 7 ttl ms, 8 sealing key (user_key's arg), 9 expire-at of the day counter hash (ms),
+--       10 value, 11.. the attribution arguments.
 -- Returns 1 linked, 2 duplicate, 0 unknown decision, -1 offer not in the decision, -2 sealed
 -- with a key that is not the user's (nothing written but on 1).
--- A recent decision is the member "id|,o1,o2,|outcomes" of KEYS[1] (every score 0).
+-- A recent decision is the member "id|,o1,o2,|~stage~channel|outcomes" of KEYS[1] (every
+-- score 0; decisions logged before issue 13 have no "~stage~channel|" and count no offer
+-- performance).
 local prefix = ARGV[1] .. '|'
 local found = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. prefix, '(' .. ARGV[1] .. '}', 'LIMIT', 0, 1)
 local member, d, legacy = found[1], nil, false
@@ -37,7 +41,17 @@ if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
   if tonumber(ARGV[6]) > prev then redis.call('HSET', KEYS[3], field, ARGV[6]) end
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
-attribute(KEYS[4], KEYS[5], 9)
+attribute(KEYS[4], KEYS[5], 11)
+-- Offer performance in the decision's stage and channel (domain::funnel::outcome_counts).
+local stage, channel = string.match(d, '|~([^~|]*)~([^|]*)|')
+if stage then
+  local field = 'o|' .. ARGV[2] .. '|' .. stage .. '|' .. channel .. '|'
+  redis.call('HINCRBY', KEYS[9], field .. ARGV[5], 1)
+  if ARGV[5] == 'conversion' and tonumber(ARGV[10]) ~= 0 then
+    redis.call('HINCRBYFLOAT', KEYS[9], field .. 'revenue', ARGV[10])
+  end
+  redis.call('PEXPIREAT', KEYS[9], ARGV[9])
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'kid',
   string.match(ARGV[8], '^%a+:([^:]*)'), 'enc', ARGV[3])
 return 1
