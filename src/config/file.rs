@@ -462,6 +462,38 @@ pub struct FileConfig {
     pub visit_events: Vec<String>,
     /// `[auth]`.
     pub auth: super::auth::AuthConfig,
+    /// `[[kpis]]`.
+    pub kpis: Vec<KpiConfig>,
+}
+
+/// `[[kpis]]`: a target for a stage's funnel or offer metric over a rolling window.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct KpiConfig {
+    /// Name in reports and gauges (default `stage:metric`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The journey stage.
+    pub stage: String,
+    /// One of `domain::analytics::Metric::ALL` (e.g. `advance_rate`, `ctr`).
+    pub metric: String,
+    /// The value to meet.
+    pub target: f64,
+    /// Days ending today the value is computed over.
+    #[serde(default = "seven")]
+    pub window_days: u32,
+    /// `at_least` or `at_most` (default: at most for lapses, time in stage and dismissals).
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// Only this channel's counts.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Offer metrics: only this offer.
+    #[serde(default)]
+    pub offer: Option<String>,
+}
+
+fn seven() -> u32 {
+    7
 }
 
 impl RedisConfig {

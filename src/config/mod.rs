@@ -19,6 +19,7 @@ mod env;
 mod experiments;
 mod file;
 mod journey;
+mod kpis;
 mod limits;
 mod models;
 mod offers;
@@ -243,6 +244,7 @@ fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path
     let experiments = experiments::compile(file, &catalogue, base, p);
     let holdout = experiments::holdout(file.holdout.as_ref(), p);
     let visit_events = experiments::visit_events(&file.visit_events, p);
+    let kpis = kpis::compile(file, p);
     Policy {
         journey,
         catalogue,
@@ -258,6 +260,7 @@ fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path
         experiments,
         holdout,
         visit_events,
+        kpis,
     }
 }
 

@@ -259,3 +259,48 @@ offers = ["mail"]
     let c = Config::from_toml(&ok, "t.toml", std::iter::empty()).unwrap();
     assert_eq!(c.file.journey.consent_channels, ["email"]);
 }
+
+#[test]
+fn kpis_name_their_stage_metric_and_window() {
+    let src = r#"
+[[kpis]]
+stage = "consideration"
+metric = "advance_rate"
+target = 0.25
+
+[[kpis]]
+stage = "nowhere"
+metric = "speed"
+target = 1.0
+window_days = 0
+
+[[kpis]]
+stage = "retention"
+metric = "lapses"
+target = 10
+channel = "email"
+"#;
+    let (e, got) = refused(src);
+    assert_eq!(
+        got,
+        [
+            ("kpis[1].stage".to_string(), Some(8)),
+            ("kpis[1].metric".to_string(), Some(9)),
+            ("kpis[1].window_days".to_string(), Some(11)),
+        ],
+        "{e}"
+    );
+    assert!(e.to_string().contains("advance_rate"), "the known metrics are listed: {e}");
+    let ok = src
+        .replace("stage = \"nowhere\"\nmetric = \"speed\"", "stage = \"awareness\"\nmetric = \"entered\"")
+        .replace("window_days = 0", "window_days = 3");
+    let c = Config::from_toml(&ok, "t.toml", std::iter::empty()).unwrap();
+    let kpis = &c.policy.kpis;
+    assert_eq!(
+        kpis.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+        ["consideration:advance_rate", "awareness:entered", "retention:lapses"]
+    );
+    assert_eq!((kpis[0].window_days, kpis[0].at_most), (7, false));
+    assert!(kpis[2].at_most, "fewer lapses is better");
+    assert_eq!(kpis[2].channel.as_deref(), Some("email"));
+}

@@ -330,6 +330,21 @@ impl Metric {
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(m, _)| *m == self).map(|(_, n)| *n).unwrap_or("?")
     }
+    /// Whether it is about offers (decisions and outcomes) rather than the funnel.
+    pub fn is_offer_metric(self) -> bool {
+        matches!(
+            self,
+            Metric::Decisions
+                | Metric::Impressions
+                | Metric::Clicks
+                | Metric::Accepts
+                | Metric::Dismissals
+                | Metric::Conversions
+                | Metric::Revenue
+                | Metric::Ctr
+                | Metric::ConversionRate
+        )
+    }
     /// Whether less is better (lapses, time in stage, dismissals): the default direction.
     pub fn lower_is_better(self) -> bool {
         matches!(

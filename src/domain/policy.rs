@@ -123,6 +123,8 @@ pub struct Policy {
     pub holdout: Option<super::experiment::GlobalHoldout>,
     /// Event types that count as a visit for experiment results.
     pub visit_events: Vec<String>,
+    /// `[[kpis]]`: targets for stage metrics.
+    pub kpis: Vec<super::analytics::Kpi>,
 }
 
 impl Policy {
