@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/touchpoint/v1/profiles.proto",
         "proto/touchpoint/v1/experiments.proto",
         "proto/touchpoint/v1/admin.proto",
+        "proto/touchpoint/v1/analytics.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;

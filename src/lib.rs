@@ -1,6 +1,7 @@
 //! Touchpoint: a next-best-action engine (library: domain, engine, stores, gRPC layer).
 #![warn(missing_docs)]
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod grpc;

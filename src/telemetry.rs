@@ -30,6 +30,16 @@ pub async fn serve_metrics(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_http(listener, axum::Router::new(), shutdown).await
+}
+
+/// Serves `GET /metrics` and `routes` (the console and the JSON door) on `listener` until
+/// `shutdown` resolves.
+pub async fn serve_http(
+    listener: TcpListener,
+    routes: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let handle = prometheus();
     let upkeep = tokio::spawn(async move {
         loop {
@@ -37,7 +47,7 @@ pub async fn serve_metrics(
             handle.run_upkeep();
         }
     });
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { prometheus().render() }));
+    let app = routes.route("/metrics", axum::routing::get(|| async { prometheus().render() }));
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     upkeep.abort();
     result

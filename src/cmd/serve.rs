@@ -24,13 +24,15 @@ pub async fn run(
         let ml = TcpListener::bind(&server.metrics_listen)
             .await
             .with_context(|| format!("binding {}", server.metrics_listen))?;
-        tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics");
-        tokio::spawn(touchpoint::telemetry::serve_metrics(ml, stopped(stop_rx.clone())));
+        tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics, the console at /console, JSON at /v1/<method>");
+        let routes = touchpoint::console::http_routes(engine.clone());
+        tokio::spawn(touchpoint::telemetry::serve_http(ml, routes, stopped(stop_rx.clone())));
     } else {
         touchpoint::telemetry::prometheus();
     }
     tokio::spawn(signals(engine.clone(), stop_tx));
     let _watcher = engine.spawn_model_watcher();
+    let _kpis = engine.spawn_kpi_refresher();
     tracing::info!(%addr, store = engine.store().kind(), config_version = %engine.snapshot().config.version, "touchpoint serving");
     if let Some(ready) = ready {
         let _ = ready.send(addr);

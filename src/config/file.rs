@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// How long shutdown waits for in-flight calls to finish.
     pub shutdown_grace_ms: u64,
+    /// How often the KPI gauges on `/metrics` are recomputed from the counters (0: never).
+    pub kpi_refresh_seconds: u64,
     /// `[server.tls]`: gRPC over TLS; none serves plaintext.
     pub tls: Option<super::tls::ServerTlsConfig>,
     /// `[server.limits]`: concurrency, breaker, HTTP/2 and connection limits.
@@ -29,6 +31,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:50051".into(),
             metrics_listen: String::new(),
             shutdown_grace_ms: 10_000,
+            kpi_refresh_seconds: 60,
             tls: None,
             limits: Default::default(),
         }

@@ -493,6 +493,13 @@ pub fn kpi_days(kpis: &[Kpi], now: Millis) -> Days {
     Days::last(longest.saturating_mul(2), now)
 }
 
+/// A UTC day number as `YYYY-MM-DD`.
+pub fn date(day: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(day * MS_PER_DAY)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
 /// The start of a day, ms since the epoch.
 pub fn day_start(day: i64) -> Millis {
     day * MS_PER_DAY

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod analytics;
 pub mod breaker;
 mod decide;
 pub mod degraded;

@@ -25,6 +25,7 @@ pub const METHODS: &[(&str, Role)] = &[
     ("/touchpoint.v1.Decisions/RecordOutcome", Role::Ingest),
     ("/touchpoint.v1.Profiles/*", Role::Profiles),
     ("/touchpoint.v1.Experiments/GetExperimentResults", Role::Analyst),
+    ("/touchpoint.v1.Analytics/*", Role::Analyst),
     ("/touchpoint.v1.Admin/Reload", Role::Admin),
     ("/touchpoint.v1.Admin/GetStatus", Role::Admin),
 ];

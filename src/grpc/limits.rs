@@ -19,7 +19,7 @@ use tonic::body::Body;
 
 /// Every Touchpoint RPC by method name, with its class: the shedding classes and the metrics
 /// layer's bounded `rpc` labels (`layer::rpc_name`) both come from this one list.
-pub const RPCS: [(&str, Class); 13] = [
+pub const RPCS: [(&str, Class); 16] = [
     ("Decide", Class::Interactive),
     ("GetAssignment", Class::Interactive),
     ("DecideBatch", Class::Batch),
@@ -33,6 +33,9 @@ pub const RPCS: [(&str, Class); 13] = [
     ("Reload", Class::Admin),
     ("GetStatus", Class::Admin),
     ("GetExperimentResults", Class::Admin),
+    ("GetFunnel", Class::Admin),
+    ("GetOfferPerformance", Class::Admin),
+    ("GetKpis", Class::Admin),
 ];
 
 /// A method class sharing one concurrency limit.
@@ -46,7 +49,8 @@ pub enum Class {
     Ingest,
     /// `GetProfile`, `PutProfile`, `DeleteProfile`, `GetJourney`, `SetConsent`.
     Profiles,
-    /// `Reload`, `GetStatus`, `GetExperimentResults`.
+    /// `Reload`, `GetStatus`, `GetExperimentResults`, the `Analytics` reads (on a cluster a
+    /// report reads every slot's counters).
     Admin,
 }
 

@@ -9,8 +9,10 @@ use tonic::{Code, Status};
 pub mod accept;
 pub mod auth;
 pub mod convert;
+pub mod json;
 pub mod layer;
 pub mod limits;
+mod report;
 mod services;
 pub mod tls;
 
@@ -97,6 +99,35 @@ fn code_label(code: Code) -> &'static str {
     }
 }
 
+/// The Touchpoint services (not health or reflection).
+fn touchpoint_routes(engine: Arc<Engine>) -> tonic::service::Routes {
+    let s = services::Services::new(engine);
+    tonic::service::Routes::new(pb::decisions_server::DecisionsServer::new(s.clone()))
+        .add_service(pb::profiles_server::ProfilesServer::new(s.clone()))
+        .add_service(pb::experiments_server::ExperimentsServer::new(s.clone()))
+        .add_service(pb::analytics_server::AnalyticsServer::new(s.clone()))
+        .add_service(pb::admin_server::AdminServer::new(s))
+}
+
+/// The Touchpoint services behind the same layers as `serve` (metrics, auth, shedding by
+/// class with limits of the same sizes), as one service to call in process: the HTTP/JSON
+/// door (`json.rs`) sends its transcoded calls here.
+pub(crate) fn layered_services(
+    engine: Arc<Engine>,
+) -> tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    std::convert::Infallible,
+> {
+    let l = engine.snapshot().config.file.server.limits.clone();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer::MetricsLayer)
+        .layer(auth::AuthLayer::new(engine.clone()))
+        .layer(limits::ShedLayer::new(&l))
+        .service(touchpoint_routes(engine));
+    tower::util::BoxCloneSyncService::new(svc)
+}
+
 /// Serves every Touchpoint service plus health and reflection (v1 and v1alpha) on `listener`
 /// until `shutdown` resolves, then drains in-flight calls. Every call goes through the auth
 /// layer; with `[server.tls]`, connections are TLS (the certificate follows reloads). The
@@ -124,20 +155,16 @@ pub async fn serve(
     }
     let tls = engine.snapshot().config.tls.clone();
     let l = engine.snapshot().config.file.server.limits.clone();
-    let s = services::Services::new(engine.clone());
     // Outermost first: every call is counted (denied and shed ones too), then authenticated
     // (an unknown caller never takes a slot of a class), then shed by class before any work.
     let router = limits::apply(tonic::transport::Server::builder(), &l)
         .layer(layer::MetricsLayer)
         .layer(auth::AuthLayer::new(engine.clone()))
         .layer(limits::ShedLayer::new(&l))
+        .add_routes(touchpoint_routes(engine.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(pb::decisions_server::DecisionsServer::new(s.clone()))
-        .add_service(pb::profiles_server::ProfilesServer::new(s.clone()))
-        .add_service(pb::experiments_server::ExperimentsServer::new(s.clone()))
-        .add_service(pb::admin_server::AdminServer::new(s));
+        .add_service(reflection_v1alpha);
     let conns = accept::incoming(listener, &l);
     match tls {
         Some(tls) => {

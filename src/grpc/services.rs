@@ -1,8 +1,9 @@
 //! Thin service handlers: convert the request, call the engine, convert the answer.
-use super::convert;
 use super::pb::{
-    self, admin_server::Admin, decisions_server::Decisions, experiments_server::Experiments, profiles_server::Profiles,
+    self, admin_server::Admin, analytics_server::Analytics, decisions_server::Decisions,
+    experiments_server::Experiments, profiles_server::Profiles,
 };
+use super::{convert, report};
 use crate::domain::decision::DecisionQuery;
 use crate::engine::Engine;
 use crate::engine::Error;
@@ -11,8 +12,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub const NAMES: [&str; 4] =
-    ["touchpoint.v1.Decisions", "touchpoint.v1.Profiles", "touchpoint.v1.Experiments", "touchpoint.v1.Admin"];
+pub const NAMES: [&str; 5] = [
+    "touchpoint.v1.Decisions",
+    "touchpoint.v1.Profiles",
+    "touchpoint.v1.Experiments",
+    "touchpoint.v1.Analytics",
+    "touchpoint.v1.Admin",
+];
 
 #[derive(Clone)]
 pub struct Services {
@@ -157,5 +163,32 @@ impl Admin for Services {
             config_loaded_at: Some(convert::timestamp(s.config_loaded_at)),
             store_breaker: s.store_breaker.to_string(),
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl Analytics for Services {
+    async fn get_funnel(&self, req: Request<pb::GetFunnelRequest>) -> Result<Response<pb::Funnel>, Status> {
+        let r = req.into_inner();
+        let asked = report::asked(r.range).map_err(Error::from)?;
+        let channel = (!r.channel.is_empty()).then_some(r.channel.as_str());
+        let (days, rows) = self.engine.funnel(asked, channel).await?;
+        Ok(Response::new(report::funnel(days, r.channel.clone(), rows)))
+    }
+
+    async fn get_offer_performance(
+        &self,
+        req: Request<pb::GetOfferPerformanceRequest>,
+    ) -> Result<Response<pb::OfferPerformance>, Status> {
+        let r = req.into_inner();
+        let query = report::offer_query(&r);
+        let asked = report::asked(r.range).map_err(Error::from)?;
+        let (days, rows) = self.engine.offer_performance(asked, &query).await?;
+        Ok(Response::new(report::offers(days, rows)))
+    }
+
+    async fn get_kpis(&self, _req: Request<pb::GetKpisRequest>) -> Result<Response<pb::Kpis>, Status> {
+        let (as_of, status) = self.engine.kpis().await?;
+        Ok(Response::new(report::kpis(as_of, status)))
     }
 }

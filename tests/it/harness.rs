@@ -205,6 +205,8 @@ pub struct TestServer {
     /// The same connection without a key.
     pub bare: tonic::transport::Channel,
     pub addr: std::net::SocketAddr,
+    /// The HTTP port: `/metrics`, the console and the JSON door.
+    pub http: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -222,10 +224,18 @@ impl TestServer {
             .await
             .unwrap();
         });
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = http_listener.local_addr().unwrap();
+        let routes = touchpoint::console::http_routes(engine.clone());
+        let http_task = tokio::spawn(touchpoint::telemetry::serve_http(http_listener, routes, std::future::pending()));
+        let task = tokio::spawn(async move {
+            let _ = task.await;
+            http_task.abort();
+        });
         let bare = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let key = touchpoint::grpc::auth::ApiKey::new(Some(TEST_KEY)).unwrap();
         let channel = touchpoint::grpc::auth::keyed(bare.clone(), key);
-        TestServer { engine, channel, bare, addr, stop: Some(tx), task: Some(task) }
+        TestServer { engine, channel, bare, addr, http, stop: Some(tx), task: Some(task) }
     }
 
     /// A config over a store, served (with `TEST_KEY` added when the config has no key).
@@ -332,4 +342,28 @@ pub fn shared_cluster() -> &'static RedisCluster {
 pub async fn shared_redis_store(cluster: bool, prefix: &str) -> RedisStore {
     let url = if cluster { shared_cluster().url() } else { shared_redis().url() };
     RedisStore::connect(&redis_config(&url, cluster, prefix), retention()).await.unwrap()
+}
+
+/// One HTTP/1.0 request to `addr`: (status, headers and body as text).
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    req += body;
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
 }

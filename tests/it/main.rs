@@ -1,4 +1,5 @@
 //! One integration-test binary: real Redis, real gRPC over real sockets.
+mod analytics;
 mod auth;
 mod boundary;
 mod certs;

@@ -1,0 +1,145 @@
+//! Journey analytics: the funnel, offer performance and KPI status from the store's write-time
+//! counters (`Store::tallies`), and the KPI gauges on `/metrics`.
+use super::{Engine, Error, now_ms};
+use crate::domain::analytics::{self, Days, KpiStatus, OfferFilter, OfferRow, StageRow, Status};
+use crate::domain::funnel::day_of;
+use crate::domain::limits::FieldError;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Days of a report when the caller names none.
+pub const DEFAULT_DAYS: i64 = 7;
+
+/// A range of days as asked: either end may be missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AskedDays {
+    /// First day (UTC day number).
+    pub from: Option<i64>,
+    /// Last day.
+    pub to: Option<i64>,
+}
+
+/// What an offer report keeps.
+#[derive(Debug, Clone, Default)]
+pub struct OfferQuery {
+    /// Only this channel.
+    pub channel: Option<String>,
+    /// Only this stage.
+    pub stage: Option<String>,
+    /// Only this offer.
+    pub offer: Option<String>,
+}
+
+impl Engine {
+    /// The days a report covers: as asked, defaulting to `DEFAULT_DAYS` ending today, within
+    /// the days the counters are kept (`field` names the range in errors).
+    fn report_days(&self, asked: AskedDays, field: &str) -> Result<Days, Error> {
+        let today = day_of(now_ms());
+        let (from, to) = match (asked.from, asked.to) {
+            (Some(f), Some(t)) => (f, t),
+            (Some(f), None) => (f, f + DEFAULT_DAYS - 1),
+            (None, Some(t)) => (t - DEFAULT_DAYS + 1, t),
+            (None, None) => (today - DEFAULT_DAYS + 1, today),
+        };
+        if from > to {
+            return Err(FieldError::new(format!("{field}.from_date"), "is after to_date").into());
+        }
+        let kept = i64::from(self.snapshot().config.file.redis.counter_retention_days);
+        if to - from + 1 > kept {
+            let msg =
+                format!("spans {} days; counters are kept {kept} days (redis.counter_retention_days)", to - from + 1);
+            return Err(FieldError::new(field.to_string(), msg).into());
+        }
+        Ok(Days { from, to })
+    }
+
+    fn check_stage(&self, field: &str, stage: &str) -> Result<(), Error> {
+        let snap = self.snapshot();
+        let stages = snap.config.policy.journey.stages();
+        if stages.iter().any(|s| s == stage) {
+            Ok(())
+        } else {
+            Err(FieldError::new(field, format!("unknown stage {stage:?} (known: {})", stages.join(", "))).into())
+        }
+    }
+
+    /// The funnel over `asked` days, optionally of one channel.
+    pub async fn funnel(&self, asked: AskedDays, channel: Option<&str>) -> Result<(Days, Vec<StageRow>), Error> {
+        let snap = self.snapshot();
+        if let Some(c) = channel {
+            Self::check_channel(&snap.config, "channel", c)?;
+        }
+        let days = self.report_days(asked, "range")?;
+        let t = self.store.tallies(days).await?;
+        let stages = snap.config.policy.journey.stages();
+        Ok((days, analytics::funnel(stages, &t.sum(days.from, days.to), &t.current, channel)))
+    }
+
+    /// Offer performance over `asked` days: one row per offer × stage × channel.
+    pub async fn offer_performance(&self, asked: AskedDays, q: &OfferQuery) -> Result<(Days, Vec<OfferRow>), Error> {
+        let snap = self.snapshot();
+        if let Some(c) = &q.channel {
+            Self::check_channel(&snap.config, "channel", c)?;
+        }
+        if let Some(s) = &q.stage {
+            self.check_stage("stage", s)?;
+        }
+        let days = self.report_days(asked, "range")?;
+        let t = self.store.tallies(days).await?;
+        let filter =
+            OfferFilter { offer: q.offer.as_deref(), stage: q.stage.as_deref(), channel: q.channel.as_deref() };
+        Ok((days, analytics::offers(&t.sum(days.from, days.to), filter)))
+    }
+
+    /// Every configured KPI's status today (and the gauges updated with it). Returns the day
+    /// the windows end on.
+    pub async fn kpis(&self) -> Result<(i64, Vec<KpiStatus>), Error> {
+        let snap = self.snapshot();
+        let policy = &snap.config.policy;
+        let now = now_ms();
+        let days = analytics::kpi_days(&policy.kpis, now);
+        let t = self.store.tallies(days).await?;
+        let status = analytics::kpis(&policy.kpis, policy.journey.stages(), &t, now);
+        publish_gauges(&status, &analytics::funnel(policy.journey.stages(), &Default::default(), &t.current, None));
+        Ok((day_of(now), status))
+    }
+
+    /// Refreshes the KPI gauges every `server.kpi_refresh_seconds` (0: never) until the engine
+    /// is dropped.
+    pub fn spawn_kpi_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(engine) = weak.upgrade() else { return };
+                let period = engine.snapshot().config.file.server.kpi_refresh_seconds;
+                if period > 0
+                    && let Err(e) = engine.kpis().await
+                {
+                    tracing::warn!(error = %e, "KPI refresh failed");
+                }
+                drop(engine);
+                tokio::time::sleep(Duration::from_secs(period.max(1))).await;
+            }
+        })
+    }
+}
+
+/// The KPI and stage gauges: `touchpoint_kpi_value` (NaN without data), `touchpoint_kpi_target`,
+/// `touchpoint_kpi_status` (1 met, 0 missed, -1 no data), `touchpoint_stage_users`.
+fn publish_gauges(kpis: &[KpiStatus], stages: &[StageRow]) {
+    for k in kpis {
+        let labels =
+            [("kpi", k.kpi.name.clone()), ("stage", k.kpi.stage.clone()), ("metric", k.kpi.metric.name().to_string())];
+        metrics::gauge!("touchpoint_kpi_value", &labels).set(k.value.unwrap_or(f64::NAN));
+        metrics::gauge!("touchpoint_kpi_target", &labels).set(k.kpi.target);
+        let status = match k.status {
+            Status::Met => 1.0,
+            Status::Missed => 0.0,
+            Status::NoData => -1.0,
+        };
+        metrics::gauge!("touchpoint_kpi_status", &labels).set(status);
+    }
+    for s in stages {
+        metrics::gauge!("touchpoint_stage_users", "stage" => s.stage.clone()).set(s.current);
+    }
+}
