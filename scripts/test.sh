@@ -28,3 +28,8 @@ if [ "${CI:-}" = "true" ] && [ -z "${PROPTEST_RNG_SEED:-}" ]; then
 fi
 
 cargo test --workspace --locked "$@"
+
+# The console as the demo serves it, in headless Chromium (installed when missing): the
+# screenshots go to a temporary directory (docs/console holds the committed ones, made with
+# `scripts/screenshots.sh` on a release build).
+bash scripts/screenshots.sh target/debug/touchpoint "$(mktemp -d)"

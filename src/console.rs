@@ -33,12 +33,17 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .with_state(engine)
 }
 
-/// `?days=7&channel=web`
+/// `?days=7&channel=web&view=offers`
 #[derive(Debug, Default, serde::Deserialize)]
 struct Params {
     days: Option<i64>,
     channel: Option<String>,
+    /// One section only (`kpis`, `funnel`, `offers`, `experiments`, `models`); all by default.
+    view: Option<String>,
 }
+
+/// The sections, in page order.
+const SECTIONS: [&str; 5] = ["kpis", "funnel", "offers", "experiments", "models"];
 
 /// The key a browser or client presents (Basic auth's password included) as `Bearer` headers
 /// for the API's authorisation.
@@ -125,11 +130,24 @@ async fn render(engine: &Engine, p: &Params) -> Result<String, crate::engine::Er
         status.store_error.map(|e| format!(" <span class=bad>{}</span>", esc(&e))).unwrap_or_default(),
         channel_links(&policy.channels, channel, days),
     );
-    kpi_section(&mut h, &kpis);
-    funnel_section(&mut h, &funnel);
-    offer_section(&mut h, policy.journey.stages(), &offers);
-    experiment_section(&mut h, &experiments);
-    model_section(&mut h, policy);
+    let view = p.view.as_deref().filter(|v| SECTIONS.contains(v));
+    let _ = write!(h, "<nav>{}</nav>", nav(view, channel, days));
+    let show = |s: &str| view.is_none_or(|v| v == s);
+    if show("kpis") {
+        kpi_section(&mut h, &kpis);
+    }
+    if show("funnel") {
+        funnel_section(&mut h, &funnel);
+    }
+    if show("offers") {
+        offer_section(&mut h, policy.journey.stages(), &offers);
+    }
+    if show("experiments") {
+        experiment_section(&mut h, &experiments);
+    }
+    if show("models") {
+        model_section(&mut h, policy);
+    }
     h.push_str("</main></body></html>\n");
     Ok(h)
 }
@@ -163,18 +181,34 @@ fn head(h: &mut String, title: &str) {
 <title>Touchpoint console · {}</title><style>
 body{{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2433;background:#f5f6f8}}
 header{{background:#1d2433;color:#fff;padding:10px 24px}} header h1{{margin:0;font-size:20px}} header p{{margin:2px 0 0;color:#c9cfdb}}
-header a{{color:#9fc3ff}} main{{max-width:1240px;margin:0 auto;padding:8px 24px 32px}}
-section{{background:#fff;border:1px solid #dde1e8;border-radius:6px;margin:14px 0;padding:10px 16px}}
+header a{{color:#9fc3ff}} nav{{margin:10px 0 0}} nav a,nav b{{margin-right:10px}} main{{max-width:1240px;margin:0 auto;padding:8px 24px 32px}}
+section{{overflow-x:auto;background:#fff;border:1px solid #dde1e8;border-radius:6px;margin:14px 0;padding:10px 16px}}
 h2{{font-size:16px;margin:4px 0 8px}} h3{{font-size:14px;margin:10px 0 4px}}
-table{{border-collapse:collapse;width:100%}} th,td{{padding:3px 8px;border-bottom:1px solid #eef0f3;text-align:right;white-space:nowrap}}
+table{{border-collapse:collapse;width:100%}} th,td{{padding:3px 6px;border-bottom:1px solid #eef0f3;text-align:right;white-space:nowrap}}
 th{{color:#5b6477;font-weight:600;background:#fafbfc}} th:first-child,td:first-child,td.l,th.l{{text-align:left}}
 .met{{color:#0a7d32;font-weight:600}} .missed{{color:#b3261e;font-weight:600}} .nodata{{color:#8a93a6}}
 .bad{{color:#b3261e;font-weight:600}} .alarm{{background:#fde7e6;border:1px solid #f4b4b0;padding:4px 8px;border-radius:4px;color:#8c1d18}}
-.ok{{color:#0a7d32}} code{{font-size:12px}} .muted{{color:#8a93a6}} svg text{{font:12px system-ui,sans-serif}}
+td.wrap{{white-space:normal;text-align:left}} .ok{{color:#0a7d32}} code{{font-size:12px}} .muted{{color:#8a93a6}} svg text{{font:12px system-ui,sans-serif}}
 </style></head><body>"#,
         esc(title)
     );
     h.push_str("<main>");
+}
+
+/// Links to each section alone, and to the whole page.
+fn nav(view: Option<&str>, channel: Option<&str>, days: i64) -> String {
+    let ch = channel.map(|c| format!("&channel={c}")).unwrap_or_default();
+    let mut out = String::new();
+    for s in std::iter::once(None).chain(SECTIONS.iter().map(|s| Some(*s))) {
+        let label = s.unwrap_or("everything");
+        let href = format!("/console?days={days}{ch}{}", s.map(|s| format!("&view={s}")).unwrap_or_default());
+        if s == view {
+            let _ = write!(out, "<b>{label}</b> ");
+        } else {
+            let _ = write!(out, "<a href=\"{}\">{label}</a> ", esc(&href));
+        }
+    }
+    out
 }
 
 fn channel_links(channels: &[String], current: Option<&str>, days: i64) -> String {
@@ -211,7 +245,7 @@ fn kpi_section(h: &mut String, kpis: &[KpiStatus]) {
             Trend::Flat => "▶ flat",
             Trend::NoData => "–",
         };
-        let rate = matches!(k.kpi.metric.name(), "advance_rate" | "lapse_rate" | "ctr" | "conversion_rate");
+        let rate = matches!(k.kpi.metric.name(), "advance_rate" | "ctr" | "conversion_rate");
         let show = |v: Option<f64>| if rate { pct(v) } else { v.map_or("–".into(), num) };
         let _ = write!(
             h,
@@ -325,10 +359,13 @@ fn offer_section(h: &mut String, stages: &[String], offers: &[OfferRow]) {
     h.push_str("</section>");
 }
 
-/// A lift with its CI drawn on a small axis from -50% to +50% (clipped), GrowthBook style.
-fn lift_cell(c: &Option<Comparison>) -> String {
-    let Some(c) = c else { return "<td class=muted>–</td><td></td><td></td>".into() };
-    let x = |v: f64| 60.0 + 120.0 * (v.clamp(-0.5, 0.5));
+/// A lift with its CI drawn on a small axis from -50% to +50% (clipped), GrowthBook style:
+/// green when the whole interval is above 0, red when below, grey when it spans 0.
+fn lift_cell(c: &Option<Comparison>, bar: bool) -> String {
+    let Some(c) = c else {
+        return if bar { "<td class=muted>–</td><td></td><td></td>" } else { "<td class=muted>–</td><td></td>" }.into();
+    };
+    let x = |v: f64| 40.0 + 80.0 * (v.clamp(-0.5, 0.5));
     let color = if c.ci.0 > 0.0 {
         "#0a7d32"
     } else if c.ci.1 < 0.0 {
@@ -337,11 +374,17 @@ fn lift_cell(c: &Option<Comparison>) -> String {
         "#8a93a6"
     };
     let p = if c.p_value < 1e-4 { format!("{:.1e}", c.p_value) } else { format!("{:.4}", c.p_value) };
-    format!(
-        "<td style=\"color:{color}\">{:+.1}% [{:+.1}%, {:+.1}%]</td><td><svg width=120 height=14><line x1=60 y1=0 x2=60 y2=14 stroke=\"#c9cfdb\"/><rect x={:.1} y=4 width={:.1} height=6 fill=\"{color}\" rx=2/><circle cx={:.1} cy=7 r=3 fill=\"{color}\"/></svg></td><td>{p}</td>",
+    let text = format!(
+        "<td style=\"color:{color}\">{:+.1}% [{:+.1}, {:+.1}]</td>",
         100.0 * c.lift,
         100.0 * c.ci.0,
-        100.0 * c.ci.1,
+        100.0 * c.ci.1
+    );
+    if !bar {
+        return format!("{text}<td>{p}</td>");
+    }
+    format!(
+        "{text}<td><svg width=80 height=14><line x1=40 y1=0 x2=40 y2=14 stroke=\"#c9cfdb\"/><rect x={:.1} y=4 width={:.1} height=6 fill=\"{color}\" rx=2/><circle cx={:.1} cy=7 r=3 fill=\"{color}\"/></svg></td><td>{p}</td>",
         x(c.ci.0),
         (x(c.ci.1) - x(c.ci.0)).max(1.0),
         x(c.lift)
@@ -367,7 +410,7 @@ fn experiment_section(h: &mut String, reports: &[ExperimentReport]) {
             }
             _ => h.push_str("<p class=muted>No exposures yet: no SRM check.</p>"),
         }
-        h.push_str("<table><tr><th>variant</th><th>exposed</th><th>share (expected)</th><th>converted</th><th>conversion</th><th>conversion lift [95% CI]</th><th></th><th>p</th><th>revenue/user</th><th>revenue lift [95% CI]</th><th></th><th>p</th></tr>");
+        h.push_str("<table><tr><th>variant</th><th>exposed</th><th>share (expected)</th><th>converted</th><th>conversion</th><th>lift [95% CI, %]</th><th></th><th>p</th><th>revenue/user</th><th>lift [95% CI, %]</th><th>p</th></tr>");
         let total: u64 = r.variants.iter().map(|v| v.counters.exposed).sum();
         for v in &r.variants {
             let share = if total > 0 { v.counters.exposed as f64 / total as f64 } else { 0.0 };
@@ -381,9 +424,9 @@ fn experiment_section(h: &mut String, reports: &[ExperimentReport]) {
                 pct(Some(v.expected_share)),
                 v.counters.converters,
                 pct(Some(v.conversion_rate)),
-                lift_cell(&v.conversion),
+                lift_cell(&v.conversion, true),
                 v.revenue_per_user,
-                lift_cell(&v.revenue)
+                lift_cell(&v.revenue, false)
             );
         }
         h.push_str("</table>");
@@ -414,11 +457,11 @@ fn model_section(h: &mut String, policy: &crate::domain::policy::Policy) {
         let metrics: Vec<String> = a.metrics.iter().map(|(k, v)| format!("{} {:.4}", esc(k), v)).collect();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=l><code>{}</code></td><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=l>{}</td></tr>",
+            "<tr><td>{}</td><td class=l><code>{}</code></td><td class=l>{}</td><td class=l>{}</td><td>{}</td><td class=wrap>{}</td></tr>",
             esc(&slot),
             esc(&a.version),
             esc(&a.kind),
-            esc(&a.created_at),
+            esc(a.created_at.get(..16).unwrap_or(&a.created_at)),
             a.feature_names.len(),
             metrics.join(" · ")
         );
@@ -437,7 +480,7 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode("me:tp_secret");
         h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {b64}")).unwrap());
         assert_eq!(as_bearer(&h).get(http::header::AUTHORIZATION).unwrap(), "Bearer tp_secret");
-        let lift = lift_cell(&Some(Comparison { lift: 0.1, ci: (0.02, 0.18), statistic: 2.0, p_value: 0.01 }));
-        assert!(lift.contains("+10.0% [+2.0%, +18.0%]") && lift.contains("#0a7d32"), "{lift}");
+        let lift = lift_cell(&Some(Comparison { lift: 0.1, ci: (0.02, 0.18), statistic: 2.0, p_value: 0.01 }), true);
+        assert!(lift.contains("+10.0% [+2.0, +18.0]") && lift.contains("#0a7d32"), "{lift}");
     }
 }

@@ -40,12 +40,32 @@ const MODELS: [(&str, &str); 2] = [
     ("purchase", include_str!("../../examples/models/purchase.json")),
 ];
 
+/// An A/B test the demo runs so the console has experiment results to show: the model-based
+/// default priority (champion) against the static offer priorities (challenger). The
+/// simulated responses do not depend on the offer, so no real lift is expected.
+const DEMO_EXPERIMENT: &str = r#"
+[[experiments]]
+id = "demo-priority-formula"
+control = "champion"
+attribution_days = 14
+
+[[experiments.variants]]
+name = "champion"
+weight = 1
+
+[[experiments.variants]]
+name = "challenger"
+weight = 1
+priority = "offer.priority * offer.weight"
+"#;
+
 /// The example config plus the embedded models, written where the config can name them, and
 /// `key` (an `[[auth.keys]]` entry minted for this run).
 fn demo_config(vars: Vec<(String, String)>, key: &str) -> anyhow::Result<Config> {
     let dir = std::env::temp_dir().join(format!("touchpoint-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut src = EXAMPLE.to_string();
+    src.push_str(DEMO_EXPERIMENT);
     src.push_str("\n[models]\n");
     for (name, json) in MODELS {
         let path = dir.join(format!("{name}.json"));
@@ -97,6 +117,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         t.elapsed(),
         args.seed
     );
+    let responses = simulate_responses(&engine, &sim.users, args.seed).await?;
+    println!(
+        "a campaign round: {} decisions on web, app and email; {} impressions, {} clicks, {} conversions \
+         (simulated responses)",
+        responses[0], responses[1], responses[2], responses[3]
+    );
     println!("models: {versions:?} (churn and purchase propensity, logistic regression)");
     let stages: Vec<String> = engine.snapshot().config.policy.journey.stages().to_vec();
     for s in &stages {
@@ -116,7 +142,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut decisions = DecisionsClient::new(channel.clone());
     let mut profiles = ProfilesClient::new(channel);
-    println!("\ngRPC server on {addr}; the session below goes through a real gRPC client.\n");
+    println!("\ngRPC server on {addr}; the session below goes through a real gRPC client.");
+    if !args.metrics_listen.is_empty() {
+        println!(
+            "Web console: http://{}/console (user: anything, password: this run's API key, printed at the end)",
+            args.metrics_listen
+        );
+    }
+    println!();
 
     println!("== One user per stage, channel web (explained) and email ==");
     for s in &stages {
@@ -225,4 +258,60 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     serving.await??;
     Ok(())
+}
+
+/// One decision per simulated user on a channel of their own (web, app or email) and simulated
+/// responses to it, so the console's offer performance has something to show: an impression
+/// per offer shown, a click with probability 3% + 60% × the user's purchase propensity, a
+/// conversion (value 20-80) for a quarter of the clicks. Returns [decisions, impressions,
+/// clicks, conversions].
+async fn simulate_responses(
+    engine: &Engine,
+    users: &[touchpoint::sim::SimUser],
+    seed: u64,
+) -> anyhow::Result<[u64; 4]> {
+    use rand::{Rng, SeedableRng};
+    use touchpoint::domain::decision::DecisionQuery;
+    use touchpoint::domain::outcome::{OutcomeKind, OutcomeRecord};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut n = [0u64; 4];
+    for (i, u) in users.iter().enumerate() {
+        let channel = ["web", "app", "email"][i % 3];
+        let query = DecisionQuery {
+            user_id: u.user_id.clone(),
+            channel: channel.into(),
+            placement: String::new(),
+            context: BTreeMap::new(),
+            limit: 2,
+            explain: false,
+        };
+        let d = engine.decide(query, None).await?;
+        if d.degraded_reason.is_some() || d.offers.is_empty() {
+            continue;
+        }
+        n[0] += 1;
+        for o in &d.offers {
+            let outcome = |kind, value| OutcomeRecord {
+                decision_id: d.record.decision_id.clone(),
+                user_id: u.user_id.clone(),
+                offer_id: o.offer_id.clone(),
+                outcome: kind,
+                value,
+                at: now_ms(),
+            };
+            engine.record_outcome(outcome(OutcomeKind::Impression, 0.0)).await?;
+            n[1] += 1;
+            if rng.gen_bool((0.03 + 0.6 * u.buy_prob).min(1.0)) {
+                engine.record_outcome(outcome(OutcomeKind::Click, 0.0)).await?;
+                n[2] += 1;
+                if rng.gen_bool(0.25) {
+                    engine
+                        .record_outcome(outcome(OutcomeKind::Conversion, rng.gen_range(20.0..80.0_f64).round()))
+                        .await?;
+                    n[3] += 1;
+                }
+            }
+        }
+    }
+    Ok(n)
 }

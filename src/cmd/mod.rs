@@ -12,6 +12,7 @@ pub mod client;
 pub mod demo;
 pub mod experiments;
 pub mod keys;
+pub mod report;
 pub mod serve;
 
 #[derive(Parser)]
@@ -52,6 +53,8 @@ enum Command {
     Client(client::Args),
     /// Experiment results, and the Hillstrom replay.
     Experiments(experiments::Args),
+    /// Journey analytics from a running server: `report funnel|offers|kpis [--format csv|json]`.
+    Report(report::Args),
     /// Load generator: Decide end to end vs a bare tonic server, side by side.
     Bench(bench::Args),
     /// API keys: `keys new --id NAME --role decide [--role ingest]`.
@@ -170,6 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Experiments(args) => experiments::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Keys(args) => keys::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => report::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -65,11 +65,13 @@ pub struct StageRow {
     pub stage: String,
     /// Users entering the stage.
     pub entered: f64,
-    /// Users leaving it for a later stage, per stage reached.
+    /// Of the users who entered the stage in the range, those who have left it for a later
+    /// stage since, per stage reached (a cohort count: see `funnel.rs`).
     pub advanced_to: BTreeMap<String, f64>,
-    /// Users leaving it for any later stage.
+    /// The same, for any later stage.
     pub advanced: f64,
-    /// advanced / entered (None when nobody entered).
+    /// advanced / entered: the stage-to-next conversion rate of the range's entrants (None
+    /// when nobody entered).
     pub advance_rate: Option<f64>,
     /// Lapses of users in the stage.
     pub lapses: f64,
@@ -286,7 +288,6 @@ pub enum Metric {
     AdvanceRate,
     InStage,
     Lapses,
-    LapseRate,
     MedianHoursInStage,
     P90HoursInStage,
     Decisions,
@@ -302,13 +303,12 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric with its config name.
-    pub const ALL: [(Metric, &'static str); 17] = [
+    pub const ALL: [(Metric, &'static str); 16] = [
         (Metric::Entered, "entered"),
         (Metric::Advanced, "advanced"),
         (Metric::AdvanceRate, "advance_rate"),
         (Metric::InStage, "in_stage"),
         (Metric::Lapses, "lapses"),
-        (Metric::LapseRate, "lapse_rate"),
         (Metric::MedianHoursInStage, "median_hours_in_stage"),
         (Metric::P90HoursInStage, "p90_hours_in_stage"),
         (Metric::Decisions, "decisions"),
@@ -347,14 +347,7 @@ impl Metric {
     }
     /// Whether less is better (lapses, time in stage, dismissals): the default direction.
     pub fn lower_is_better(self) -> bool {
-        matches!(
-            self,
-            Metric::Lapses
-                | Metric::LapseRate
-                | Metric::MedianHoursInStage
-                | Metric::P90HoursInStage
-                | Metric::Dismissals
-        )
+        matches!(self, Metric::Lapses | Metric::MedianHoursInStage | Metric::P90HoursInStage | Metric::Dismissals)
     }
 }
 
@@ -442,9 +435,6 @@ pub fn kpi_value(
         Metric::AdvanceRate => stage().and_then(|r| r.advance_rate),
         Metric::InStage => stage().map(|r| r.current),
         Metric::Lapses => stage().filter(any).map(|r| r.lapses),
-        Metric::LapseRate => {
-            stage().filter(|r| r.current + r.advanced > 0.0 && any(r)).map(|r| r.lapses / (r.current + r.advanced))
-        }
         Metric::MedianHoursInStage => stage().and_then(|r| r.median_hours),
         Metric::P90HoursInStage => stage().and_then(|r| r.p90_hours),
         Metric::Decisions => offer_of().map(|r| r.decisions),

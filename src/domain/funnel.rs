@@ -8,7 +8,7 @@
 //! | field | counts |
 //! |---|---|
 //! | `e\|stage\|channel` | users entering the stage (a new user enters the first stage) |
-//! | `a\|from\|to\|channel` | users advancing from a stage to a later one |
+//! | `a\|from\|to\|channel` | users advancing from a stage to a later one, counted on the day they *entered* the stage they leave (cohorts: the advance rate of a range is the share of the users entering in it who moved on, never above 1) |
 //! | `l\|stage\|channel` | lapses: a user in the stage came back after the lapse window |
 //! | `t\|stage\|bucket` | time in the stage, counted when the user leaves it (`TIME_BUCKETS_MS`) |
 //! | `o\|offer\|stage\|channel\|metric` | offer performance: `decision` (the offer was chosen), the outcome kinds, `revenue` |
@@ -142,8 +142,11 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
             let from = if t.from.is_empty() { first.clone() } else { t.from.clone() };
             if from != t.to {
                 counts.push(Count::day(t.at, entered(&t.to, &e.channel)));
-                counts.push(Count::day(t.at, advanced(&from, &t.to, &e.channel)));
-                let stayed = t.at - since.unwrap_or(t.at);
+                // Counted on the day the user entered the stage they leave (a cohort count):
+                // "of the users who entered consideration in these days, how many moved on".
+                let entry = since.unwrap_or(t.at);
+                counts.push(Count::day(entry, advanced(&from, &t.to, &e.channel)));
+                let stayed = t.at - entry;
                 counts.push(Count::day(t.at, time_in_stage(&from, time_bucket(stayed.max(0)))));
             }
             if t.from != t.to {
@@ -249,7 +252,7 @@ mod tests {
             [
                 (Some(31), "l|awareness|email", 1.0),
                 (Some(31), "e|conversion|email", 1.0),
-                (Some(31), "a|awareness|conversion|email", 1.0),
+                (Some(0), "a|awareness|conversion|email", 1.0),
                 (Some(31), "t|awareness|12", 1.0),
                 (None, "s|", -1.0),
                 (None, "s|conversion", 1.0),
