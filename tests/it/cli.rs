@@ -179,3 +179,15 @@ fn the_independent_load_generator_runs() {
     assert!(stdout.contains("decide calls not OK: 0"), "{stdout}");
     assert!(stdout.contains("B of Redis memory per entry"), "{stdout}");
 }
+
+/// The analytics-counter cost run (`bench --counters`, issue 13) runs end to end against a
+/// real redis-server and reports each figure (the figures themselves are in BENCHMARKS.md).
+#[test]
+fn the_counter_cost_run_runs() {
+    let redis = crate::harness::RedisServer::start();
+    let (code, out, err) = touchpoint(&["bench", "--counters", "--redis-url", &redis.url(), "--users", "200"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in ["extra Redis CPU per event", "per decision", "per outcome", "B per field"] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+}

@@ -24,6 +24,7 @@ use touchpoint::grpc::auth::{ApiKey, KeyedChannel};
 use touchpoint::grpc::pb::{self, decisions_client::DecisionsClient};
 use touchpoint::sim::{SimConfig, simulate};
 
+mod counters;
 mod flood;
 mod load;
 use load::*;
@@ -62,6 +63,10 @@ pub struct Args {
     /// is the median of the rounds).
     #[arg(long, default_value_t = 3)]
     flood_rounds: usize,
+    /// Instead of the throughput phases: what the funnel and offer counters cost Redis (CPU
+    /// per event, decision and outcome from INFO commandstats; memory per offer row and day).
+    #[arg(long)]
+    counters: bool,
 }
 
 const EXAMPLE: &str = include_str!("../../../examples/touchpoint.toml");
@@ -126,6 +131,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // (TOUCHPOINT_SERVER_LIMITS_*).
     vars.push(("TOUCHPOINT_SERVER_LIMITS_INTERACTIVE".to_string(), args.concurrency.max(8).to_string()));
     vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("TOUCHPOINT_SERVER_LIMITS_")));
+    if args.counters {
+        return counters::run(&args.redis_url, args.users.min(5_000), &toml, vars).await;
+    }
     let config = Config::from_toml(&toml, "examples/touchpoint.toml", vars)?;
     let store = touchpoint::store::open(&config.file.redis).await.context("opening the store")?;
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
