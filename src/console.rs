@@ -40,6 +40,8 @@ struct Params {
     channel: Option<String>,
     /// One section only (`kpis`, `funnel`, `offers`, `experiments`, `models`); all by default.
     view: Option<String>,
+    /// Offer performance of one segment's decisions (over every channel).
+    segment: Option<String>,
 }
 
 /// The sections, in page order.
@@ -98,7 +100,12 @@ async fn render(engine: &Engine, p: &Params) -> Result<String, crate::engine::Er
     let asked = AskedDays { from: Some(today - days + 1), to: Some(today) };
     let channel = p.channel.as_deref().filter(|c| !c.is_empty());
     let (range, funnel) = engine.funnel(asked, channel).await?;
-    let offer_query = OfferQuery { channel: channel.map(str::to_string), ..Default::default() };
+    let segment = p.segment.as_deref().filter(|s| !s.is_empty());
+    let offer_query = OfferQuery {
+        channel: channel.filter(|_| segment.is_none()).map(str::to_string),
+        segment: segment.map(str::to_string),
+        ..Default::default()
+    };
     let (_, offers) = engine.offer_performance(asked, &offer_query).await?;
     let (_, kpis) = engine.kpis().await?;
     let snap = engine.snapshot();
@@ -140,7 +147,8 @@ async fn render(engine: &Engine, p: &Params) -> Result<String, crate::engine::Er
         funnel_section(&mut h, &funnel);
     }
     if show("offers") {
-        offer_section(&mut h, policy.journey.stages(), &offers);
+        let segments: Vec<&str> = policy.segments.iter().map(|s| s.id.as_str()).collect();
+        offer_section(&mut h, policy.journey.stages(), &offers, (&segments, segment, days));
     }
     if show("experiments") {
         experiment_section(&mut h, &experiments);
@@ -322,8 +330,26 @@ fn funnel_section(h: &mut String, rows: &[StageRow]) {
     h.push_str("</table></section>");
 }
 
-fn offer_section(h: &mut String, stages: &[String], offers: &[OfferRow]) {
-    h.push_str("<section id=offers><h2>Offer performance per stage</h2>");
+/// (every segment id, the one shown, the days shown)
+type SegmentLinks<'a> = (&'a [&'a str], Option<&'a str>, i64);
+
+fn offer_section(h: &mut String, stages: &[String], offers: &[OfferRow], (segments, current, days): SegmentLinks<'_>) {
+    h.push_str("<section id=offers><h2>Offer performance per stage</h2><p>segment:");
+    for s in std::iter::once(None).chain(segments.iter().map(|s| Some(*s))) {
+        let label = s.unwrap_or("all");
+        if s == current {
+            let _ = write!(h, " <b>{}</b>", esc(label));
+        } else {
+            let href =
+                format!("/console?days={days}&view=offers{}", s.map(|s| format!("&segment={s}")).unwrap_or_default());
+            let _ = write!(h, " <a href=\"{}\">{}</a>", esc(&href), esc(label));
+        }
+    }
+    h.push_str(if current.is_some() {
+        " <span class=muted>(decisions of users in the segment, every channel)</span></p>"
+    } else {
+        "</p>"
+    });
     if offers.is_empty() {
         h.push_str("<p class=muted>No decisions in this range.</p>");
     }

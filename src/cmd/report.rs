@@ -62,6 +62,9 @@ enum What {
         stage: Option<String>,
         #[arg(long)]
         offer: Option<String>,
+        /// Only decisions of users in this segment (rows over every channel).
+        #[arg(long, conflicts_with = "channel")]
+        segment: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -253,12 +256,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             );
             print(format, "touchpoint.v1.Funnel", &f, funnel_rows(&f), title)
         }
-        What::Offers { range, channel, stage, offer, .. } => {
+        What::Offers { range, channel, stage, offer, segment, .. } => {
             let req = pb::GetOfferPerformanceRequest {
                 range: range.pb(),
                 channel: channel.unwrap_or_default(),
                 stage: stage.unwrap_or_default(),
                 offer_id: offer.unwrap_or_default(),
+                segment: segment.unwrap_or_default(),
             };
             let o = client.get_offer_performance(req).await?.into_inner();
             let title = format!("offers {}", range_title(&o.range));

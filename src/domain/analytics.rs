@@ -249,6 +249,9 @@ impl OfferRow {
 /// Which offer rows to keep.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OfferFilter<'a> {
+    /// Only decisions of users in this segment; rows are then per offer × stage over every
+    /// channel (`channel` is empty in them: segment counts are not kept per channel).
+    pub segment: Option<&'a str>,
     /// Only this offer.
     pub offer: Option<&'a str>,
     /// Only this stage.
@@ -261,10 +264,14 @@ pub struct OfferFilter<'a> {
 pub fn offers(summed: &BTreeMap<String, f64>, filter: OfferFilter<'_>) -> Vec<OfferRow> {
     let mut rows: BTreeMap<(String, String, String), OfferRow> = BTreeMap::new();
     for (field, &v) in summed {
-        if let ["o", offer, stage, ch, metric] = parts(field).as_slice()
-            && filter.offer.is_none_or(|f| f == *offer)
-            && filter.stage.is_none_or(|f| f == *stage)
-            && channel_ok(ch, filter.channel)
+        let (offer, stage, ch, metric) = match (parts(field).as_slice(), filter.segment) {
+            (["o", offer, stage, ch, metric], None) => (*offer, *stage, *ch, *metric),
+            (["g", segment, offer, stage, metric], Some(s)) if *segment == s => (*offer, *stage, "", *metric),
+            _ => continue,
+        };
+        if filter.offer.is_none_or(|f| f == offer)
+            && filter.stage.is_none_or(|f| f == stage)
+            && (filter.segment.is_some() || channel_ok(ch, filter.channel))
         {
             rows.entry((offer.to_string(), stage.to_string(), ch.to_string()))
                 .or_insert_with(|| OfferRow {
@@ -423,7 +430,8 @@ pub fn kpi_value(
     let channel = kpi.channel.as_deref();
     let offer_of = || {
         let mut total = OfferRow::default();
-        let rows = offers(summed, OfferFilter { offer: kpi.offer.as_deref(), stage: Some(&kpi.stage), channel });
+        let filter = OfferFilter { offer: kpi.offer.as_deref(), stage: Some(&kpi.stage), channel, segment: None };
+        let rows = offers(summed, filter);
         rows.iter().for_each(|r| total.merge(r));
         (!rows.is_empty()).then_some(total)
     };
@@ -499,7 +507,7 @@ pub fn day_start(day: i64) -> Millis {
 mod tests {
     use super::*;
     use crate::domain::event::Event;
-    use crate::domain::funnel::{apply_events, decision_counts, outcome_counts};
+    use crate::domain::funnel::{DecisionScope, apply_events, decision_counts, outcome_counts};
     use crate::domain::journey::{JourneyDef as Journey, Trigger};
     use crate::domain::outcome::OutcomeKind;
     use crate::domain::profile::UserState;
@@ -591,7 +599,8 @@ mod tests {
         }
         for (kind, n) in [(OutcomeKind::Impression, 4), (OutcomeKind::Click, 1), (OutcomeKind::Conversion, 1)] {
             for _ in 0..n {
-                for c in outcome_counts("o1", "awareness", "web", kind, 20.0, 5) {
+                let scope = DecisionScope { stage: "awareness", channel: "web", segments: &[] };
+                for c in outcome_counts("o1", scope, kind, 20.0, 5) {
                     t.add(c.day, &c.field, c.by);
                 }
             }

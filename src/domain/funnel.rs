@@ -12,8 +12,11 @@
 //! | `l\|stage\|channel` | lapses: a user in the stage came back after the lapse window |
 //! | `t\|stage\|bucket` | time in the stage, counted when the user leaves it (`TIME_BUCKETS_MS`) |
 //! | `o\|offer\|stage\|channel\|metric` | offer performance: `decision` (the offer was chosen), the outcome kinds, `revenue` |
+//! | `g\|segment\|offer\|stage\|metric` | the same per segment the user was in at the decision (over every channel) |
 //! | `s\|stage` | (not per day) users in the stage now |
 //!
+//! `segment` counts are per segment the user was in at the decision (a decision counts once in
+//! each), over every channel to stay cheap.
 //! `channel` is the channel of the event that caused the count (empty when it had none), or of
 //! the decision. Stage, channel and offer names cannot contain `|` (config checks names).
 use super::event::Event;
@@ -99,6 +102,11 @@ pub fn offer(offer: &str, stage: &str, channel: &str, metric: &str) -> String {
     format!("o|{offer}|{stage}|{channel}|{metric}")
 }
 
+/// `g|segment|offer|stage|metric`; outcome.lua builds the same names for outcomes.
+pub fn segment_offer(segment: &str, offer: &str, stage: &str, metric: &str) -> String {
+    format!("g|{segment}|{offer}|{stage}|{metric}")
+}
+
 /// The offer metric of a decision that chose the offer.
 pub const DECISION: &str = "decision";
 /// The offer metric summing conversion values.
@@ -160,24 +168,47 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
 }
 
 /// What a logged decision counts: one `decision` per offer chosen, in the decision's stage
-/// and channel.
+/// and channel, and in the stage for each of the user's segments.
 pub fn decision_counts(rec: &DecisionRecord) -> Vec<Count> {
-    rec.chosen.iter().map(|c| Count::day(rec.at, offer(&c.offer_id, &rec.stage, &rec.channel, DECISION))).collect()
+    let mut out = Vec::new();
+    for c in &rec.chosen {
+        out.push(Count::day(rec.at, offer(&c.offer_id, &rec.stage, &rec.channel, DECISION)));
+        for s in &rec.segments {
+            out.push(Count::day(rec.at, segment_offer(s, &c.offer_id, &rec.stage, DECISION)));
+        }
+    }
+    out
+}
+
+/// Where a decision's outcomes are counted: its stage, channel and segments.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionScope<'a> {
+    /// The decision's stage.
+    pub stage: &'a str,
+    /// Its channel.
+    pub channel: &'a str,
+    /// The segments the user was in.
+    pub segments: &'a [String],
 }
 
 /// What a linked outcome counts (outcome.lua does the same in Redis): its kind and, for a
-/// conversion with a value, the revenue, in the stage and channel of its decision.
+/// conversion with a value, the revenue, in the stage and channel of its decision and in the
+/// stage for each of its segments.
 pub fn outcome_counts(
     offer_id: &str,
-    stage: &str,
-    channel: &str,
+    scope: DecisionScope<'_>,
     kind: OutcomeKind,
     value: f64,
     at: Millis,
 ) -> Vec<Count> {
-    let mut out = vec![Count::day(at, offer(offer_id, stage, channel, kind.as_str()))];
-    if kind == OutcomeKind::Conversion && value != 0.0 {
-        out.push(Count { day: Some(day_of(at)), field: offer(offer_id, stage, channel, REVENUE), by: value });
+    let mut fields = vec![offer(offer_id, scope.stage, scope.channel, "")];
+    fields.extend(scope.segments.iter().map(|s| segment_offer(s, offer_id, scope.stage, "")));
+    let mut out = Vec::new();
+    for f in &fields {
+        out.push(Count::day(at, format!("{f}{}", kind.as_str())));
+        if kind == OutcomeKind::Conversion && value != 0.0 {
+            out.push(Count { day: Some(day_of(at)), field: format!("{f}{REVENUE}"), by: value });
+        }
     }
     out
 }
@@ -266,11 +297,19 @@ mod tests {
 
     #[test]
     fn outcomes_count_revenue_only_for_valued_conversions() {
-        let c = outcome_counts("o1", "retention", "app", OutcomeKind::Conversion, 12.5, MS_PER_DAY);
+        let segments = ["vip".to_string()];
+        let scope = DecisionScope { stage: "retention", channel: "app", segments: &segments };
+        let c = outcome_counts("o1", scope, OutcomeKind::Conversion, 12.5, MS_PER_DAY);
         assert_eq!(
             fields(&c),
-            [(Some(1), "o|o1|retention|app|conversion", 1.0), (Some(1), "o|o1|retention|app|revenue", 12.5)]
+            [
+                (Some(1), "o|o1|retention|app|conversion", 1.0),
+                (Some(1), "o|o1|retention|app|revenue", 12.5),
+                (Some(1), "g|vip|o1|retention|conversion", 1.0),
+                (Some(1), "g|vip|o1|retention|revenue", 12.5)
+            ]
         );
-        assert_eq!(outcome_counts("o1", "s", "c", OutcomeKind::Click, 3.0, 0).len(), 1);
+        let none = DecisionScope { stage: "s", channel: "c", segments: &[] };
+        assert_eq!(outcome_counts("o1", none, OutcomeKind::Click, 3.0, 0).len(), 1);
     }
 }

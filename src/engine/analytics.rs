@@ -28,6 +28,8 @@ pub struct OfferQuery {
     pub stage: Option<String>,
     /// Only this offer.
     pub offer: Option<String>,
+    /// Only decisions of users in this segment (rows over every channel).
+    pub segment: Option<String>,
 }
 
 impl Engine {
@@ -84,10 +86,26 @@ impl Engine {
         if let Some(s) = &q.stage {
             self.check_stage("stage", s)?;
         }
+        if let Some(s) = &q.segment {
+            if !snap.config.policy.segments.iter().any(|x| &x.id == s) {
+                let known: Vec<&str> = snap.config.policy.segments.iter().map(|x| x.id.as_str()).collect();
+                return Err(
+                    FieldError::new("segment", format!("unknown segment {s:?} (known: {})", known.join(", "))).into()
+                );
+            }
+            if q.channel.is_some() {
+                let msg = "cannot be combined with segment: counts per segment are kept over every channel";
+                return Err(FieldError::new("channel", msg).into());
+            }
+        }
         let days = self.report_days(asked, "range")?;
         let t = self.store.tallies(days).await?;
-        let filter =
-            OfferFilter { offer: q.offer.as_deref(), stage: q.stage.as_deref(), channel: q.channel.as_deref() };
+        let filter = OfferFilter {
+            offer: q.offer.as_deref(),
+            stage: q.stage.as_deref(),
+            channel: q.channel.as_deref(),
+            segment: q.segment.as_deref(),
+        };
         Ok((days, analytics::offers(&t.sum(days.from, days.to), filter)))
     }
 

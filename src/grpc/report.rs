@@ -31,7 +31,12 @@ fn some(s: String) -> Option<String> {
 
 /// An offer report's filters.
 pub fn offer_query(r: &pb::GetOfferPerformanceRequest) -> OfferQuery {
-    OfferQuery { channel: some(r.channel.clone()), stage: some(r.stage.clone()), offer: some(r.offer_id.clone()) }
+    OfferQuery {
+        channel: some(r.channel.clone()),
+        stage: some(r.stage.clone()),
+        offer: some(r.offer_id.clone()),
+        segment: some(r.segment.clone()),
+    }
 }
 
 fn n(v: f64) -> u64 {

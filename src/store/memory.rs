@@ -37,6 +37,7 @@ struct Decided {
     /// The decision's stage and channel (offer counters of its outcomes).
     stage: String,
     channel: String,
+    segments: Vec<String>,
     outcomes: HashSet<(String, &'static str)>,
 }
 
@@ -257,8 +258,13 @@ impl Store for MemoryStore {
         }
         user.sealed = true;
         let offers = record.chosen.iter().map(|c| c.offer_id.clone()).collect();
-        let decided =
-            Decided { offers, stage: record.stage.clone(), channel: record.channel.clone(), outcomes: HashSet::new() };
+        let decided = Decided {
+            offers,
+            stage: record.stage.clone(),
+            channel: record.channel.clone(),
+            segments: record.segments.clone(),
+            outcomes: HashSet::new(),
+        };
         user.decisions.insert((record.at, record.decision_id.clone()), decided);
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
@@ -289,7 +295,8 @@ impl Store for MemoryStore {
             Some(d) => {
                 if d.outcomes.insert((record.offer_id.clone(), record.outcome.as_str())) {
                     let r = record;
-                    counts = funnel::outcome_counts(&r.offer_id, &d.stage, &d.channel, r.outcome, r.value, r.at);
+                    let scope = funnel::DecisionScope { stage: &d.stage, channel: &d.channel, segments: &d.segments };
+                    counts = funnel::outcome_counts(&r.offer_id, scope, r.outcome, r.value, r.at);
                     OutcomeLink::Linked
                 } else {
                     OutcomeLink::Duplicate

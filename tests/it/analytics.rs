@@ -93,6 +93,28 @@ async fn the_funnel_offers_and_kpis_follow_events_and_outcomes() {
     assert_eq!((row.channel.as_str(), row.decisions, row.impressions, row.clicks), ("web", 1, 1, 1));
     assert_eq!(row.ctr, Some(1.0));
     assert_eq!(o.offers.iter().map(|r| r.decisions).sum::<u64>(), decided.offers.len() as u64);
+    // Ann was active within 14 days: in `recently_active` at the decision.
+    let req = pb::GetOfferPerformanceRequest { segment: "recently_active".into(), ..Default::default() };
+    let by_segment = a.get_offer_performance(req).await.unwrap().into_inner();
+    let row = by_segment.offers.iter().find(|r| r.offer_id == offer).unwrap();
+    assert_eq!((row.channel.as_str(), row.stage.as_str(), row.decisions, row.clicks), ("", "consideration", 1, 1));
+    let req = pb::GetOfferPerformanceRequest { segment: "high_income".into(), ..Default::default() };
+    assert!(a.get_offer_performance(req).await.unwrap().into_inner().offers.is_empty(), "ann is not high income");
+    for (req, field) in [
+        (pb::GetOfferPerformanceRequest { segment: "astronauts".into(), ..Default::default() }, "segment:"),
+        (
+            pb::GetOfferPerformanceRequest {
+                segment: "recently_active".into(),
+                channel: "web".into(),
+                ..Default::default()
+            },
+            "channel:",
+        ),
+    ] {
+        let e = a.get_offer_performance(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with(field), "{}", e.message());
+    }
 
     // Bad filters name their field.
     let bad = a.get_funnel(pb::GetFunnelRequest { channel: "pigeon".into(), ..Default::default() }).await.unwrap_err();
@@ -236,4 +258,10 @@ async fn the_console_shows_the_funnel_offers_kpis_experiments_behind_the_api_key
         http_request(srv.http, "GET", "/console?channel=app", &[("authorization", &auth())], "").await;
     assert_eq!(status, 200);
     assert!(html.contains("channel app") && html.contains("entered 0 · in stage now 0"), "nothing on app");
+    // One segment's offer performance: eve (active today) is in `recently_active`.
+    let path = "/console?view=offers&segment=recently_active";
+    let (status, _, html) = http_request(srv.http, "GET", path, &[("authorization", &auth())], "").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<b>recently_active</b>") && !html.contains("id=funnel"), "the offers view of one segment");
+    assert!(offers.iter().all(|o| html.contains(&format!("<td>{}</td>", o.offer))), "eve's offers");
 }

@@ -745,6 +745,7 @@ async fn funnel_and_offer_counters(s: S) {
     assert!(s.delete_user("u3").await.unwrap() > 0);
     let mut d1 = at(decision("u1", "d1", &["o1", "o2"]), t0 + 180 * min);
     d1.stage = "consideration".into();
+    d1.segments = vec!["vip".into(), "new".into()];
     let mut d2 = at(decision("u2", "d2", &["o1"]), t0 + 180 * min);
     (d2.stage, d2.channel) = ("consideration".into(), "email".into());
     for d in [&d1, &d2] {
@@ -787,6 +788,21 @@ async fn funnel_and_offer_counters(s: S) {
         ("o|o1|consideration|web|revenue", 20.0),
         ("o|o2|consideration|web|impression", 1.0),
         ("o|o1|consideration|email|dismiss", 1.0),
+        // Per segment of d1's user, over every channel.
+        ("g|vip|o1|consideration|decision", 1.0),
+        ("g|vip|o2|consideration|decision", 1.0),
+        ("g|vip|o1|consideration|impression", 1.0),
+        ("g|vip|o1|consideration|click", 1.0),
+        ("g|vip|o1|consideration|conversion", 1.0),
+        ("g|vip|o1|consideration|revenue", 20.0),
+        ("g|vip|o2|consideration|impression", 1.0),
+        ("g|new|o1|consideration|decision", 1.0),
+        ("g|new|o2|consideration|decision", 1.0),
+        ("g|new|o1|consideration|impression", 1.0),
+        ("g|new|o1|consideration|click", 1.0),
+        ("g|new|o1|consideration|conversion", 1.0),
+        ("g|new|o1|consideration|revenue", 20.0),
+        ("g|new|o2|consideration|impression", 1.0),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -805,4 +821,11 @@ async fn funnel_and_offer_counters(s: S) {
     let offers = analytics::offers(&t.sum(day, day), Default::default());
     let o1 = offers.iter().find(|r| r.offer == "o1" && r.channel == "web").unwrap();
     assert_eq!((o1.ctr(), o1.conversion_rate(), o1.revenue), (Some(1.0), Some(1.0), 20.0));
+    let vip =
+        analytics::offers(&t.sum(day, day), analytics::OfferFilter { segment: Some("vip"), ..Default::default() });
+    assert_eq!(
+        vip.iter().map(|r| (r.offer.as_str(), r.decisions, r.clicks)).collect::<Vec<_>>(),
+        [("o1", 1.0, 1.0), ("o2", 1.0, 0.0)]
+    );
+    assert!(vip.iter().all(|r| r.channel.is_empty()));
 }

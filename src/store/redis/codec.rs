@@ -205,12 +205,12 @@ pub fn decode_event(fields: &[(String, String)]) -> Result<Event, StoreError> {
 }
 
 /// A recent decision's offers before any outcome, as decision.lua stores them after the id in
-/// its member of the user's recent decisions (`id|,o1,o2,|~stage~channel|`): the offers
-/// between commas, then `|`, then the decision's stage and channel for the offer counters
-/// (outcome.lua appends outcomes after it: `id|,o1,o2,|~stage~channel|o1:click|`).
+/// its member of the user's recent decisions (`id|,o1,o2,|~stage~channel~s1,s2|`): the offers
+/// between commas, then `|`, then the decision's stage, channel and segments for the offer
+/// counters (outcome.lua appends outcomes after it: `id|,o1,o2,|~stage~channel~|o1:click|`).
 pub fn encode_decision_offers(rec: &DecisionRecord) -> String {
     let offers = rec.chosen.iter().fold(",".to_string(), |acc, c| acc + &c.offer_id + ",");
-    format!("{offers}|~{}~{}|", rec.stage, rec.channel)
+    format!("{offers}|~{}~{}~{}|", rec.stage, rec.channel, rec.segments.join(","))
 }
 
 /// A decision-log stream entry: `kind`, `id` and the record, sealed (`kid` and `bin`, or `enc`

@@ -7,7 +7,7 @@
 //! | `tp:{u}:p` | hash | `v` version, `stage`, `since`, aggregates (`fs` `ls` `lp` `mon` `pc`, `c:<event type>` counts), `a:<name>` attributes as JSON |
 //! | `tp:{u}:j` | list | stage transitions, JSON, oldest first |
 //! | `tp:{u}:e` | sorted set | event ids already applied, scored by store time (de-duplication) |
-//! | `tp:{u}:r` | sorted set | recent decisions (links outcomes to decisions): every score 0, members `decision-id|,offer,offer,|outcomes` in id (= time) order |
+//! | `tp:{u}:r` | sorted set | recent decisions (links outcomes to decisions): every score 0, members `decision-id|,offer,offer,|~stage~channel~segments|outcomes` in id (= time) order |
 //! | `tp:{u}:d`, `tp:{u}:di` | hash, sorted set | the recent decisions before issue 9 (id -> offers; ids by time): read by outcomes, erased, no longer written |
 //! | `tp:{u}:c` | sorted set | contacts `decision|channel|offer` by time (caps, contact limits) |
 //! | `tp:{u}:o` | hash | `dismiss:<offer>` / `accept:<offer>` -> last time (cooldowns) |

@@ -2,8 +2,8 @@
 -- Logs a decision if its contact guard still holds: records the contacts, appends to the
 -- decision log, remembers the decision for outcome linking and records first exposures.
 -- The guard re-counts contacts here, atomically with recording the new ones.
--- A recent decision is the member "id|,o1,o2,|~stage~channel|" of KEYS[1] (outcomes are
--- appended to it: "id|,o1,o2,|~stage~channel|o1:click|").
+-- A recent decision is the member "id|,o1,o2,|~stage~channel~s1,s2|" of KEYS[1] (outcomes
+-- are appended to it: "id|,o1,o2,|~stage~channel~s1,s2|o1:click|").
 -- Needs user_key.lua and count.lua prepended.
 -- KEYS (DecisionArgs): 1 recent decisions, 2 decision log, 3 contacts, 4 exposures,
 --       5 experiment counters, 6 sealing key, 7 keyring, 8.. the counter keys (count.lua).

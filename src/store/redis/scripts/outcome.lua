@@ -11,9 +11,9 @@
 --       10 value, 11.. the attribution arguments.
 -- Returns 1 linked, 2 duplicate, 0 unknown decision, -1 offer not in the decision, -2 sealed
 -- with a key that is not the user's (nothing written but on 1).
--- A recent decision is the member "id|,o1,o2,|~stage~channel|outcomes" of KEYS[1] (every
--- score 0; decisions logged before issue 13 have no "~stage~channel|" and count no offer
--- performance).
+-- A recent decision is the member "id|,o1,o2,|~stage~channel~segments|outcomes" of KEYS[1]
+-- (every score 0; decisions logged before issue 13 have no "~stage~channel~segments|" and
+-- count no offer performance).
 local prefix = ARGV[1] .. '|'
 local found = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. prefix, '(' .. ARGV[1] .. '}', 'LIMIT', 0, 1)
 local member, d, legacy = found[1], nil, false
@@ -42,13 +42,19 @@ if ARGV[5] == 'dismiss' or ARGV[5] == 'accept' then
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
 attribute(KEYS[4], KEYS[5], 11)
--- Offer performance in the decision's stage and channel (domain::funnel::outcome_counts).
-local stage, channel = string.match(d, '|~([^~|]*)~([^|]*)|')
+-- Offer performance in the decision's stage and channel, and per segment in its stage
+-- (domain::funnel::outcome_counts).
+local stage, channel, segments = string.match(d, '|~([^~|]*)~([^~|]*)~([^|]*)|')
 if stage then
-  local field = 'o|' .. ARGV[2] .. '|' .. stage .. '|' .. channel .. '|'
-  redis.call('HINCRBY', KEYS[9], field .. ARGV[5], 1)
-  if ARGV[5] == 'conversion' and tonumber(ARGV[10]) ~= 0 then
-    redis.call('HINCRBYFLOAT', KEYS[9], field .. 'revenue', ARGV[10])
+  local fields = {'o|' .. ARGV[2] .. '|' .. stage .. '|' .. channel .. '|'}
+  for s in string.gmatch(segments, '[^,]+') do
+    fields[#fields + 1] = 'g|' .. s .. '|' .. ARGV[2] .. '|' .. stage .. '|'
+  end
+  for _, field in ipairs(fields) do
+    redis.call('HINCRBY', KEYS[9], field .. ARGV[5], 1)
+    if ARGV[5] == 'conversion' and tonumber(ARGV[10]) ~= 0 then
+      redis.call('HINCRBYFLOAT', KEYS[9], field .. 'revenue', ARGV[10])
+    end
   end
   redis.call('PEXPIREAT', KEYS[9], ARGV[9])
 end
