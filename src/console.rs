@@ -27,10 +27,20 @@ pub fn http_routes(engine: Arc<Engine>) -> axum::Router {
 
 /// The console's routes: `/` (redirects) and `/console`.
 pub fn router(engine: Arc<Engine>) -> axum::Router {
+    // Pages at once, like the admin class of the gRPC port (a page reads every counter shard).
+    let slots = engine.snapshot().config.file.server.limits.admin.max(1) as usize;
+    let state = Console { engine, pages: Arc::new(tokio::sync::Semaphore::new(slots)) };
     axum::Router::new()
         .route("/", axum::routing::get(|| async { axum::response::Redirect::to("/console") }))
         .route("/console", axum::routing::get(page))
-        .with_state(engine)
+        .with_state(state)
+}
+
+/// The console's state: the engine, and the page slots.
+#[derive(Clone)]
+struct Console {
+    engine: Arc<Engine>,
+    pages: Arc<tokio::sync::Semaphore>,
 }
 
 /// `?days=7&channel=web&view=offers`
@@ -66,7 +76,8 @@ fn as_bearer(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-async fn page(State(engine): State<Arc<Engine>>, Query(p): Query<Params>, headers: HeaderMap) -> Response {
+async fn page(State(console): State<Console>, Query(p): Query<Params>, headers: HeaderMap) -> Response {
+    let engine = &console.engine;
     let policy = engine.snapshot().config.auth.clone();
     if let Err(status) =
         crate::grpc::auth::authorize(&policy, "/touchpoint.v1.Analytics/GetFunnel", &as_bearer(&headers), &[])
@@ -82,7 +93,12 @@ async fn page(State(engine): State<Arc<Engine>>, Query(p): Query<Params>, header
         }
         return r;
     }
-    match render(&engine, &p).await {
+    let Ok(_slot) = console.pages.try_acquire() else {
+        let msg = "the console is busy (server.limits.admin pages at once): retry in a moment";
+        return (StatusCode::TOO_MANY_REQUESTS, Html(format!("<!doctype html><title>Touchpoint</title><p>{msg}</p>")))
+            .into_response();
+    };
+    match render(engine, &p).await {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             let status: tonic::Status = e.into();
@@ -95,18 +111,19 @@ async fn page(State(engine): State<Arc<Engine>>, Query(p): Query<Params>, header
 
 /// Everything one page shows, read from the engine.
 async fn render(engine: &Engine, p: &Params) -> Result<String, crate::engine::Error> {
-    let days = p.days.unwrap_or(crate::engine::analytics::DEFAULT_DAYS).max(1);
+    let kept = i64::from(engine.snapshot().config.file.redis.counter_retention_days).max(1);
+    let days = p.days.unwrap_or(crate::engine::analytics::DEFAULT_DAYS).clamp(1, kept);
     let today = crate::domain::funnel::day_of(crate::engine::now_ms());
     let asked = AskedDays { from: Some(today - days + 1), to: Some(today) };
     let channel = p.channel.as_deref().filter(|c| !c.is_empty());
-    let (range, funnel) = engine.funnel(asked, channel).await?;
     let segment = p.segment.as_deref().filter(|s| !s.is_empty());
     let offer_query = OfferQuery {
         channel: channel.filter(|_| segment.is_none()).map(str::to_string),
         segment: segment.map(str::to_string),
         ..Default::default()
     };
-    let (_, offers) = engine.offer_performance(asked, &offer_query).await?;
+    // One read of the counters for the funnel and the offers.
+    let (range, funnel, offers) = engine.overview(asked, &offer_query, true).await?;
     let (_, kpis) = engine.kpis().await?;
     let snap = engine.snapshot();
     let policy = &snap.config.policy;

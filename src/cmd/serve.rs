@@ -24,8 +24,13 @@ pub async fn run(
         let ml = TcpListener::bind(&server.metrics_listen)
             .await
             .with_context(|| format!("binding {}", server.metrics_listen))?;
-        tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics, the console at /console, JSON at /v1/<method>");
-        let routes = touchpoint::console::http_routes(engine.clone());
+        let routes = if server.http_api_enabled() {
+            tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics, the console at /console, JSON at /v1/<method>");
+            touchpoint::console::http_routes(engine.clone())
+        } else {
+            tracing::info!(addr = %ml.local_addr()?, "metrics at /metrics (server.http_api is off: no console or JSON API)");
+            axum::Router::new()
+        };
         tokio::spawn(touchpoint::telemetry::serve_http(ml, routes, stopped(stop_rx.clone())));
     } else {
         touchpoint::telemetry::prometheus();

@@ -52,6 +52,7 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("redis.recent_decisions_per_user", Kind::Int),
     ("redis.counter_retention_days", Kind::Int),
     ("server.kpi_refresh_seconds", Kind::Int),
+    ("server.http_api", Kind::Bool),
     ("redis.tls_ca_file", Kind::Str),
     ("redis.tls_cert_file", Kind::Str),
     ("redis.tls_key_file", Kind::Str),

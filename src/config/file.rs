@@ -13,8 +13,13 @@ use std::collections::BTreeMap;
 pub struct ServerConfig {
     /// gRPC address.
     pub listen: String,
-    /// Prometheus `/metrics` address; empty disables the endpoint.
+    /// The HTTP port: Prometheus `/metrics`, and (with `http_api`) the web console and the
+    /// HTTP/JSON API; empty disables it.
     pub metrics_listen: String,
+    /// Serve the web console and the HTTP/JSON API on the HTTP port. The port is plaintext
+    /// HTTP/1.1 without the gRPC port's TLS, client certificates and connection limits, so the
+    /// default is on only when the gRPC port has no `[server.tls]` either.
+    pub http_api: Option<bool>,
     /// How long shutdown waits for in-flight calls to finish.
     pub shutdown_grace_ms: u64,
     /// How often the KPI gauges on `/metrics` are recomputed from the counters (0: never).
@@ -25,11 +30,20 @@ pub struct ServerConfig {
     pub limits: super::limits::LimitsConfig,
 }
 
+impl ServerConfig {
+    /// Whether the HTTP port serves the console and the JSON API (`http_api`, by default only
+    /// when gRPC is plaintext too).
+    pub fn http_api_enabled(&self) -> bool {
+        self.http_api.unwrap_or(self.tls.is_none())
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50051".into(),
             metrics_listen: String::new(),
+            http_api: None,
             shutdown_grace_ms: 10_000,
             kpi_refresh_seconds: 60,
             tls: None,

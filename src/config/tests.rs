@@ -304,3 +304,17 @@ channel = "email"
     assert!(kpis[2].at_most, "fewer lapses is better");
     assert_eq!(kpis[2].channel.as_deref(), Some("email"));
 }
+
+#[test]
+fn the_http_api_is_on_only_with_plaintext_grpc_unless_asked() {
+    let c = Config::from_toml("", "t.toml", std::iter::empty()).unwrap();
+    assert!(c.file.server.http_api_enabled(), "plaintext gRPC: the console and JSON API are served");
+    let mut s = c.file.server.clone();
+    s.tls = Some(Default::default());
+    assert!(!s.http_api_enabled(), "gRPC over TLS: not on the plaintext HTTP port by default");
+    s.http_api = Some(true);
+    assert!(s.http_api_enabled());
+    let off =
+        Config::from_toml("", "t.toml", [("TOUCHPOINT_SERVER_HTTP_API".to_string(), "false".to_string())]).unwrap();
+    assert!(!off.file.server.http_api_enabled());
+}

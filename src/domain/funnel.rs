@@ -128,6 +128,9 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
     let mut counts = Vec::new();
     for e in sorted {
         let before_stage = journey.stage_of(state).to_string();
+        // The in-stage counter the user is in: the stored stage as stored (even one since
+        // removed from the config), `s|` when none.
+        let counted_in = state.stage.clone().unwrap_or_default();
         // When the user entered the stage they are in: a user who never moved has been in the
         // first stage since their first event.
         let since = state.stage_since.or(state.aggregates.first_seen);
@@ -157,8 +160,8 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
                 let stayed = t.at - entry;
                 counts.push(Count::day(t.at, time_in_stage(&from, time_bucket(stayed.max(0)))));
             }
-            if t.from != t.to {
-                counts.push(Count { day: None, field: in_stage(&t.from), by: -1.0 });
+            if counted_in != t.to {
+                counts.push(Count { day: None, field: in_stage(&counted_in), by: -1.0 });
                 counts.push(Count { day: None, field: in_stage(&t.to), by: 1.0 });
             }
             transitions.push(t);

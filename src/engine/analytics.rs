@@ -37,16 +37,18 @@ impl Engine {
     /// the days the counters are kept (`field` names the range in errors).
     fn report_days(&self, asked: AskedDays, field: &str) -> Result<Days, Error> {
         let today = day_of(now_ms());
+        let kept = i64::from(self.snapshot().config.file.redis.counter_retention_days);
+        // The default span never exceeds what is kept.
+        let n = DEFAULT_DAYS.min(kept.max(1));
         let (from, to) = match (asked.from, asked.to) {
             (Some(f), Some(t)) => (f, t),
-            (Some(f), None) => (f, f + DEFAULT_DAYS - 1),
-            (None, Some(t)) => (t - DEFAULT_DAYS + 1, t),
-            (None, None) => (today - DEFAULT_DAYS + 1, today),
+            (Some(f), None) => (f, f.saturating_add(n - 1)),
+            (None, Some(t)) => (t.saturating_sub(n - 1), t),
+            (None, None) => (today - n + 1, today),
         };
         if from > to {
             return Err(FieldError::new(format!("{field}.from_date"), "is after to_date").into());
         }
-        let kept = i64::from(self.snapshot().config.file.redis.counter_retention_days);
         if to - from + 1 > kept {
             let msg =
                 format!("spans {} days; counters are kept {kept} days (redis.counter_retention_days)", to - from + 1);
@@ -67,18 +69,26 @@ impl Engine {
 
     /// The funnel over `asked` days, optionally of one channel.
     pub async fn funnel(&self, asked: AskedDays, channel: Option<&str>) -> Result<(Days, Vec<StageRow>), Error> {
-        let snap = self.snapshot();
-        if let Some(c) = channel {
-            Self::check_channel(&snap.config, "channel", c)?;
-        }
-        let days = self.report_days(asked, "range")?;
-        let t = self.store.tallies(days).await?;
-        let stages = snap.config.policy.journey.stages();
-        Ok((days, analytics::funnel(stages, &t.sum(days.from, days.to), &t.current, channel)))
+        let q = OfferQuery { channel: channel.map(str::to_string), ..Default::default() };
+        let (days, rows, _) = self.overview(asked, &q, false).await?;
+        Ok((days, rows))
     }
 
-    /// Offer performance over `asked` days: one row per offer × stage × channel.
+    /// Offer performance over `asked` days: one row per offer × stage × channel (or per
+    /// offer × stage of one segment).
     pub async fn offer_performance(&self, asked: AskedDays, q: &OfferQuery) -> Result<(Days, Vec<OfferRow>), Error> {
+        let (days, _, offers) = self.overview(asked, q, true).await?;
+        Ok((days, offers))
+    }
+
+    /// The funnel (of `q.channel`) and, when `with_offers`, the offer rows `q` selects, from one
+    /// read of the counters (the console shows both).
+    pub async fn overview(
+        &self,
+        asked: AskedDays,
+        q: &OfferQuery,
+        with_offers: bool,
+    ) -> Result<(Days, Vec<StageRow>, Vec<OfferRow>), Error> {
         let snap = self.snapshot();
         if let Some(c) = &q.channel {
             Self::check_channel(&snap.config, "channel", c)?;
@@ -89,9 +99,8 @@ impl Engine {
         if let Some(s) = &q.segment {
             if !snap.config.policy.segments.iter().any(|x| &x.id == s) {
                 let known: Vec<&str> = snap.config.policy.segments.iter().map(|x| x.id.as_str()).collect();
-                return Err(
-                    FieldError::new("segment", format!("unknown segment {s:?} (known: {})", known.join(", "))).into()
-                );
+                let msg = format!("unknown segment {s:?} (known: {})", known.join(", "));
+                return Err(FieldError::new("segment", msg).into());
             }
             if q.channel.is_some() {
                 let msg = "cannot be combined with segment: counts per segment are kept over every channel";
@@ -100,13 +109,23 @@ impl Engine {
         }
         let days = self.report_days(asked, "range")?;
         let t = self.store.tallies(days).await?;
-        let filter = OfferFilter {
-            offer: q.offer.as_deref(),
-            stage: q.stage.as_deref(),
-            channel: q.channel.as_deref(),
-            segment: q.segment.as_deref(),
+        let summed = t.sum(days.from, days.to);
+        let stages = snap.config.policy.journey.stages();
+        // A segment's counters are not per channel: its funnel is the whole funnel.
+        let channel = q.channel.as_deref().filter(|_| q.segment.is_none());
+        let funnel = analytics::funnel(stages, &summed, &t.current, channel);
+        let offers = if with_offers {
+            let filter = OfferFilter {
+                offer: q.offer.as_deref(),
+                stage: q.stage.as_deref(),
+                channel: q.channel.as_deref(),
+                segment: q.segment.as_deref(),
+            };
+            analytics::offers(&summed, filter)
+        } else {
+            Vec::new()
         };
-        Ok((days, analytics::offers(&t.sum(days.from, days.to), filter)))
+        Ok((days, funnel, offers))
     }
 
     /// Every configured KPI's status today (and the gauges updated with it). Returns the day

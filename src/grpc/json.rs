@@ -46,7 +46,11 @@ struct Door {
     methods: BTreeMap<String, MethodDescriptor>,
     grpc: GrpcService,
     openapi: Value,
+    engine: Arc<Engine>,
 }
+
+/// The largest JSON body the door reads (tonic's default limit for a decoded gRPC message).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The descriptor pool of the Touchpoint protos.
 pub fn descriptors() -> DescriptorPool {
@@ -83,15 +87,22 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
     let pool = descriptors();
     let methods = routes(&pool);
     let openapi = openapi(&methods);
-    let grpc = super::layered_services(engine);
-    let door = Arc::new(Door { methods, grpc, openapi });
+    let grpc = super::layered_services(engine.clone());
+    let door = Arc::new(Door { methods, grpc, openapi, engine });
     axum::Router::new()
         .route("/v1/{method}", axum::routing::post(call))
-        .route(
-            "/openapi.json",
-            axum::routing::get(|State(d): State<Arc<Door>>| async move { axum::Json(d.openapi.clone()) }),
-        )
+        .route("/openapi.json", axum::routing::get(openapi_doc))
         .with_state(door)
+}
+
+/// The OpenAPI document, readable like gRPC reflection: by anyone with `auth.allow_reflection`,
+/// else with any valid key.
+async fn openapi_doc(State(door): State<Arc<Door>>, headers: HeaderMap) -> Response {
+    let policy = door.engine.snapshot().config.auth.clone();
+    match super::auth::authorize(&policy, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", &headers, &[]) {
+        Ok(_) => axum::Json(door.openapi.clone()).into_response(),
+        Err(s) => error(s.code(), s.message()),
+    }
 }
 
 /// The HTTP status for a gRPC status (the mapping of google.rpc.Code and grpc-gateway).
@@ -120,9 +131,28 @@ fn error(code: Code, message: impl Into<String>) -> Response {
 /// Headers passed on to the gRPC call: the credentials and the deadline.
 const FORWARDED: [&str; 3] = ["authorization", "x-api-key", "grpc-timeout"];
 
-async fn call(State(door): State<Arc<Door>>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn call(
+    State(door): State<Arc<Door>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
     let Some(m) = door.methods.get(&format!("/v1/{method}")) else {
         return error(Code::NotFound, format!("no method /v1/{method} (see /openapi.json)"));
+    };
+    let path = format!("/{}/{}", m.parent_service().full_name(), m.name());
+    // Authorised before the body is read or parsed (the layers check again on the call).
+    let policy = door.engine.snapshot().config.auth.clone();
+    if let Err(s) = super::auth::authorize(&policy, &path, &headers, &[]) {
+        return error(s.code(), s.message());
+    }
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let mut r = error(Code::ResourceExhausted, format!("request body: over {MAX_BODY} bytes"));
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return r;
+        }
     };
     let text = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &body[..] };
     let mut de = serde_json::Deserializer::from_slice(text);
@@ -137,7 +167,6 @@ async fn call(State(door): State<Arc<Door>>, Path(method): Path<String>, headers
     frame.push(0);
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
-    let path = format!("/{}/{}", m.parent_service().full_name(), m.name());
     let mut req = http::Request::builder()
         .method(http::Method::POST)
         .uri(format!("http://touchpoint{path}"))
@@ -153,8 +182,19 @@ async fn call(State(door): State<Arc<Door>>, Path(method): Path<String>, headers
         Ok(r) => r,
         Err(e) => return error(Code::InvalidArgument, format!("request headers: {e}")),
     };
-    let Ok(resp) = door.grpc.clone().oneshot(req).await;
-    answer(m, resp).await
+    // The caller's deadline (`grpc-timeout`, as on gRPC) bounds the whole call: in process
+    // there is no transport to enforce it. Decide also reads it for its own budget.
+    let deadline = super::layer::grpc_timeout(&headers);
+    let call = async {
+        let Ok(resp) = door.grpc.clone().oneshot(req).await;
+        answer(m, resp).await
+    };
+    match deadline {
+        Some(d) => tokio::time::timeout(d, call)
+            .await
+            .unwrap_or_else(|_| error(Code::DeadlineExceeded, "the deadline (grpc-timeout) passed")),
+        None => call.await,
+    }
 }
 
 /// The gRPC answer as JSON: its messages, or its status as an error.

@@ -214,9 +214,18 @@ async fn json_over_http_answers_what_grpc_answers_including_errors() {
     assert!(text.contains("UNAUTHENTICATED"), "{text}");
     let (status, _, _) = http_request(srv.http, "POST", "/v1/get_funnel", &[("x-api-key", "nope")], "{}").await;
     assert_eq!(status, 401);
+    // Authorised before the body is parsed; bodies are bounded.
+    let (status, _, _) = http_request(srv.http, "POST", "/v1/decide", &[], "{not json").await;
+    assert_eq!(status, 401);
+    let big = format!("{{\"userId\":\"{}\"}}", "x".repeat(touchpoint::grpc::json::MAX_BODY));
+    let (status, _, text) = http_request(srv.http, "POST", "/v1/decide", &[("authorization", &auth())], &big).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("RESOURCE_EXHAUSTED"), "{text}");
 
-    // The OpenAPI document lists every method.
-    let (status, _, text) = http_request(srv.http, "GET", "/openapi.json", &[], "").await;
+    // The OpenAPI document lists every method; like reflection, it needs a key by default.
+    let (status, _, _) = http_request(srv.http, "GET", "/openapi.json", &[], "").await;
+    assert_eq!(status, 401);
+    let (status, _, text) = http_request(srv.http, "GET", "/openapi.json", &[("authorization", &auth())], "").await;
     assert_eq!(status, 200);
     let doc: Value = serde_json::from_str(&text).unwrap();
     for path in ["/v1/decide", "/v1/record_events", "/v1/get_funnel", "/v1/get_kpis", "/v1/get_experiment_results"] {
