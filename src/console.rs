@@ -143,7 +143,7 @@ async fn render(engine: &Engine, p: &Params) -> Result<String, crate::engine::Er
         crate::domain::analytics::date(range.from),
         crate::domain::analytics::date(range.to),
         channel.map(|c| format!(", channel {c}")).unwrap_or_default()
-    );
+    ) + &segment.map(|s| format!(", segment {s}")).unwrap_or_default();
     head(&mut h, &title);
     let _ = write!(
         h,

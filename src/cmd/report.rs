@@ -49,6 +49,9 @@ enum What {
         /// Only counts caused on this channel.
         #[arg(long)]
         channel: Option<String>,
+        /// Only users in this segment when events moved them (every channel).
+        #[arg(long, conflicts_with = "channel")]
+        segment: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -246,8 +249,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let format = common.format;
     let mut client = AnalyticsClient::new(common.conn.connect().await?);
     match args.what {
-        What::Funnel { range, channel, .. } => {
-            let req = pb::GetFunnelRequest { range: range.pb(), channel: channel.unwrap_or_default() };
+        What::Funnel { range, channel, segment, .. } => {
+            let req = pb::GetFunnelRequest {
+                range: range.pb(),
+                channel: channel.unwrap_or_default(),
+                segment: segment.unwrap_or_default(),
+            };
             let f = client.get_funnel(req).await?.into_inner();
             let title = format!(
                 "funnel {}{}",

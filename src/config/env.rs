@@ -172,7 +172,7 @@ mod tests {
         // Optional settings are filled in so that they serialize.
         let models = ModelsConfig { churn: Some("c".into()), purchase: Some("p".into()), ..Default::default() };
         let holdout = HoldoutConfig { share: 0.1, salt: "s".into(), attribution_days: 14.0 };
-        let mut all = leaves("server", ServerConfig::default());
+        let mut all = leaves("server", ServerConfig { http_api: Some(true), ..Default::default() });
         all.extend(leaves("redis", RedisConfig::default()));
         all.extend(leaves("journey", JourneyConfig::default()));
         all.extend(leaves("decisions", DecisionsConfig::default()));

@@ -102,12 +102,15 @@ fn channel_ok(channel: &str, filter: Option<&str>) -> bool {
     filter.is_none_or(|f| f == channel)
 }
 
-/// The funnel: one row per stage, in journey order, from counters summed over a range.
+/// The funnel: one row per stage, in journey order, from counters summed over a range; of one
+/// channel, or of one segment (whose counters are over every channel; "in stage now" stays the
+/// whole population's).
 pub fn funnel(
     stages: &[String],
     summed: &BTreeMap<String, f64>,
     current: &BTreeMap<String, f64>,
     channel: Option<&str>,
+    segment: Option<&str>,
 ) -> Vec<StageRow> {
     let mut rows: Vec<StageRow> = stages
         .iter()
@@ -126,7 +129,16 @@ pub fn funnel(
         .collect();
     let index: BTreeMap<&str, usize> = stages.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut histograms = vec![vec![0.0; TIME_BUCKETS_MS.len() + 1]; stages.len()];
+    // One segment's funnel: its `f|segment|` counters, read as the funnel's own.
+    let prefix = segment.map(|s| format!("f|{s}|"));
     for (field, &v) in summed {
+        let field = match &prefix {
+            Some(p) => match field.strip_prefix(p.as_str()) {
+                Some(f) => f,
+                None => continue,
+            },
+            None => field.as_str(),
+        };
         match parts(field).as_slice() {
             ["e", stage, ch] if channel_ok(ch, channel) => {
                 if let Some(&i) = index.get(stage) {
@@ -435,7 +447,7 @@ pub fn kpi_value(
         rows.iter().for_each(|r| total.merge(r));
         (!rows.is_empty()).then_some(total)
     };
-    let stage = || funnel(stages, summed, current, channel).into_iter().find(|r| r.stage == kpi.stage);
+    let stage = || funnel(stages, summed, current, channel, None).into_iter().find(|r| r.stage == kpi.stage);
     let any = |r: &StageRow| r.entered > 0.0 || r.advanced > 0.0 || r.lapses > 0.0 || r.exits > 0.0;
     match kpi.metric {
         Metric::Entered => stage().filter(any).map(|r| r.entered),
@@ -563,7 +575,7 @@ mod tests {
     #[test]
     fn the_funnel_from_counters() {
         let t = tallies();
-        let rows = funnel(&stages(), &t.sum(0, 0), &t.current, None);
+        let rows = funnel(&stages(), &t.sum(0, 0), &t.current, None, None);
         assert_eq!(rows.iter().map(|r| r.entered).collect::<Vec<_>>(), [10.0, 6.0, 2.0]);
         assert_eq!(rows.iter().map(|r| r.current).collect::<Vec<_>>(), [4.0, 4.0, 2.0]);
         assert_eq!(rows[0].advance_rate, Some(0.6));
@@ -575,7 +587,7 @@ mod tests {
         assert!(rows[0].p90_hours.unwrap() > median);
         assert_eq!(rows[2].median_hours, None);
         // Another channel saw nothing.
-        assert_eq!(funnel(&stages(), &t.sum(0, 0), &t.current, Some("app"))[0].entered, 0.0);
+        assert_eq!(funnel(&stages(), &t.sum(0, 0), &t.current, Some("app"), None)[0].entered, 0.0);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `t\|stage\|bucket` | time in the stage, counted when the user leaves it (`TIME_BUCKETS_MS`) |
 //! | `o\|offer\|stage\|channel\|metric` | offer performance: `decision` (the offer was chosen), the outcome kinds, `revenue` |
 //! | `g\|segment\|offer\|stage\|metric` | the same per segment the user was in at the decision (over every channel) |
+//! | `f\|segment\|e\|stage\|`, `f\|segment\|a\|from\|to\|`, `f\|segment\|l\|stage\|`, `f\|segment\|t\|stage\|bucket` | the funnel per segment the user is in after the events (`by_segment`; over every channel) |
 //! | `s\|stage` | (not per day) users in the stage now |
 //!
 //! `segment` counts are per segment the user was in at the decision (a decision counts once in
@@ -170,6 +171,27 @@ pub fn apply_events(journey: &Journey, state: &mut UserState, events: &[&Event])
     (transitions, counts)
 }
 
+/// The funnel counts of `counts` again for each of `segments` (`f|segment|` + the count's
+/// name without its channel): entries, advances, lapses and times in stage; not the in-stage
+/// counters (membership changes with the profile, without an event to count it).
+pub fn by_segment(counts: &[Count], segments: &[String]) -> Vec<Count> {
+    let mut out = Vec::new();
+    for c in counts {
+        let Some(day) = c.day else { continue };
+        let generic = match c.field.split('|').collect::<Vec<_>>().as_slice() {
+            ["e", stage, _] => format!("e|{stage}|"),
+            ["a", from, to, _] => format!("a|{from}|{to}|"),
+            ["l", stage, _] => format!("l|{stage}|"),
+            ["t", stage, bucket] => format!("t|{stage}|{bucket}"),
+            _ => continue,
+        };
+        for s in segments {
+            out.push(Count { day: Some(day), field: format!("f|{s}|{generic}"), by: c.by });
+        }
+    }
+    out
+}
+
 /// What a logged decision counts: one `decision` per offer chosen, in the decision's stage
 /// and channel, and in the stage for each of the user's segments.
 pub fn decision_counts(rec: &DecisionRecord) -> Vec<Count> {
@@ -296,6 +318,24 @@ mod tests {
         assert_eq!(time_bucket(60_001), 1);
         assert_eq!(time_bucket(1_000 * MS_PER_DAY), TIME_BUCKETS_MS.len());
         assert_eq!(day_of(-1), -1);
+    }
+
+    #[test]
+    fn segment_counts_drop_the_channel_and_skip_the_in_stage_counters() {
+        let j = journey();
+        let mut s = UserState::default();
+        let (_, c) = apply_events(&j, &mut s, &[&ev("1", "view", 0, "web"), &ev("2", "view", 90_000, "app")]);
+        let by = by_segment(&c, &["vip".to_string()]);
+        assert_eq!(
+            fields(&by),
+            [
+                (Some(0), "f|vip|e|awareness|", 1.0),
+                (Some(0), "f|vip|e|consideration|", 1.0),
+                (Some(0), "f|vip|a|awareness|consideration|", 1.0),
+                (Some(0), "f|vip|t|awareness|1", 1.0),
+            ]
+        );
+        assert!(by_segment(&c, &[]).is_empty());
     }
 
     #[test]

@@ -67,9 +67,18 @@ impl Engine {
         }
     }
 
-    /// The funnel over `asked` days, optionally of one channel.
-    pub async fn funnel(&self, asked: AskedDays, channel: Option<&str>) -> Result<(Days, Vec<StageRow>), Error> {
-        let q = OfferQuery { channel: channel.map(str::to_string), ..Default::default() };
+    /// The funnel over `asked` days, optionally of one channel or of one segment.
+    pub async fn funnel(
+        &self,
+        asked: AskedDays,
+        channel: Option<&str>,
+        segment: Option<&str>,
+    ) -> Result<(Days, Vec<StageRow>), Error> {
+        let q = OfferQuery {
+            channel: channel.map(str::to_string),
+            segment: segment.map(str::to_string),
+            ..Default::default()
+        };
         let (days, rows, _) = self.overview(asked, &q, false).await?;
         Ok((days, rows))
     }
@@ -111,9 +120,9 @@ impl Engine {
         let t = self.store.tallies(days).await?;
         let summed = t.sum(days.from, days.to);
         let stages = snap.config.policy.journey.stages();
-        // A segment's counters are not per channel: its funnel is the whole funnel.
+        // A segment's counters are over every channel.
         let channel = q.channel.as_deref().filter(|_| q.segment.is_none());
-        let funnel = analytics::funnel(stages, &summed, &t.current, channel);
+        let funnel = analytics::funnel(stages, &summed, &t.current, channel, q.segment.as_deref());
         let offers = if with_offers {
             let filter = OfferFilter {
                 offer: q.offer.as_deref(),
@@ -137,7 +146,10 @@ impl Engine {
         let days = analytics::kpi_days(&policy.kpis, now);
         let t = self.store.tallies(days).await?;
         let status = analytics::kpis(&policy.kpis, policy.journey.stages(), &t, now);
-        publish_gauges(&status, &analytics::funnel(policy.journey.stages(), &Default::default(), &t.current, None));
+        publish_gauges(
+            &status,
+            &analytics::funnel(policy.journey.stages(), &Default::default(), &t.current, None, None),
+        );
         Ok((day_of(now), status))
     }
 

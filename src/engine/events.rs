@@ -104,7 +104,13 @@ impl Engine {
                 return Ok((0, duplicates));
             }
             let mut state = loaded.state;
-            let (transitions, counts): (Vec<Transition>, _) = funnel::apply_events(journey, &mut state, &fresh);
+            let (transitions, mut counts): (Vec<Transition>, _) = funnel::apply_events(journey, &mut state, &fresh);
+            // The funnel per segment: the segments the user is in after these events, worked
+            // out only when something is counted by segment (a new user, a move, a lapse).
+            if !policy.segments.is_empty() && counts.iter().any(|c| c.day.is_some()) {
+                let segments = crate::domain::decision::segments_of(policy, &state, now_ms());
+                counts.extend(funnel::by_segment(&counts, &segments));
+            }
             let applied: Vec<Event> = fresh.iter().map(|e| (*e).clone()).collect();
             // Visits and purchases among the new events count for the user's experiments.
             let happenings: Vec<Happening> = applied

@@ -44,7 +44,7 @@ fn n(v: f64) -> u64 {
 }
 
 /// The funnel answer.
-pub fn funnel(days: Days, channel: String, rows: Vec<StageRow>) -> pb::Funnel {
+pub fn funnel(days: Days, channel: String, segment: String, rows: Vec<StageRow>) -> pb::Funnel {
     let stages = rows
         .into_iter()
         .map(|r| pb::StageFunnel {
@@ -60,7 +60,7 @@ pub fn funnel(days: Days, channel: String, rows: Vec<StageRow>) -> pb::Funnel {
             stage: r.stage,
         })
         .collect();
-    pb::Funnel { range: range(days), channel, stages }
+    pb::Funnel { range: range(days), channel, segment, stages }
 }
 
 /// The offer answer.

@@ -172,8 +172,9 @@ impl Analytics for Services {
         let r = req.into_inner();
         let asked = report::asked(r.range).map_err(Error::from)?;
         let channel = (!r.channel.is_empty()).then_some(r.channel.as_str());
-        let (days, rows) = self.engine.funnel(asked, channel).await?;
-        Ok(Response::new(report::funnel(days, r.channel.clone(), rows)))
+        let segment = (!r.segment.is_empty()).then_some(r.segment.as_str());
+        let (days, rows) = self.engine.funnel(asked, channel, segment).await?;
+        Ok(Response::new(report::funnel(days, r.channel.clone(), r.segment.clone(), rows)))
     }
 
     async fn get_offer_performance(

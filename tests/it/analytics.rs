@@ -116,6 +116,16 @@ async fn the_funnel_offers_and_kpis_follow_events_and_outcomes() {
         assert!(e.message().starts_with(field), "{}", e.message());
     }
 
+    // The funnel of a segment: everybody here was active within 14 days, nobody is high income.
+    let of = |segment: &str| pb::GetFunnelRequest { segment: segment.into(), ..Default::default() };
+    let active = a.get_funnel(of("recently_active")).await.unwrap().into_inner();
+    let (aw, co) = (&active.stages[0], &active.stages[1]);
+    assert_eq!((aw.entered, aw.advanced, co.entered), (3, 1, 1), "{active:?}");
+    let rich = a.get_funnel(of("high_income")).await.unwrap().into_inner();
+    assert!(rich.stages.iter().all(|s| s.entered == 0 && s.advanced == 0), "{rich:?}");
+    let both = pb::GetFunnelRequest { segment: "recently_active".into(), channel: "web".into(), ..Default::default() };
+    assert!(a.get_funnel(both).await.unwrap_err().message().starts_with("channel:"));
+
     // Bad filters name their field.
     let bad = a.get_funnel(pb::GetFunnelRequest { channel: "pigeon".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);

@@ -814,7 +814,7 @@ async fn funnel_and_offer_counters(s: S) {
     assert_eq!(nonzero, BTreeMap::from([("s|consideration", 2.0), ("s|retention", 1.0)]));
     // The report built on them.
     let stages = Config::defaults().policy.journey.stages().to_vec();
-    let rows = analytics::funnel(&stages, &t.sum(day, day), &t.current, None);
+    let rows = analytics::funnel(&stages, &t.sum(day, day), &t.current, None, None);
     assert_eq!(rows.iter().map(|r| r.entered).collect::<Vec<_>>(), [4.0, 3.0, 0.0, 1.0, 0.0]);
     assert_eq!(rows.iter().map(|r| r.current).collect::<Vec<_>>(), [0.0, 2.0, 0.0, 1.0, 0.0]);
     assert_eq!(rows[0].advance_rate, Some(0.75));

@@ -66,7 +66,12 @@ pub(super) async fn run(redis_url: &str, users: usize, toml: &str, vars: Vec<(St
         for (user, evs) in chunk {
             let loaded = store.load_user(user, &[], None).await?;
             let mut state = loaded.state;
-            let (transitions, counts) = funnel::apply_events(&journey, &mut state, evs);
+            let (transitions, mut counts) = funnel::apply_events(&journey, &mut state, evs);
+            // As the engine does (engine/events.rs): the funnel per segment too.
+            if counts.iter().any(|c| c.day.is_some()) {
+                let segments = touchpoint::domain::decision::segments_of(&config.policy, &state, now_ms());
+                counts.extend(funnel::by_segment(&counts, &segments));
+            }
             let owned: Vec<_> = evs.iter().map(|e| (*e).clone()).collect();
             let write = UserWrite {
                 state: &state,

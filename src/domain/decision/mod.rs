@@ -129,6 +129,20 @@ pub fn assignments(
     rules::with_scope(vars, |ctx| assign_all(policy, user, channel, ctx, now))
 }
 
+/// The segments a user is in outside a decision (no request context, the default models'
+/// scores): what the funnel's per-segment counters use when events move the user.
+pub fn segments_of(policy: &Policy, state: &UserState, now: Millis) -> Vec<String> {
+    if policy.segments.is_empty() {
+        return Vec::new();
+    }
+    let x = features(state, &policy.journey, now);
+    let scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x);
+    let vars = scope::scope_vars(policy, state, &BTreeMap::new(), scope::score_value(&scores, None), now);
+    rules::with_scope(vars, |ctx| {
+        policy.segments.iter().filter(|s| s.rule.eval_bool(ctx) == Ok(true)).map(|s| s.id.clone()).collect()
+    })
+}
+
 /// Decides for one user: see the module documentation for the phases.
 pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
     let (q, now, journey) = (input.query, input.now, &policy.journey);
