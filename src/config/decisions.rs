@@ -47,8 +47,15 @@ pub fn compile(file: &FileConfig, p: &mut Problems) -> Decisions {
             p.add("decisions.exploration.epsilon", "must be within 0..=1");
             Exploration::None
         }
+        "softmax" if d.exploration.temperature > 0.0 && d.exploration.temperature.is_finite() => {
+            Exploration::Softmax { temperature: d.exploration.temperature }
+        }
+        "softmax" => {
+            p.add("decisions.exploration.temperature", "must be a positive number");
+            Exploration::None
+        }
         other => {
-            p.add("decisions.exploration.policy", format!("unknown policy {other:?} (none, epsilon_greedy)"));
+            p.add("decisions.exploration.policy", format!("unknown policy {other:?} (none, epsilon_greedy, softmax)"));
             Exploration::None
         }
     };

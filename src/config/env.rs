@@ -65,6 +65,7 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("decisions.deadline_ms", Kind::Int),
     ("decisions.exploration.policy", Kind::Str),
     ("decisions.exploration.epsilon", Kind::Float),
+    ("decisions.exploration.temperature", Kind::Float),
     ("models.churn", Kind::Str),
     ("models.purchase", Kind::Str),
     ("models.poll_seconds", Kind::Float),

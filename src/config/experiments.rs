@@ -143,8 +143,15 @@ fn variant(
             }
             Some(Exploration::EpsilonGreedy { epsilon })
         }
+        (Some("softmax"), _) => {
+            let temperature = v.temperature.unwrap_or(1.0);
+            if !(temperature > 0.0 && temperature.is_finite()) {
+                p.add(vf("temperature"), "must be a positive number");
+            }
+            Some(Exploration::Softmax { temperature })
+        }
         (Some(other), _) => {
-            p.add(vf("exploration"), format!("unknown policy {other:?} (none, epsilon_greedy)"));
+            p.add(vf("exploration"), format!("unknown policy {other:?} (none, epsilon_greedy, softmax)"));
             None
         }
     };

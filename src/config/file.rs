@@ -219,15 +219,18 @@ impl Default for DecisionsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ExplorationConfig {
-    /// `none` or `epsilon_greedy`.
+    /// `none`, `epsilon_greedy` or `softmax`.
     pub policy: String,
     /// Share of ranks filled at random under `epsilon_greedy`.
     pub epsilon: f64,
+    /// `softmax`: picks with probability proportional to `exp(priority / temperature)`
+    /// (in the priority's units; positive).
+    pub temperature: f64,
 }
 
 impl Default for ExplorationConfig {
     fn default() -> Self {
-        Self { policy: "none".into(), epsilon: 0.1 }
+        Self { policy: "none".into(), epsilon: 0.1, temperature: 1.0 }
     }
 }
 
@@ -293,12 +296,16 @@ pub struct VariantConfig {
     /// Only these offers are candidates.
     #[serde(default)]
     pub offers: Option<Vec<String>>,
-    /// none | epsilon_greedy (with `epsilon`), overriding decisions.exploration.
+    /// none | epsilon_greedy (with `epsilon`) | softmax (with `temperature`), overriding
+    /// decisions.exploration.
     #[serde(default)]
     pub exploration: Option<String>,
     /// Epsilon for `exploration = "epsilon_greedy"` (default 0.1).
     #[serde(default)]
     pub epsilon: Option<f64>,
+    /// Temperature for `exploration = "softmax"` (default 1).
+    #[serde(default)]
+    pub temperature: Option<f64>,
     /// No offers for this variant's users (control of "contact or not").
     #[serde(default)]
     pub holdout: bool,

@@ -318,3 +318,12 @@ fn the_http_api_is_on_only_with_plaintext_grpc_unless_asked() {
         Config::from_toml("", "t.toml", [("TOUCHPOINT_SERVER_HTTP_API".to_string(), "false".to_string())]).unwrap();
     assert!(!off.file.server.http_api_enabled());
 }
+
+#[test]
+fn softmax_exploration_needs_a_positive_temperature() {
+    let ok = "[decisions.exploration]\npolicy = \"softmax\"\ntemperature = 0.05\n";
+    let c = Config::from_toml(ok, "t.toml", std::iter::empty()).unwrap();
+    assert_eq!(c.policy.exploration, crate::domain::arbitration::Exploration::Softmax { temperature: 0.05 });
+    let (e, got) = refused(&ok.replace("0.05", "0"));
+    assert_eq!(got, [("decisions.exploration.temperature".to_string(), Some(3))], "{e}");
+}

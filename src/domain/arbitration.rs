@@ -30,6 +30,13 @@ pub enum Exploration {
         /// The probability of a random pick, in [0, 1].
         epsilon: f64,
     },
+    /// At each rank: a remaining candidate with probability proportional to
+    /// `exp(score / temperature)` (Boltzmann; Plackett-Luce over the ranks). A low temperature
+    /// is nearly greedy, a high one nearly uniform; it is in the priority's units.
+    Softmax {
+        /// Positive and finite.
+        temperature: f64,
+    },
 }
 
 /// The built-in priority (see `Priority::Default`).
@@ -40,11 +47,13 @@ pub fn default_priority(offer: &Offer, response: Option<f64>, purchase: Option<f
     }
 }
 
-/// Picks up to `limit` of `n` candidates ranked best first. Returns (index, probability of
-/// that pick given the earlier picks). Deterministic for a seed: the random sequence is
-/// ChaCha8 seeded with `seed`, pinned by test vectors so a `rand` upgrade cannot silently
-/// change what a logged decision replays to.
-pub fn arbitrate(n: usize, limit: usize, exploration: Exploration, seed: u64) -> Vec<(usize, f64)> {
+/// Picks up to `limit` of the candidates whose priorities are `scores`, ranked best first.
+/// Returns (index, probability of that pick given the earlier picks: exact, by the policy's
+/// formula). Deterministic for a seed: the random sequence is ChaCha8 seeded with `seed`,
+/// pinned by test vectors so a `rand` upgrade cannot silently change what a logged decision
+/// replays to.
+pub fn arbitrate(scores: &[f64], limit: usize, exploration: Exploration, seed: u64) -> Vec<(usize, f64)> {
+    let n = scores.len();
     let mut remaining: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut picks = Vec::new();
@@ -56,11 +65,36 @@ pub fn arbitrate(n: usize, limit: usize, exploration: Exploration, seed: u64) ->
                 let p = epsilon / r as f64 + if at == 0 { 1.0 - epsilon } else { 0.0 };
                 (at, p)
             }
+            Exploration::Softmax { temperature } if temperature > 0.0 && r > 1 => {
+                let weights = softmax(remaining.iter().map(|&i| scores[i]), temperature);
+                let u = rng.r#gen::<f64>();
+                let mut acc = 0.0;
+                // The last remaining candidate takes what rounding leaves of [0, 1).
+                let at = weights.iter().position(|w| {
+                    acc += w;
+                    u < acc
+                });
+                let at = at.unwrap_or(r - 1);
+                (at, weights[at])
+            }
             _ => (0, 1.0),
         };
         picks.push((remaining.remove(at), p));
     }
     picks
+}
+
+/// The Boltzmann probabilities of `scores` at `temperature` (shifted by the maximum, so no
+/// overflow; a non-finite score gets probability 0 unless all are, then uniform).
+pub fn softmax(scores: impl Iterator<Item = f64>, temperature: f64) -> Vec<f64> {
+    let s: Vec<f64> = scores.collect();
+    let max = s.iter().copied().filter(|x| x.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = s
+        .iter()
+        .map(|&x| if x.is_finite() && max.is_finite() { ((x - max) / temperature).exp() } else { 0.0 })
+        .collect();
+    let total: f64 = w.iter().sum();
+    if total > 0.0 { w.iter().map(|x| x / total).collect() } else { vec![1.0 / s.len().max(1) as f64; s.len()] }
 }
 
 #[cfg(test)]
@@ -79,7 +113,8 @@ mod tests {
         let mut second_given_best_first = [0u64; 5];
         let mut best_first = 0u64;
         for seed in 0..trials {
-            let picks = arbitrate(n_offers, 2, Exploration::EpsilonGreedy { epsilon: eps }, seed);
+            let picks =
+                arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0][..n_offers], 2, Exploration::EpsilonGreedy { epsilon: eps }, seed);
             let (f, pf) = picks[0];
             first[f] += 1;
             logged_first[f] += pf;
@@ -105,7 +140,50 @@ mod tests {
             let p = eps / 4.0 + if i == 1 { 1.0 - eps } else { 0.0 };
             assert!(within(count, best_first, p), "rank 2, offer {i}: {count}/{best_first} vs {p}");
         }
-        assert_eq!(arbitrate(5, 2, Exploration::None, 3), vec![(0, 1.0), (1, 1.0)]);
+        assert_eq!(arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0], 2, Exploration::None, 3), vec![(0, 1.0), (1, 1.0)]);
+    }
+
+    /// Softmax: every logged probability is the Plackett-Luce conditional of that pick, and
+    /// over many seeded decisions the observed frequencies match them (first rank, and second
+    /// rank given the first).
+    #[test]
+    fn softmax_probabilities_match_observed_frequencies() {
+        let scores = [2.0, 1.5, 1.0, 0.2];
+        let t = 0.5;
+        let trials = 40_000u64;
+        let truth = softmax(scores.iter().copied(), t);
+        assert!((truth.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let (mut first, mut second_after_0, mut n0) = ([0u64; 4], [0u64; 4], 0u64);
+        for seed in 0..trials {
+            let picks = arbitrate(&scores, 2, Exploration::Softmax { temperature: t }, seed);
+            let (f, pf) = picks[0];
+            assert!((pf - truth[f]).abs() < 1e-12, "logged {pf} vs formula {}", truth[f]);
+            first[f] += 1;
+            let rest: Vec<f64> = (0..4).filter(|&i| i != f).map(|i| scores[i]).collect();
+            let cond = softmax(rest.iter().copied(), t);
+            let (s, ps) = picks[1];
+            let k = (0..4).filter(|&i| i != f).position(|i| i == s).unwrap();
+            assert!((ps - cond[k]).abs() < 1e-12, "rank 2 logged {ps} vs {}", cond[k]);
+            if f == 0 {
+                n0 += 1;
+                second_after_0[s] += 1;
+            }
+        }
+        let within = |count: u64, n: u64, p: f64| {
+            let freq = count as f64 / n as f64;
+            (freq - p).abs() < 4.5 * (p * (1.0 - p) / n as f64).sqrt()
+        };
+        for i in 0..4 {
+            assert!(within(first[i], trials, truth[i]), "rank 1, offer {i}: {} vs {}", first[i], truth[i]);
+        }
+        let cond = softmax(scores[1..].iter().copied(), t);
+        for i in 1..4 {
+            assert!(within(second_after_0[i], n0, cond[i - 1]), "rank 2 after 0, offer {i}");
+        }
+        // Temperature extremes: nearly greedy, nearly uniform; huge scores do not overflow.
+        assert!(softmax([1.0, 0.0].into_iter(), 0.01)[0] > 0.999_999);
+        assert!((softmax([1.0, 0.0].into_iter(), 1e6)[0] - 0.5).abs() < 1e-6);
+        assert_eq!(softmax([1e300, 1e300].into_iter(), 1e-300), vec![0.5, 0.5]);
     }
 
     /// Pinned sequences: logged decisions store only their seed, so the picks a seed gives
@@ -114,7 +192,10 @@ mod tests {
     #[test]
     fn exploration_sequences_are_pinned() {
         let picks = |seed| -> Vec<usize> {
-            arbitrate(6, 6, Exploration::EpsilonGreedy { epsilon: 0.5 }, seed).into_iter().map(|(i, _)| i).collect()
+            arbitrate(&[6.0, 5.0, 4.0, 3.0, 2.0, 1.0], 6, Exploration::EpsilonGreedy { epsilon: 0.5 }, seed)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect()
         };
         let got: Vec<Vec<usize>> = (0..6).map(picks).collect();
         assert_eq!(got, PINNED, "the exploration sequence for a seed changed");

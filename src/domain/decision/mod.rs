@@ -240,7 +240,8 @@ fn rank_and_pick(
             .then_with(|| a.offer_id.cmp(&b.offer_id))
     });
     let kept = candidates.iter().take_while(|c| c.dropped.is_none()).count();
-    let picks = arbitrate(kept, limit, exploration, seed);
+    let scores: Vec<f64> = candidates[..kept].iter().map(|c| c.score).collect();
+    let picks = arbitrate(&scores, limit, exploration, seed);
     for (i, c) in candidates.iter_mut().enumerate().take(kept) {
         if !picks.iter().any(|(p, _)| *p == i) {
             c.dropped = Some(DropReason::BelowLimit);

@@ -284,3 +284,24 @@ fn withdrawn_consent_suppresses_only_its_channel() {
     s.set_consent("email", true, NOW);
     assert!(run(&p, &query("email", 5), &s, &ContactState::default(), 1).suppression.is_none());
 }
+
+#[test]
+fn softmax_decisions_log_their_probabilities_and_replay_from_the_seed() {
+    let p = policy("[decisions.exploration]\npolicy = \"softmax\"\ntemperature = 2.0");
+    let (q, state) = (query("web", 2), user("FR", 30.0));
+    let contacts = ContactState::default();
+    let mut firsts = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        let o = run(&p, &q, &state, &contacts, seed);
+        assert_eq!(o, run(&p, &q, &state, &contacts, seed), "the same seed, the same picks");
+        // Eligible: chosen, or only below the limit.
+        let eligible =
+            o.candidates.iter().filter(|c| c.dropped.is_none() || c.dropped == Some(DropReason::BelowLimit)).count();
+        if eligible > 1 {
+            let first = &o.chosen[0];
+            assert!(first.selection_probability < 1.0 && first.selection_probability > 0.0, "{first:?}");
+        }
+        firsts.insert(o.chosen.first().map(|c| c.offer_id.clone()));
+    }
+    assert!(firsts.len() > 1, "softmax explores: more than one offer comes first over 200 seeds");
+}
