@@ -5,6 +5,7 @@ pub mod gbdt;
 pub mod irls;
 pub mod journey;
 pub mod metrics;
+pub mod ope;
 pub mod progress;
 pub mod report;
 pub mod table;

@@ -253,6 +253,18 @@ enum Command {
         store: Store,
         name: String,
     },
+    /// Off-policy evaluation of logged bandit data from any system: IPS, self-normalised IPS
+    /// and doubly robust estimates of a candidate policy's value with 95% CIs and the
+    /// effective sample size (CSV columns: reward, propensity, target_probability, optional
+    /// dm_estimate and dm_logged; see `ope.rs`).
+    Evaluate {
+        /// The logged decisions (plain or gzip-compressed CSV).
+        #[arg(long)]
+        csv: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Logistic regression speed: IRLS vs linfa's stock solver on synthetic rows; writes
     /// the data as .npy for the scikit-learn comparison script.
     BenchLr(bench::Args),
@@ -780,6 +792,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match s.rollback_model(&name).await? {
                 Some(v) => println!("{name}: {v} is current again"),
                 None => bail!("{name}: no earlier version to roll back to"),
+            }
+        }
+        Command::Evaluate { csv, json } => {
+            let file = touchpoint::io::open_maybe_gz(&csv).with_context(|| format!("reading {}", csv.display()))?;
+            let rows = touchpoint_train::ope::read_csv(file).map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?;
+            let e = touchpoint_train::ope::evaluate(&rows).map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", touchpoint_train::ope::table(&e));
             }
         }
         Command::BenchLr(args) => bench::run(args)?,

@@ -112,3 +112,27 @@ fn folds_point_at_input_rows_and_gaps_are_reported() {
     assert_eq!(model["params"]["imputed"]["z"]["missing"], 9);
     assert!(model["feature_names"].as_array().unwrap().iter().any(|n| n == "z_missing"));
 }
+
+/// `evaluate` reads a plain CSV of logged bandit data and prints the estimates; a bad cell is
+/// one line naming its line and column.
+#[test]
+fn evaluate_reads_logged_bandit_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("log.csv");
+    std::fs::write(
+        &csv,
+        "reward,propensity,target_probability,dm_estimate\n1,0.5,1,0.6\n0,0.5,0,0.6\n0,0.5,1,0.6\n1,0.5,0,0.6\n",
+    )
+    .unwrap();
+    let o = train(&["evaluate", "--csv", path(&csv), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((json["n"].as_u64(), json["ips"]["value"].as_f64()), (Some(4), Some(0.5)));
+    assert_eq!(json["effective_sample_size"].as_f64(), Some(2.0));
+    assert!(json["dr"]["ci"].is_array());
+    std::fs::write(&csv, "reward,propensity,target_probability\n1,often,1\n").unwrap();
+    let o = train(&["evaluate", "--csv", path(&csv)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.lines().count() == 1 && err.contains("line 2") && err.contains("propensity"), "{err}");
+}
