@@ -1,6 +1,7 @@
 //! The offline trainer: journey logs and feature tables in, evaluated model artifacts out.
 pub mod bench;
 pub mod data;
+pub mod decisions;
 pub mod gbdt;
 pub mod irls;
 pub mod journey;

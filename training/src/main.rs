@@ -253,6 +253,21 @@ enum Command {
         store: Store,
         name: String,
     },
+    /// The decision log joined with its outcomes: one CSV row per (decision, offer shown) with
+    /// the context, features, candidates' scores, rank, logged selection probability and the
+    /// outcomes within --window-days (erased users' entries are left out).
+    ExportDecisions {
+        #[command(flatten)]
+        store: Store,
+        #[arg(long)]
+        out: PathBuf,
+        /// Outcomes up to this many days after the decision count.
+        #[arg(long, default_value_t = 7.0)]
+        window_days: f64,
+        /// Salt of the pseudonymous user ids (sha256(salt:user)); keep it to join exports.
+        #[arg(long, default_value = "touchpoint")]
+        salt: String,
+    },
     /// Off-policy evaluation of logged bandit data from any system: IPS, self-normalised IPS
     /// and doubly robust estimates of a candidate policy's value with 95% CIs and the
     /// effective sample size (CSV columns: reward, propensity, target_probability, optional
@@ -793,6 +808,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(v) => println!("{name}: {v} is current again"),
                 None => bail!("{name}: no earlier version to roll back to"),
             }
+        }
+        Command::ExportDecisions { store, out, window_days, salt } => {
+            let s = open_store(&store).await?;
+            let mut entries = Vec::new();
+            s.export_decision_log(&mut |e| entries.push(e)).await?;
+            let window = (window_days * touchpoint::domain::MS_PER_DAY as f64) as i64;
+            let rows = touchpoint_train::decisions::join(entries, window, &salt);
+            std::fs::write(&out, touchpoint_train::decisions::csv(&rows))?;
+            println!("{} rows (decision, offer shown) written to {}", rows.len(), out.display());
         }
         Command::Evaluate { csv, json } => {
             let file = touchpoint::io::open_maybe_gz(&csv).with_context(|| format!("reading {}", csv.display()))?;

@@ -1,0 +1,145 @@
+//! The decision export (issue 10, point 2): one row per (decision, offer shown) from the
+//! decision log, joined with the outcomes that followed within a window — the input of
+//! response models and off-policy evaluation.
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use touchpoint::domain::Millis;
+use touchpoint::domain::decision::DecisionRecord;
+use touchpoint::domain::outcome::{OutcomeKind, OutcomeRecord};
+use touchpoint::store::DecisionLogEntry;
+
+/// One offer shown by one decision, with what followed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub decision_id: String,
+    /// Decision time (ms since the epoch).
+    pub at: Millis,
+    /// `sha256(salt:user)`, first 16 hex digits: joinable across exports with one salt,
+    /// not reversible to the id.
+    pub user: String,
+    pub stage: String,
+    pub channel: String,
+    pub placement: String,
+    pub segments: Vec<String>,
+    /// experiment -> variant
+    pub variants: BTreeMap<String, String>,
+    pub features: BTreeMap<String, f64>,
+    /// Every candidate's priority (dropped ones included), by offer.
+    pub candidate_scores: BTreeMap<String, f64>,
+    /// 1 for the first offer shown.
+    pub rank: usize,
+    pub offer_id: String,
+    pub score: f64,
+    /// The logged probability of this pick given the earlier ranks.
+    pub selection_probability: f64,
+    /// Outcomes of this offer within the window: impression, click, accept, dismiss, conversion.
+    pub outcomes: [bool; 5],
+    /// Sum of the conversions' values within the window.
+    pub value: f64,
+}
+
+/// The outcome kinds in `Row::outcomes` order.
+pub const OUTCOMES: [OutcomeKind; 5] =
+    [OutcomeKind::Impression, OutcomeKind::Click, OutcomeKind::Accept, OutcomeKind::Dismiss, OutcomeKind::Conversion];
+
+/// A pseudonymous user id.
+pub fn pseudonym(salt: &str, user: &str) -> String {
+    hex::encode(&Sha256::digest(format!("{salt}:{user}").as_bytes())[..8])
+}
+
+/// Joins a decision log: every offer each decision showed, with the outcomes recorded for
+/// it at most `window_ms` after the decision. Erased entries are skipped; outcomes of
+/// decisions not in the log (trimmed away) are ignored. Rows come in log order.
+pub fn join(entries: impl IntoIterator<Item = DecisionLogEntry>, window_ms: Millis, salt: &str) -> Vec<Row> {
+    let mut decisions: Vec<DecisionRecord> = Vec::new();
+    let mut outcomes: HashMap<(String, String), Vec<OutcomeRecord>> = HashMap::new();
+    for e in entries {
+        match e {
+            DecisionLogEntry::Decision(d) => decisions.push(*d),
+            DecisionLogEntry::Outcome(o) => {
+                outcomes.entry((o.decision_id.clone(), o.offer_id.clone())).or_default().push(o)
+            }
+            DecisionLogEntry::Erased { .. } => {}
+        }
+    }
+    let mut rows = Vec::new();
+    for d in &decisions {
+        let candidate_scores: BTreeMap<String, f64> =
+            d.candidates.iter().map(|c| (c.offer_id.clone(), c.score)).collect();
+        for (i, c) in d.chosen.iter().enumerate() {
+            let mut row = Row {
+                decision_id: d.decision_id.clone(),
+                at: d.at,
+                user: pseudonym(salt, &d.user_id),
+                stage: d.stage.clone(),
+                channel: d.channel.clone(),
+                placement: d.placement.clone(),
+                segments: d.segments.clone(),
+                variants: d.assignments.clone(),
+                features: d.features.clone(),
+                candidate_scores: candidate_scores.clone(),
+                rank: i + 1,
+                offer_id: c.offer_id.clone(),
+                score: c.score,
+                selection_probability: c.selection_probability,
+                outcomes: [false; 5],
+                value: 0.0,
+            };
+            let key = (d.decision_id.clone(), c.offer_id.clone());
+            for o in outcomes.get(&key).into_iter().flatten().filter(|o| o.at >= d.at && o.at - d.at <= window_ms) {
+                if let Some(k) = OUTCOMES.iter().position(|x| *x == o.outcome) {
+                    row.outcomes[k] = true;
+                }
+                if o.outcome == OutcomeKind::Conversion {
+                    row.value += o.value;
+                }
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+fn quote(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// The rows as CSV: fixed columns, then one `f_<feature>` column per feature name seen.
+pub fn csv(rows: &[Row]) -> String {
+    let names: BTreeSet<&str> = rows.iter().flat_map(|r| r.features.keys().map(String::as_str)).collect();
+    let mut out = String::from(
+        "decision_id,at,user,stage,channel,placement,segments,variants,rank,offer_id,score,selection_probability,impression,click,accept,dismiss,conversion,value,candidate_scores",
+    );
+    for n in &names {
+        out += &format!(",f_{n}");
+    }
+    out.push('\n');
+    for r in rows {
+        let variants: Vec<String> = r.variants.iter().map(|(e, v)| format!("{e}={v}")).collect();
+        let scores = serde_json::to_string(&r.candidate_scores).unwrap_or_default();
+        let flags: Vec<&str> = r.outcomes.iter().map(|b| if *b { "1" } else { "0" }).collect();
+        out += &[
+            quote(&r.decision_id),
+            r.at.to_string(),
+            r.user.clone(),
+            quote(&r.stage),
+            quote(&r.channel),
+            quote(&r.placement),
+            quote(&r.segments.join(";")),
+            quote(&variants.join(";")),
+            r.rank.to_string(),
+            quote(&r.offer_id),
+            r.score.to_string(),
+            r.selection_probability.to_string(),
+            flags.join(","),
+            r.value.to_string(),
+            quote(&scores),
+        ]
+        .join(",");
+        for n in &names {
+            out += &format!(",{}", r.features.get(*n).map(|v| v.to_string()).unwrap_or_default());
+        }
+        out.push('\n');
+    }
+    out
+}
