@@ -625,6 +625,12 @@ async fn publish(store: &Store, path: &Path, events: Option<&Path>, force: bool)
     let new: ModelArtifact =
         serde_json::from_str(&json).with_context(|| format!("{} is not a model artifact", path.display()))?;
     new.check().map_err(anyhow::Error::msg)?;
+    // Bound as the server binds it: a model whose features the server cannot produce (a
+    // feature-table column with no such server feature) would fail on every registry poll.
+    // --force does not override this.
+    BoundModel::bind(new.clone()).map_err(|e| {
+        anyhow::anyhow!("{}: the server cannot serve this model: {e}; nothing published", path.display())
+    })?;
     let s = open_store(store).await?;
     if let Some(cur_version) = s.current_model(&new.name).await? {
         let cur_json =

@@ -245,3 +245,30 @@ async fn a_published_gbdt_model_scores_decisions_over_grpc() {
     assert_eq!(served, a.score_row(&row), "the server scores with the artifact's trees");
     assert_eq!(record.scores.get("purchase"), Some(&served));
 }
+
+/// A model whose features the server cannot produce (here a feature-table column) is refused
+/// at publish, --force or not, and the registry is left as it was.
+#[tokio::test]
+async fn a_model_the_server_cannot_bind_is_refused_at_publish() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a: touchpoint::domain::model::ModelArtifact =
+        serde_json::from_str(include_str!("../../examples/models/purchase.json")).unwrap();
+    a.version = "purchase-shoe".into();
+    a.feature_names[0] = "shoe_size".into();
+    let model = dir.path().join("shoe.json");
+    std::fs::write(&model, serde_json::to_string(&a).unwrap()).unwrap();
+    let url = redis.url();
+    for force in [false, true] {
+        let mut args = vec!["publish", "--redis-url", &url, model.to_str().unwrap()];
+        if force {
+            args.push("--force");
+        }
+        let (ok, out) = train(&args);
+        assert!(!ok, "{out}");
+        assert!(out.contains("the server cannot serve this model") && out.contains("shoe_size"), "{out}");
+    }
+    let store = redis_store(&redis.url(), false).await;
+    assert_eq!(store.current_model("purchase").await.unwrap(), None);
+    assert_eq!(store.get_model("purchase", "purchase-shoe").await.unwrap(), None, "nothing stored");
+}
