@@ -177,7 +177,7 @@ async fn render(engine: &Engine, p: &Params) -> Result<String, crate::engine::Er
     Ok(h)
 }
 
-/// HTML-escapes text.
+/// HTML-escapes text (the trainer's HTML report uses it too).
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }

@@ -1,4 +1,5 @@
-//! Reading data files that may be gzip-compressed (the vendored `data/*.gz`), transparently.
+//! Reading data files that may be gzip-compressed (the vendored `data/*.gz`), transparently,
+//! and writing CSV cells.
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,11 @@ pub fn without_gz(path: &Path) -> PathBuf {
         Some(e) if e.eq_ignore_ascii_case("gz") => path.with_extension(""),
         _ => path.to_path_buf(),
     }
+}
+
+/// A CSV cell: quoted (quotes doubled) when it holds a comma, a quote or a line break.
+pub fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 #[cfg(test)]

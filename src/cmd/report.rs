@@ -104,12 +104,9 @@ impl Rows {
     }
 
     fn csv(&self) -> String {
-        let quote = |c: &str| {
-            if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.to_string() }
-        };
         let mut out = self.header.join(",") + "\n";
         for r in &self.rows {
-            out += &(r.iter().map(|c| quote(c)).collect::<Vec<_>>().join(",") + "\n");
+            out += &(r.iter().map(|c| touchpoint::io::csv_cell(c)).collect::<Vec<_>>().join(",") + "\n");
         }
         out
     }

@@ -198,9 +198,6 @@ pub fn quantile_hours(h: &[f64], q: f64) -> Option<f64> {
     None
 }
 
-/// The offer metrics kept per offer × stage × channel.
-pub const OFFER_METRICS: [&str; 7] = [DECISION, "impression", "click", "accept", "dismiss", "conversion", REVENUE];
-
 /// One offer in one stage and channel over a range of days.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct OfferRow {
@@ -508,11 +505,6 @@ pub fn date(day: i64) -> String {
     chrono::DateTime::from_timestamp_millis(day * MS_PER_DAY)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_default()
-}
-
-/// The start of a day, ms since the epoch.
-pub fn day_start(day: i64) -> Millis {
-    day * MS_PER_DAY
 }
 
 #[cfg(test)]

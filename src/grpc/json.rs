@@ -206,12 +206,13 @@ async fn answer(m: &MethodDescriptor, resp: http::Response<Body>) -> Response {
     };
     let trailers = collected.trailers().cloned().unwrap_or_default();
     let data = collected.to_bytes();
-    let status = |h: &HeaderMap| h.get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<i32>().ok());
-    let code = status(&trailers).or_else(|| status(&parts.headers)).map_or(Code::Unknown, Code::from_i32);
-    if code != Code::Ok {
-        let message = trailers.get("grpc-message").or_else(|| parts.headers.get("grpc-message"));
-        let message = message.and_then(|v| v.to_str().ok()).map(percent_decode).unwrap_or_default();
-        return error(code, message);
+    // The status of the trailers, or of a trailers-only answer's headers; tonic decodes the
+    // percent-encoded message.
+    let status = tonic::Status::from_header_map(&trailers)
+        .or_else(|| tonic::Status::from_header_map(&parts.headers))
+        .unwrap_or_else(|| tonic::Status::unknown("the answer carried no grpc-status"));
+    if status.code() != Code::Ok {
+        return error(status.code(), status.message());
     }
     let mut items = Vec::new();
     let mut rest = &data[..];
@@ -242,26 +243,6 @@ pub fn message_json<M: Message>(pool: &DescriptorPool, full_name: &str, msg: &M)
     pool.get_message_by_name(full_name)
         .and_then(|d| DynamicMessage::decode(d, msg.encode_to_vec().as_slice()).ok())
         .map_or(Value::Null, |m| to_json(&m))
-}
-
-/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The OpenAPI 3.0 document of the door, generated from the descriptors.
@@ -399,6 +380,5 @@ mod tests {
         assert_eq!(http_status(Code::Unauthenticated), StatusCode::UNAUTHORIZED);
         assert_eq!(http_status(Code::ResourceExhausted), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(snake("GetOfferPerformance"), "get_offer_performance");
-        assert_eq!(percent_decode("a%20b%"), "a b%");
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use touchpoint::domain::Millis;
 use touchpoint::domain::decision::DecisionRecord;
 use touchpoint::domain::outcome::{OutcomeKind, OutcomeRecord};
+use touchpoint::io::csv_cell as quote;
 use touchpoint::store::DecisionLogEntry;
 
 /// One offer shown by one decision, with what followed.
@@ -98,10 +99,6 @@ pub fn join(entries: impl IntoIterator<Item = DecisionLogEntry>, window_ms: Mill
         }
     }
     rows
-}
-
-fn quote(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// The rows as CSV: fixed columns, then one `f_<feature>` column per feature name seen.

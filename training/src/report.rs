@@ -1,15 +1,12 @@
 //! The evaluation report a person can open: one HTML file, charts as inline SVG
 //! (ROC curve, calibration plot, lift by decile), the metrics table and the coefficients.
 use crate::metrics::Evaluation;
+use touchpoint::console::esc;
 use touchpoint::domain::model::ModelArtifact;
 
 const W: f64 = 320.0;
 const H: f64 = 320.0;
 const PAD: f64 = 40.0;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
 
 /// A square chart with axes 0..x_max (x) and 0..y_max (y), ticks in data units.
 fn chart(title: &str, x_label: &str, y_label: &str, x_max: f64, y_max: f64, body: &str) -> String {
