@@ -11,3 +11,4 @@ pub mod progress;
 pub mod report;
 pub mod table;
 pub mod train;
+pub mod uplift;

@@ -49,7 +49,7 @@ impl Estimate {
     }
 
     /// A mean with its standard error from the values' sample variance.
-    fn mean(xs: impl Iterator<Item = f64> + Clone) -> Self {
+    pub fn mean(xs: impl Iterator<Item = f64> + Clone) -> Self {
         let n = xs.clone().count() as f64;
         let mean = xs.clone().sum::<f64>() / n;
         let var = if n > 1.0 { xs.map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };

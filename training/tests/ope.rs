@@ -65,3 +65,39 @@ fn ips_and_snips_of_always_one_arm_cover_the_arms_observed_rate() {
         }
     }
 }
+
+/// Issue 10, part 7: the learned uplift policy's study on the two halves. Whatever the policy's
+/// merit, its estimates must be the arithmetic of the evaluation half: SNIPS of a deterministic
+/// policy under uniform randomisation is the mean reward of the customers whose randomised arm
+/// is the one the policy picks, and each single arm's IPS CI covers that arm's observed rate.
+#[test]
+fn the_uplift_study_estimates_are_those_of_the_evaluation_half() {
+    use touchpoint_train::uplift::{self, ARMS};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/hillstrom.csv.gz");
+    let customers = uplift::read(&path).unwrap();
+    assert_eq!(customers.len(), 64_000);
+    let study = uplift::study(&customers, 1).unwrap();
+    assert_eq!((study.train_rows, study.eval_rows), (32_000, 32_000));
+    let (train, eval) = uplift::split(customers.len(), 1);
+    let train: Vec<&uplift::Customer> = train.iter().map(|&i| &customers[i]).collect();
+    let eval: Vec<&uplift::Customer> = eval.iter().map(|&i| &customers[i]).collect();
+    let models = uplift::fit(&train).unwrap();
+    for (k, (name, policy)) in uplift::policies(&models).iter().enumerate() {
+        let result = &study.policies[k];
+        assert_eq!(&result.policy, name);
+        assert!((result.arm_shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let matched: Vec<&&uplift::Customer> = eval.iter().filter(|c| policy(c) == c.arm).collect();
+        let rate = matched.iter().map(|c| c.conversion).sum::<f64>() / matched.len() as f64;
+        let spend = matched.iter().map(|c| c.spend).sum::<f64>() / matched.len() as f64;
+        assert!((result.conversion_snips.value - rate).abs() < 1e-12, "{name}: {rate}");
+        assert!((result.spend_snips.value - spend).abs() < 1e-9, "{name}: {spend}");
+    }
+    for (arm, result) in study.policies[study.policies.len() - ARMS.len()..].iter().enumerate() {
+        let own: Vec<f64> = eval.iter().filter(|c| c.arm == arm).map(|c| c.conversion).collect();
+        let observed = own.iter().sum::<f64>() / own.len() as f64;
+        let ci = result.conversion_ips.ci;
+        assert!(ci.0 <= observed && observed <= ci.1, "{}: {observed} outside {ci:?}", result.policy);
+    }
+    // The learned policies target: they send more than one arm.
+    assert!(study.policies[0].arm_shares.iter().filter(|s| **s > 0.05).count() >= 2);
+}
