@@ -38,6 +38,7 @@ pub async fn run(
     tokio::spawn(signals(engine.clone(), stop_tx));
     let _watcher = engine.spawn_model_watcher();
     let _kpis = engine.spawn_kpi_refresher();
+    let _posteriors = engine.spawn_posterior_refresher();
     tracing::info!(%addr, store = engine.store().kind(), config_version = %engine.snapshot().config.version, "touchpoint serving");
     if let Some(ready) = ready {
         let _ = ready.send(addr);

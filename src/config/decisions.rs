@@ -54,11 +54,16 @@ pub fn compile(file: &FileConfig, p: &mut Problems) -> Decisions {
             p.add("decisions.exploration.temperature", "must be a positive number");
             Exploration::None
         }
+        "thompson" => Exploration::Thompson { samples: d.exploration.samples },
         other => {
-            p.add("decisions.exploration.policy", format!("unknown policy {other:?} (none, epsilon_greedy, softmax)"));
+            p.add(
+                "decisions.exploration.policy",
+                format!("unknown policy {other:?} (none, epsilon_greedy, softmax, thompson)"),
+            );
             Exploration::None
         }
     };
+    check_thompson(&d.exploration, p);
     if d.deadline_ms == 0 {
         p.add("decisions.deadline_ms", "must be positive");
     }
@@ -130,4 +135,26 @@ pub fn fallbacks(file: &FileConfig, catalogue: &Catalogue, p: &mut Problems) -> 
         out.push(Fallback { channel: f.channel.clone(), stage: f.stage.clone(), offers: f.offers.clone() });
     }
     out
+}
+
+/// Thompson sampling's settings, checked whatever the policy (a variant may use them).
+fn check_thompson(e: &crate::config::file::ExplorationConfig, p: &mut Problems) {
+    let f = |name: &str| format!("decisions.exploration.{name}");
+    if !crate::config::file::ExplorationConfig::REWARDS.contains(&e.reward.as_str()) {
+        p.add(f("reward"), format!("unknown outcome {:?} (click, accept, conversion)", e.reward));
+    }
+    if !(100..=100_000).contains(&e.samples) {
+        p.add(f("samples"), "must be within 100..=100000");
+    }
+    if e.window_days == 0 {
+        p.add(f("window_days"), "must be at least 1");
+    }
+    if e.refresh_seconds == 0 {
+        p.add(f("refresh_seconds"), "must be at least 1");
+    }
+    for (name, v) in [("prior_alpha", e.prior_alpha), ("prior_beta", e.prior_beta)] {
+        if !(v > 0.0 && v.is_finite()) {
+            p.add(f(name), "must be a positive number");
+        }
+    }
 }

@@ -72,7 +72,7 @@ fn experiment(
         if variants.iter().any(|x| x.name == v.name) {
             p.add(format!("{vf}.name"), format!("variant {:?} is listed twice", v.name));
         }
-        variants.push(variant(catalogue, &file.unread_ids, base, &vf, v, p));
+        variants.push(variant(catalogue, &file.unread_ids, base, &vf, v, file.decisions.exploration.samples, p));
     }
     let control = e.control.clone().or_else(|| variants.first().map(|v| v.name.clone())).unwrap_or_default();
     if !variants.iter().any(|v| v.name == control) {
@@ -114,6 +114,7 @@ fn variant(
     base: &Path,
     entry: &str,
     v: &VariantConfig,
+    samples: u32,
     p: &mut Problems,
 ) -> Variant {
     let vf = |name: &str| format!("{entry}.{name}");
@@ -150,8 +151,9 @@ fn variant(
             }
             Some(Exploration::Softmax { temperature })
         }
+        (Some("thompson"), _) => Some(Exploration::Thompson { samples }),
         (Some(other), _) => {
-            p.add(vf("exploration"), format!("unknown policy {other:?} (none, epsilon_greedy, softmax)"));
+            p.add(vf("exploration"), format!("unknown policy {other:?} (none, epsilon_greedy, softmax, thompson)"));
             None
         }
     };

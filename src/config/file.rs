@@ -219,19 +219,48 @@ impl Default for DecisionsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ExplorationConfig {
-    /// `none`, `epsilon_greedy` or `softmax`.
+    /// `none`, `epsilon_greedy`, `softmax` or `thompson`.
     pub policy: String,
     /// Share of ranks filled at random under `epsilon_greedy`.
     pub epsilon: f64,
     /// `softmax`: picks with probability proportional to `exp(priority / temperature)`
     /// (in the priority's units; positive).
     pub temperature: f64,
+    /// `thompson`: the outcome that counts as a success (`click`, `accept` or `conversion`);
+    /// trials are the decisions that picked the offer.
+    pub reward: String,
+    /// `thompson`: joint posterior draws estimating each offer's win probability (100..=100000).
+    pub samples: u32,
+    /// `thompson`: the posteriors count the last this many days (at most
+    /// `redis.counter_retention_days`).
+    pub window_days: u32,
+    /// `thompson`: how often the server re-reads the posteriors (seconds, at least 1).
+    pub refresh_seconds: u64,
+    /// `thompson`: the Beta prior every offer starts from.
+    pub prior_alpha: f64,
+    /// `thompson`: the prior's beta.
+    pub prior_beta: f64,
 }
 
 impl Default for ExplorationConfig {
     fn default() -> Self {
-        Self { policy: "none".into(), epsilon: 0.1, temperature: 1.0 }
+        Self {
+            policy: "none".into(),
+            epsilon: 0.1,
+            temperature: 1.0,
+            reward: "click".into(),
+            samples: 2000,
+            window_days: 14,
+            refresh_seconds: 10,
+            prior_alpha: 1.0,
+            prior_beta: 1.0,
+        }
     }
+}
+
+impl ExplorationConfig {
+    /// The outcome kinds Thompson sampling can count as a success.
+    pub const REWARDS: [&str; 3] = ["click", "accept", "conversion"];
 }
 
 /// `[[segments]]`: a named CEL rule over the profile.
@@ -296,8 +325,8 @@ pub struct VariantConfig {
     /// Only these offers are candidates.
     #[serde(default)]
     pub offers: Option<Vec<String>>,
-    /// none | epsilon_greedy (with `epsilon`) | softmax (with `temperature`), overriding
-    /// decisions.exploration.
+    /// none | epsilon_greedy (with `epsilon`) | softmax (with `temperature`) | thompson (with
+    /// decisions.exploration's reward, samples and window), overriding decisions.exploration.
     #[serde(default)]
     pub exploration: Option<String>,
     /// Epsilon for `exploration = "epsilon_greedy"` (default 0.1).

@@ -5,6 +5,7 @@
 //! of an experiment can name an exploration policy without an import cycle.
 use super::offer::Offer;
 use super::rules::Rule;
+use super::thompson::{Posterior, Posteriors};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -37,6 +38,23 @@ pub enum Exploration {
         /// Positive and finite.
         temperature: f64,
     },
+    /// At each rank: the remaining candidate whose draw from its Beta posterior of the
+    /// response rate is highest, picked with the Monte Carlo estimate of that probability (see
+    /// `thompson`). Ignores the priority's scores.
+    Thompson {
+        /// Joint draws per estimate.
+        samples: u32,
+    },
+}
+
+/// Thompson sampling's inputs: each candidate's posterior (in `scores`' order) and the
+/// snapshot memoising win probabilities.
+#[derive(Debug, Clone, Copy)]
+pub struct ThompsonArms<'a> {
+    /// Beta(alpha, beta) per candidate.
+    pub params: &'a [Posterior],
+    /// Where win probabilities are memoised.
+    pub posteriors: &'a Posteriors,
 }
 
 /// The built-in priority (see `Priority::Default`).
@@ -52,7 +70,13 @@ pub fn default_priority(offer: &Offer, response: Option<f64>, purchase: Option<f
 /// formula). Deterministic for a seed: the random sequence is ChaCha8 seeded with `seed`,
 /// pinned by test vectors so a `rand` upgrade cannot silently change what a logged decision
 /// replays to.
-pub fn arbitrate(scores: &[f64], limit: usize, exploration: Exploration, seed: u64) -> Vec<(usize, f64)> {
+pub fn arbitrate(
+    scores: &[f64],
+    thompson: Option<ThompsonArms<'_>>,
+    limit: usize,
+    exploration: Exploration,
+    seed: u64,
+) -> Vec<(usize, f64)> {
     let n = scores.len();
     let mut remaining: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -67,14 +91,14 @@ pub fn arbitrate(scores: &[f64], limit: usize, exploration: Exploration, seed: u
             }
             Exploration::Softmax { temperature } if temperature > 0.0 && r > 1 => {
                 let weights = softmax(remaining.iter().map(|&i| scores[i]), temperature);
-                let u = rng.r#gen::<f64>();
-                let mut acc = 0.0;
-                // The last remaining candidate takes what rounding leaves of [0, 1).
-                let at = weights.iter().position(|w| {
-                    acc += w;
-                    u < acc
-                });
-                let at = at.unwrap_or(r - 1);
+                let at = draw(&weights, rng.r#gen::<f64>());
+                (at, weights[at])
+            }
+            Exploration::Thompson { samples } if r > 1 && thompson.is_some() => {
+                let t = thompson.unwrap_or_else(|| unreachable!("checked by the guard"));
+                let params: Vec<Posterior> = remaining.iter().map(|&i| t.params[i]).collect();
+                let weights = t.posteriors.win_probabilities(&params, samples);
+                let at = draw(&weights, rng.r#gen::<f64>());
                 (at, weights[at])
             }
             _ => (0, 1.0),
@@ -82,6 +106,19 @@ pub fn arbitrate(scores: &[f64], limit: usize, exploration: Exploration, seed: u
         picks.push((remaining.remove(at), p));
     }
     picks
+}
+
+/// The index whose cumulative weight first exceeds `u` in [0, 1); the last index with a
+/// positive weight takes what rounding leaves.
+fn draw(weights: &[f64], u: f64) -> usize {
+    let mut acc = 0.0;
+    weights
+        .iter()
+        .position(|w| {
+            acc += w;
+            u < acc
+        })
+        .unwrap_or_else(|| weights.iter().rposition(|w| *w > 0.0).unwrap_or(weights.len() - 1))
 }
 
 /// The Boltzmann probabilities of `scores` at `temperature` (shifted by the maximum, so no
@@ -114,7 +151,7 @@ mod tests {
         let mut best_first = 0u64;
         for seed in 0..trials {
             let picks =
-                arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0][..n_offers], 2, Exploration::EpsilonGreedy { epsilon: eps }, seed);
+                arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0][..n_offers], None, 2, Exploration::EpsilonGreedy { epsilon: eps }, seed);
             let (f, pf) = picks[0];
             first[f] += 1;
             logged_first[f] += pf;
@@ -140,7 +177,7 @@ mod tests {
             let p = eps / 4.0 + if i == 1 { 1.0 - eps } else { 0.0 };
             assert!(within(count, best_first, p), "rank 2, offer {i}: {count}/{best_first} vs {p}");
         }
-        assert_eq!(arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0], 2, Exploration::None, 3), vec![(0, 1.0), (1, 1.0)]);
+        assert_eq!(arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0], None, 2, Exploration::None, 3), vec![(0, 1.0), (1, 1.0)]);
     }
 
     /// Softmax: every logged probability is the Plackett-Luce conditional of that pick, and
@@ -155,7 +192,7 @@ mod tests {
         assert!((truth.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         let (mut first, mut second_after_0, mut n0) = ([0u64; 4], [0u64; 4], 0u64);
         for seed in 0..trials {
-            let picks = arbitrate(&scores, 2, Exploration::Softmax { temperature: t }, seed);
+            let picks = arbitrate(&scores, None, 2, Exploration::Softmax { temperature: t }, seed);
             let (f, pf) = picks[0];
             assert!((pf - truth[f]).abs() < 1e-12, "logged {pf} vs formula {}", truth[f]);
             first[f] += 1;
@@ -186,13 +223,56 @@ mod tests {
         assert_eq!(softmax([1e300, 1e300].into_iter(), 1e-300), vec![0.5, 0.5]);
     }
 
+    /// Thompson sampling: every logged probability is the estimated win probability among the
+    /// remaining offers, and over many seeded decisions the observed frequencies match them
+    /// (first rank, and second rank given the first).
+    #[test]
+    fn thompson_probabilities_match_observed_frequencies() {
+        let params = [(12.0, 80.0), (9.0, 80.0), (3.0, 20.0), (1.0, 1.0)];
+        let posteriors = Posteriors::prior_only((1.0, 1.0));
+        let arms = ThompsonArms { params: &params, posteriors: &posteriors };
+        let samples = 2000;
+        let truth = crate::domain::thompson::win_probabilities(&params, samples);
+        let trials = 40_000u64;
+        let (mut first, mut second_after_0, mut n0) = ([0u64; 4], [0u64; 4], 0u64);
+        for seed in 0..trials {
+            let picks = arbitrate(&[0.0; 4], Some(arms), 2, Exploration::Thompson { samples }, seed);
+            let (f, pf) = picks[0];
+            assert_eq!(pf, truth[f], "the logged probability is the estimate the pick was made with");
+            first[f] += 1;
+            let rest: Vec<Posterior> = (0..4).filter(|&i| i != f).map(|i| params[i]).collect();
+            // Memoised: the same four candidate sets recur.
+            let cond = posteriors.win_probabilities(&rest, samples);
+            let (s, ps) = picks[1];
+            let k = (0..4).filter(|&i| i != f).position(|i| i == s).unwrap();
+            assert_eq!(ps, cond[k]);
+            if f == 0 {
+                n0 += 1;
+                second_after_0[s] += 1;
+            }
+        }
+        let within = |count: u64, n: u64, p: f64| {
+            let freq = count as f64 / n as f64;
+            (freq - p).abs() < 4.5 * (p * (1.0 - p) / n as f64).sqrt() + 1e-9
+        };
+        for i in 0..4 {
+            assert!(within(first[i], trials, truth[i]), "rank 1, offer {i}: {} vs {}", first[i], truth[i]);
+        }
+        let cond = crate::domain::thompson::win_probabilities(&params[1..], samples);
+        for i in 1..4 {
+            assert!(within(second_after_0[i], n0, cond[i - 1]), "rank 2 after 0, offer {i}");
+        }
+        // The uncertain newcomer (Beta(1, 1)) is explored; the clear leader leads.
+        assert!(truth[3] > 0.5 && truth[0] > truth[1] && truth[1] > 0.0);
+    }
+
     /// Pinned sequences: logged decisions store only their seed, so the picks a seed gives
     /// must never change (a `rand` or `rand_chacha` upgrade that changed them would make
     /// `touchpoint replay` report differences for every explored decision).
     #[test]
     fn exploration_sequences_are_pinned() {
         let picks = |seed| -> Vec<usize> {
-            arbitrate(&[6.0, 5.0, 4.0, 3.0, 2.0, 1.0], 6, Exploration::EpsilonGreedy { epsilon: 0.5 }, seed)
+            arbitrate(&[6.0, 5.0, 4.0, 3.0, 2.0, 1.0], None, 6, Exploration::EpsilonGreedy { epsilon: 0.5 }, seed)
                 .into_iter()
                 .map(|(i, _)| i)
                 .collect()

@@ -20,6 +20,7 @@ pub mod profile;
 pub mod results;
 pub mod rules;
 pub mod stats;
+pub mod thompson;
 pub mod trees;
 
 /// Milliseconds since the Unix epoch.

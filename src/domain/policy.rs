@@ -128,6 +128,13 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether the exploration policy, or any experiment variant's, is Thompson sampling.
+    pub fn uses_thompson(&self) -> bool {
+        let thompson = |e: &Exploration| matches!(e, Exploration::Thompson { .. });
+        thompson(&self.exploration)
+            || self.experiments.iter().flat_map(|x| &x.variants).any(|v| v.overrides.exploration.as_ref().is_some_and(thompson))
+    }
+
     /// Every experiment id with its attribution window (the global holdout included).
     pub fn attribution_windows(&self) -> Vec<(String, Millis)> {
         let mut w: Vec<(String, Millis)> = self.experiments.iter().map(|e| (e.id.clone(), e.attribution_ms)).collect();

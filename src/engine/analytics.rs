@@ -4,6 +4,7 @@ use super::{Engine, Error, now_ms};
 use crate::domain::analytics::{self, Days, KpiStatus, OfferFilter, OfferRow, StageRow, Status};
 use crate::domain::funnel::day_of;
 use crate::domain::limits::FieldError;
+use crate::domain::thompson::Posteriors;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,18 +154,66 @@ impl Engine {
         Ok((day_of(now), status))
     }
 
+    /// Thompson sampling's posteriors in force.
+    pub fn posteriors(&self) -> Arc<Posteriors> {
+        self.posteriors.load_full()
+    }
+
+    /// Re-reads Thompson sampling's posteriors from the analytics counters of the last
+    /// `decisions.exploration.window_days` (within the counters' retention) and puts them in
+    /// force; returns how many (offer, stage) pairs have counts. Reads nothing when no policy
+    /// or variant uses Thompson sampling.
+    pub async fn refresh_posteriors(&self) -> Result<usize, Error> {
+        let snap = self.snapshot();
+        let e = &snap.config.file.decisions.exploration;
+        let prior = (e.prior_alpha, e.prior_beta);
+        if !snap.config.policy.uses_thompson() {
+            self.posteriors.store(Arc::new(Posteriors::prior_only(prior)));
+            return Ok(0);
+        }
+        let window = e.window_days.min(snap.config.file.redis.counter_retention_days).max(1);
+        let days = Days::last(window, now_ms());
+        let t = self.store.tallies(days).await?;
+        let p = Posteriors::from_counters(&t.sum(days.from, days.to), &e.reward, prior);
+        let n = p.len();
+        self.posteriors.store(Arc::new(p));
+        metrics::gauge!("touchpoint_thompson_posteriors").set(n as f64);
+        Ok(n)
+    }
+
     /// Refreshes the KPI gauges every `server.kpi_refresh_seconds` (0: never) until the engine
     /// is dropped.
     pub fn spawn_kpi_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_periodic("KPI refresh", |c| c.file.server.kpi_refresh_seconds, |e| {
+            Box::pin(async move { e.kpis().await.map(drop) })
+        })
+    }
+
+    /// Refreshes Thompson sampling's posteriors every `decisions.exploration.refresh_seconds`
+    /// until the engine is dropped.
+    pub fn spawn_posterior_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_periodic("posterior refresh", |c| c.file.decisions.exploration.refresh_seconds, |e| {
+            Box::pin(async move { e.refresh_posteriors().await.map(drop) })
+        })
+    }
+
+    /// Runs `task` every `period(config)` seconds (0: skip, look again in a second) until the
+    /// engine is dropped; a failure is logged and retried next period.
+    fn spawn_periodic(
+        self: &Arc<Self>,
+        name: &'static str,
+        period: fn(&crate::config::Config) -> u64,
+        task: for<'a> fn(&'a Engine) -> futures::future::BoxFuture<'a, Result<(), Error>>,
+    ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(engine) = weak.upgrade() else { return };
-                let period = engine.snapshot().config.file.server.kpi_refresh_seconds;
+                let period = period(&engine.snapshot().config);
                 if period > 0
-                    && let Err(e) = engine.kpis().await
+                    && let Err(e) = task(&engine).await
                 {
-                    tracing::warn!(error = %e, "KPI refresh failed");
+                    tracing::warn!(error = %e, "{name} failed");
                 }
                 drop(engine);
                 tokio::time::sleep(Duration::from_secs(period.max(1))).await;

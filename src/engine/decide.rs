@@ -122,7 +122,15 @@ impl Engine {
                 None => read.await?,
             };
             let seed = rand::random::<u64>();
-            let input = DecisionInputs { query: &query, state: &loaded.state, contacts: &loaded.contacts, now, seed };
+            let posteriors = self.posteriors();
+            let input = DecisionInputs {
+                query: &query,
+                state: &loaded.state,
+                contacts: &loaded.contacts,
+                now,
+                seed,
+                posteriors: Some(&posteriors),
+            };
             let decided = decision::decide(policy, &input);
             let guard = decision::guard(policy, &query, &decided, now);
             let state = UserState { transitions: vec![], ..loaded.state };

@@ -124,6 +124,8 @@ pub struct Engine {
     /// Writes of one user from this process take turns, so optimistic retries are only
     /// needed when several servers write the same user at once.
     write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Thompson sampling's posteriors, re-read every `decisions.exploration.refresh_seconds`.
+    posteriors: ArcSwap<crate::domain::thompson::Posteriors>,
 }
 
 impl Engine {
@@ -144,6 +146,8 @@ impl Engine {
         ));
         let batch_slots_size = limits.batch_decisions.max(1) as usize;
         let batch_slots = Arc::new(tokio::sync::Semaphore::new(batch_slots_size));
+        let e = &config.file.decisions.exploration;
+        let posteriors = ArcSwap::from_pointee(crate::domain::thompson::Posteriors::prior_only((e.prior_alpha, e.prior_beta)));
         let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });
         Self {
             store: breaker.clone(),
@@ -155,6 +159,7 @@ impl Engine {
             vars,
             started_at: now_ms(),
             write_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            posteriors,
         }
     }
 

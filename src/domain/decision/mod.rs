@@ -6,13 +6,14 @@
 //! 4. arbitration (`domain::arbitration`) — ranking and picking with exact probabilities;
 //! 5. `guard` — what the write must re-check atomically; `record` — the log entry and replay.
 use crate::domain::Millis;
-use crate::domain::arbitration::arbitrate;
+use crate::domain::arbitration::{Exploration, ThompsonArms, arbitrate};
 use crate::domain::contact::ContactState;
 use crate::domain::experiment::Assignment;
 use crate::domain::features::{Features, features};
 use crate::domain::policy::Policy;
 use crate::domain::profile::{AttrValue, UserState};
 use crate::domain::rules;
+use crate::domain::thompson::{self, Posterior, Posteriors};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -87,6 +88,9 @@ pub struct DecisionInputs<'a> {
     pub now: Millis,
     /// Seeds exploration; logged so the decision can be replayed.
     pub seed: u64,
+    /// Thompson sampling's posteriors (the server's latest snapshot); without them every
+    /// offer has the prior Beta(1, 1).
+    pub posteriors: Option<&'a Posteriors>,
 }
 
 /// What the pure decision decided (the user's reaction to it is an `outcome`).
@@ -204,7 +208,23 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
                 }
             })
             .collect();
-        let chosen = rank_and_pick(&mut candidates, q.limit, plan.exploration(policy), input.seed);
+        let exploration = plan.exploration(policy);
+        let prior;
+        let posteriors = match input.posteriors {
+            Some(p) => p,
+            None => {
+                prior = Posteriors::prior_only((1.0, 1.0));
+                &prior
+            }
+        };
+        if let Exploration::Thompson { .. } = exploration {
+            for c in candidates.iter_mut().filter(|c| c.dropped.is_none()) {
+                let (alpha, beta) = posteriors.get(&stage, &c.offer_id);
+                c.scores.insert(thompson::ALPHA.to_string(), alpha);
+                c.scores.insert(thompson::BETA.to_string(), beta);
+            }
+        }
+        let chosen = rank_and_pick(&mut candidates, q.limit, exploration, posteriors, input.seed);
         let suppression = chosen
             .is_empty()
             .then(|| plan.held_out.clone().or_else(|| consent.clone()).or_else(|| channel_limit.clone()))
@@ -229,7 +249,8 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
 fn rank_and_pick(
     candidates: &mut [Candidate],
     limit: usize,
-    exploration: crate::domain::arbitration::Exploration,
+    exploration: Exploration,
+    posteriors: &Posteriors,
     seed: u64,
 ) -> Vec<Chosen> {
     candidates.sort_by(|a, b| {
@@ -241,7 +262,15 @@ fn rank_and_pick(
     });
     let kept = candidates.iter().take_while(|c| c.dropped.is_none()).count();
     let scores: Vec<f64> = candidates[..kept].iter().map(|c| c.score).collect();
-    let picks = arbitrate(&scores, limit, exploration, seed);
+    let params: Vec<Posterior> = match exploration {
+        Exploration::Thompson { .. } => {
+            let score = |c: &Candidate, name: &str| c.scores.get(name).copied().unwrap_or(1.0);
+            candidates[..kept].iter().map(|c| (score(c, thompson::ALPHA), score(c, thompson::BETA))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let arms = ThompsonArms { params: &params, posteriors };
+    let picks = arbitrate(&scores, Some(arms), limit, exploration, seed);
     for (i, c) in candidates.iter_mut().enumerate().take(kept) {
         if !picks.iter().any(|(p, _)| *p == i) {
             c.dropped = Some(DropReason::BelowLimit);

@@ -83,12 +83,18 @@ impl DecisionRecord {
             limit: self.limit,
             explain: true,
         };
+        // Thompson sampling's posteriors as this decision logged them.
+        let posteriors = crate::domain::thompson::Posteriors::from_logged(
+            &self.stage,
+            self.candidates.iter().map(|c| (c.offer_id.as_str(), &c.scores)),
+        );
         let input = DecisionInputs {
             query: &query,
             state: &self.state,
             contacts: &self.contacts,
             now: self.at,
             seed: self.seed,
+            posteriors: Some(&posteriors),
         };
         decide(policy, &input)
     }

@@ -87,7 +87,7 @@ fn user(country: &str, age: f64) -> UserState {
 }
 
 fn run(p: &Policy, q: &DecisionQuery, s: &UserState, c: &ContactState, seed: u64) -> Decided {
-    decide(p, &DecisionInputs { query: q, state: s, contacts: c, now: NOW, seed })
+    decide(p, &DecisionInputs { query: q, state: s, contacts: c, now: NOW, seed, posteriors: None })
 }
 
 fn reasons(o: &Decided) -> Vec<(String, String)> {
