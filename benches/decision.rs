@@ -4,6 +4,7 @@
 //! scoring of one model alone (logistic, and 100 trees of depth 6).
 //! Run: `cargo bench --bench decision`.
 use criterion::{Criterion, criterion_group, criterion_main};
+use touchpoint::domain::thompson::{Posteriors, win_probabilities};
 
 // The server binary's allocator, so the bench measures what the server runs.
 #[global_allocator]
@@ -161,13 +162,36 @@ fn bench(c: &mut Criterion) {
         ),
         ("decide_50_offers_epsilon_greedy", "[decisions.exploration]\npolicy = \"epsilon_greedy\"\nepsilon = 0.1"),
         ("decide_50_offers_gbdt_models", ""),
+        ("decide_50_offers_thompson", "[decisions.exploration]\npolicy = \"thompson\""),
     ];
+    // Thompson sampling's posteriors: offer oNN shown 200 times, clicked 2 + NN % 17 times
+    // (one snapshot for the whole run, so its memo is warm after the first decisions).
+    let counters: std::collections::BTreeMap<String, f64> = (0..50)
+        .flat_map(|i| {
+            [
+                (format!("o|o{i:02}|retention|web|decision"), 200.0),
+                (format!("o|o{i:02}|retention|web|click"), f64::from(2 + i % 17)),
+            ]
+        })
+        .collect();
+    let posteriors = Posteriors::from_counters(&counters, "click", (1.0, 1.0));
+    let params: Vec<(f64, f64)> = (0..50).map(|i| posteriors.get("retention", &format!("o{i:02}"))).collect();
+    c.bench_function("thompson_win_probabilities_50_offers_2000_samples_cold", |b| {
+        b.iter(|| black_box(win_probabilities(black_box(&params), 2000)))
+    });
     for (name, extra) in variants {
         let cfg = config(dir.path(), extra, name.ends_with("gbdt_models"));
         let policy = cfg.policy.clone();
         let probe = decide(
             &policy,
-            &DecisionInputs { query: &query, state: &state, contacts: &contacts, now: 10 * MS_PER_DAY, seed: 1 },
+            &DecisionInputs {
+                query: &query,
+                state: &state,
+                contacts: &contacts,
+                now: 10 * MS_PER_DAY,
+                seed: 1,
+                posteriors: Some(&posteriors),
+            },
         );
         assert_eq!(probe.candidates.len(), 50);
         assert_eq!(probe.chosen.len(), 3);
@@ -175,8 +199,14 @@ fn bench(c: &mut Criterion) {
             let mut seed = 0u64;
             b.iter(|| {
                 seed += 1;
-                let input =
-                    DecisionInputs { query: &query, state: &state, contacts: &contacts, now: 10 * MS_PER_DAY, seed };
+                let input = DecisionInputs {
+                    query: &query,
+                    state: &state,
+                    contacts: &contacts,
+                    now: 10 * MS_PER_DAY,
+                    seed,
+                    posteriors: Some(&posteriors),
+                };
                 black_box(decide(black_box(&policy), &input))
             })
         });

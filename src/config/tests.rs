@@ -327,3 +327,19 @@ fn softmax_exploration_needs_a_positive_temperature() {
     let (e, got) = refused(&ok.replace("0.05", "0"));
     assert_eq!(got, [("decisions.exploration.temperature".to_string(), Some(3))], "{e}");
 }
+
+#[test]
+fn thompson_sampling_settings_are_checked_by_name_and_line() {
+    let ok = "[decisions.exploration]\npolicy = \"thompson\"\nreward = \"conversion\"\nsamples = 500\n";
+    let c = Config::from_toml(ok, "t.toml", std::iter::empty()).unwrap();
+    assert_eq!(c.policy.exploration, crate::domain::arbitration::Exploration::Thompson { samples: 500 });
+    assert!(c.policy.uses_thompson());
+    let (e, got) = refused(&ok.replace("\"conversion\"", "\"purchase\""));
+    assert_eq!(got, [("decisions.exploration.reward".to_string(), Some(3))], "{e}");
+    assert!(e.to_string().contains("click, accept, conversion"), "{e}");
+    let (e, got) = refused(&ok.replace("500", "5"));
+    assert_eq!(got, [("decisions.exploration.samples".to_string(), Some(4))], "{e}");
+    let (e, got) = refused(&format!("{ok}prior_beta = -1\n"));
+    assert_eq!(got, [("decisions.exploration.prior_beta".to_string(), Some(5))], "{e}");
+    assert!(!Config::from_toml("", "t.toml", std::iter::empty()).unwrap().policy.uses_thompson());
+}

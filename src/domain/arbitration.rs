@@ -150,8 +150,13 @@ mod tests {
         let mut second_given_best_first = [0u64; 5];
         let mut best_first = 0u64;
         for seed in 0..trials {
-            let picks =
-                arbitrate(&[5.0, 4.0, 3.0, 2.0, 1.0][..n_offers], None, 2, Exploration::EpsilonGreedy { epsilon: eps }, seed);
+            let picks = arbitrate(
+                &[5.0, 4.0, 3.0, 2.0, 1.0][..n_offers],
+                None,
+                2,
+                Exploration::EpsilonGreedy { epsilon: eps },
+                seed,
+            );
             let (f, pf) = picks[0];
             first[f] += 1;
             logged_first[f] += pf;

@@ -132,7 +132,11 @@ impl Policy {
     pub fn uses_thompson(&self) -> bool {
         let thompson = |e: &Exploration| matches!(e, Exploration::Thompson { .. });
         thompson(&self.exploration)
-            || self.experiments.iter().flat_map(|x| &x.variants).any(|v| v.overrides.exploration.as_ref().is_some_and(thompson))
+            || self
+                .experiments
+                .iter()
+                .flat_map(|x| &x.variants)
+                .any(|v| v.overrides.exploration.as_ref().is_some_and(thompson))
     }
 
     /// Every experiment id with its attribution window (the global holdout included).

@@ -81,7 +81,10 @@ impl Posteriors {
     }
 
     /// From a logged decision's candidates' scores (for replay): what the decision used.
-    pub fn from_logged<'a>(stage: &str, candidates: impl Iterator<Item = (&'a str, &'a BTreeMap<String, f64>)>) -> Self {
+    pub fn from_logged<'a>(
+        stage: &str,
+        candidates: impl Iterator<Item = (&'a str, &'a BTreeMap<String, f64>)>,
+    ) -> Self {
         let by_stage_offer = candidates
             .filter_map(|(offer, scores)| {
                 Some(((stage.to_string(), offer.to_string()), (*scores.get(ALPHA)?, *scores.get(BETA)?)))
@@ -132,9 +135,10 @@ pub fn win_probabilities(params: &[Posterior], samples: u32) -> Vec<f64> {
         return vec![1.0; n];
     }
     // FNV-1a over the parameters' bits: the same posteriors, the same estimate.
-    let seed = params.iter().flat_map(|(a, b)| [a.to_bits(), b.to_bits()]).fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-        (h ^ x).wrapping_mul(0x0100_0000_01b3)
-    });
+    let seed = params
+        .iter()
+        .flat_map(|(a, b)| [a.to_bits(), b.to_bits()])
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ x).wrapping_mul(0x0100_0000_01b3));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Parameters are validated positive and finite where they are built; a bad one draws 0.
     let dists: Vec<Option<Beta<f64>>> = params.iter().map(|&(a, b)| Beta::new(a, b).ok()).collect();

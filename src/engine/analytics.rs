@@ -184,17 +184,21 @@ impl Engine {
     /// Refreshes the KPI gauges every `server.kpi_refresh_seconds` (0: never) until the engine
     /// is dropped.
     pub fn spawn_kpi_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        self.spawn_periodic("KPI refresh", |c| c.file.server.kpi_refresh_seconds, |e| {
-            Box::pin(async move { e.kpis().await.map(drop) })
-        })
+        self.spawn_periodic(
+            "KPI refresh",
+            |c| c.file.server.kpi_refresh_seconds,
+            |e| Box::pin(async move { e.kpis().await.map(drop) }),
+        )
     }
 
     /// Refreshes Thompson sampling's posteriors every `decisions.exploration.refresh_seconds`
     /// until the engine is dropped.
     pub fn spawn_posterior_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        self.spawn_periodic("posterior refresh", |c| c.file.decisions.exploration.refresh_seconds, |e| {
-            Box::pin(async move { e.refresh_posteriors().await.map(drop) })
-        })
+        self.spawn_periodic(
+            "posterior refresh",
+            |c| c.file.decisions.exploration.refresh_seconds,
+            |e| Box::pin(async move { e.refresh_posteriors().await.map(drop) }),
+        )
     }
 
     /// Runs `task` every `period(config)` seconds (0: skip, look again in a second) until the

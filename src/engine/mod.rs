@@ -147,7 +147,8 @@ impl Engine {
         let batch_slots_size = limits.batch_decisions.max(1) as usize;
         let batch_slots = Arc::new(tokio::sync::Semaphore::new(batch_slots_size));
         let e = &config.file.decisions.exploration;
-        let posteriors = ArcSwap::from_pointee(crate::domain::thompson::Posteriors::prior_only((e.prior_alpha, e.prior_beta)));
+        let posteriors =
+            ArcSwap::from_pointee(crate::domain::thompson::Posteriors::prior_only((e.prior_alpha, e.prior_beta)));
         let snapshot = ArcSwap::from_pointee(Snapshot { config, loaded_at: now_ms() });
         Self {
             store: breaker.clone(),

@@ -447,3 +447,103 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("differs:") && out.contains("candidate"), "{out}");
 }
+
+/// Issue 10, part 5: Thompson sampling end to end. The posteriors are the analytics counters
+/// the decision and outcome scripts keep in Redis; after a refresh each offer's Beta posterior
+/// is (1 + clicks, 1 + decisions − clicks); every logged probability is the win probability the
+/// pick was made with (recomputed here from the explained posteriors), the observed
+/// frequencies match those probabilities, and a logged decision replays to itself.
+#[tokio::test]
+async fn thompson_sampling_learns_from_outcomes_and_logs_the_probabilities_it_picks_with() {
+    let redis = RedisServer::start();
+    let body = r#"
+[decisions.exploration]
+policy = "thompson"
+reward = "click"
+samples = 1000
+refresh_seconds = 3600
+
+[[offers]]
+id = "alpha"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://alpha"
+
+[[offers]]
+id = "bravo"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://bravo"
+
+[[offers]]
+id = "charlie"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://charlie"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("touchpoint.toml");
+    std::fs::write(&path, format!("[redis]\nurl = \"{}\"\n{body}", redis.url())).unwrap();
+    let srv = TestServer::with_store(redis_store(&redis.url(), false).await, config(body, &redis.url())).await;
+    let mut d = srv.decisions();
+    let posterior = |r: &pb::DecideResponse, offer: &str| {
+        let c = r.explanation.iter().find(|c| c.offer_id == offer).unwrap();
+        (c.scores["thompson_alpha"], c.scores["thompson_beta"])
+    };
+    // Round 1, before any refresh: every offer has the prior; "alpha" is always clicked.
+    let (mut shown, mut clicked) = (HashMap::<String, f64>::new(), 0.0);
+    for i in 0..45 {
+        let r = d.decide(decide(&format!("first-{i}"), "web", 1)).await.unwrap().into_inner();
+        assert_eq!(posterior(&r, "bravo"), (1.0, 1.0));
+        let offer = r.offers[0].offer_id.clone();
+        *shown.entry(offer.clone()).or_default() += 1.0;
+        if offer == "alpha" {
+            clicked += 1.0;
+            let click = pb::RecordOutcomeRequest {
+                decision_id: r.decision_id.clone(),
+                user_id: format!("first-{i}"),
+                offer_id: offer,
+                outcome: pb::Outcome::Click as i32,
+                ..Default::default()
+            };
+            d.record_outcome(click).await.unwrap();
+        }
+    }
+    assert!(clicked > 0.0 && shown.len() == 3, "uniform at first: {shown:?}");
+    assert_eq!(srv.engine.refresh_posteriors().await.unwrap(), 3);
+    let post = srv.engine.posteriors();
+    assert_eq!(post.get("awareness", "alpha"), (1.0 + clicked, 1.0 + shown["alpha"] - clicked));
+    assert_eq!(post.get("awareness", "bravo"), (1.0, 1.0 + shown["bravo"]));
+
+    // Round 2: the posteriors in force; logged probabilities are the win probabilities.
+    let expected = ["alpha", "bravo", "charlie"].map(|o| post.get("awareness", o));
+    let (n, mut counts) = (300u32, HashMap::<String, u32>::new());
+    let mut last = None;
+    for i in 0..n {
+        let r = d.decide(decide(&format!("second-{i}"), "web", 1)).await.unwrap().into_inner();
+        let params: Vec<(f64, f64)> = ["alpha", "bravo", "charlie"].iter().map(|o| posterior(&r, o)).collect();
+        assert_eq!(params, expected);
+        // The candidates in the order the engine ranked them (ties by offer id: alphabetical).
+        let wins = touchpoint::domain::thompson::win_probabilities(&params, 1000);
+        let at = ["alpha", "bravo", "charlie"].iter().position(|o| *o == r.offers[0].offer_id).unwrap();
+        assert_eq!(r.offers[0].selection_probability, wins[at]);
+        *counts.entry(r.offers[0].offer_id.clone()).or_default() += 1;
+        last = Some(r.decision_id);
+    }
+    let wins = touchpoint::domain::thompson::win_probabilities(&expected, 1000);
+    assert!(wins[0] > 0.8, "the clicked offer leads: {wins:?}");
+    for (k, offer) in ["alpha", "bravo", "charlie"].iter().enumerate() {
+        let (p, c) = (wins[k], f64::from(counts.get(*offer).copied().unwrap_or(0)));
+        let sd = (f64::from(n) * p * (1.0 - p)).sqrt();
+        assert!((c - f64::from(n) * p).abs() <= 4.5 * sd + 1.0, "{offer}: {c} of {n} vs p {p}");
+    }
+    // The logged decision replays to itself: it carries the posteriors it used.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(["replay", &last.unwrap(), "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("same decision"), "{text}");
+}
