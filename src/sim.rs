@@ -71,6 +71,30 @@ impl SimUser {
     }
 }
 
+/// FNV-1a, then SplitMix64's finaliser (so ids differing in one byte land far apart), to a
+/// number in [0, 1): stable across runs and platforms.
+fn unit_hash(s: &str) -> f64 {
+    let mut h = s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// An offer's appeal in the simulator's response model: 0.02 to 0.30, fixed by its id.
+pub fn offer_appeal(offer: &str) -> f64 {
+    0.02 + 0.28 * unit_hash(offer)
+}
+
+/// The true probability that `user` clicks `offer` when shown it (the simulator's response
+/// model, known so that off-policy estimates can be checked against on-policy truth): the
+/// offer's appeal times 0.5 + a user–offer affinity (0 to 1, fixed by the pair), plus the
+/// user's purchase propensity times the affinity.
+pub fn click_probability(user: &SimUser, offer: &str) -> f64 {
+    let affinity = unit_hash(&format!("{}|{offer}", user.user_id));
+    (offer_appeal(offer) * (0.5 + affinity) + user.buy_prob * affinity).min(0.95)
+}
+
 /// A simulation's output.
 pub struct Simulation {
     /// Every user, in id order.

@@ -108,6 +108,26 @@ pub fn arbitrate(
     picks
 }
 
+/// The probability of each candidate (scores in rank order, best first) being picked first:
+/// the same formulas `arbitrate` logs, for every candidate rather than the one drawn.
+pub fn pick_probabilities(scores: &[f64], thompson: Option<ThompsonArms<'_>>, exploration: Exploration) -> Vec<f64> {
+    let n = scores.len();
+    let greedy = || (0..n).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect();
+    match exploration {
+        Exploration::EpsilonGreedy { epsilon } if epsilon > 0.0 => {
+            (0..n).map(|i| epsilon / n as f64 + if i == 0 { 1.0 - epsilon } else { 0.0 }).collect()
+        }
+        Exploration::Softmax { temperature } if temperature > 0.0 && n > 1 => {
+            softmax(scores.iter().copied(), temperature)
+        }
+        Exploration::Thompson { samples } if n > 1 => match thompson {
+            Some(t) => t.posteriors.win_probabilities(&t.params[..n], samples).to_vec(),
+            None => greedy(),
+        },
+        _ => greedy(),
+    }
+}
+
 /// The index whose cumulative weight first exceeds `u` in [0, 1); the last index with a
 /// positive weight takes what rounding leaves.
 fn draw(weights: &[f64], u: f64) -> usize {
@@ -269,6 +289,29 @@ mod tests {
         }
         // The uncertain newcomer (Beta(1, 1)) is explored; the clear leader leads.
         assert!(truth[3] > 0.5 && truth[0] > truth[1] && truth[1] > 0.0);
+    }
+
+    /// The whole first-rank distribution agrees with what `arbitrate` logs for its draw, for
+    /// every policy, and sums to one.
+    #[test]
+    fn pick_probabilities_agree_with_the_logged_first_pick() {
+        let scores = [3.0, 2.0, 1.5, 0.5];
+        let params = [(5.0, 20.0), (2.0, 30.0), (1.0, 1.0), (8.0, 8.0)];
+        let posteriors = Posteriors::prior_only((1.0, 1.0));
+        let arms = ThompsonArms { params: &params, posteriors: &posteriors };
+        for e in [
+            Exploration::None,
+            Exploration::EpsilonGreedy { epsilon: 0.2 },
+            Exploration::Softmax { temperature: 0.7 },
+            Exploration::Thompson { samples: 500 },
+        ] {
+            let dist = pick_probabilities(&scores, Some(arms), e);
+            assert!((dist.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{e:?}: {dist:?}");
+            for seed in 0..50 {
+                let (i, p) = arbitrate(&scores, Some(arms), 1, e, seed)[0];
+                assert_eq!(p, dist[i], "{e:?}, seed {seed}");
+            }
+        }
     }
 
     /// Pinned sequences: logged decisions store only their seed, so the picks a seed gives

@@ -121,7 +121,7 @@ impl Engine {
                 }
                 None => read.await?,
             };
-            let seed = rand::random::<u64>();
+            let seed = self.exploration_seed();
             let posteriors = self.posteriors();
             let input = DecisionInputs {
                 query: &query,

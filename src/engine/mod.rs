@@ -126,6 +126,9 @@ pub struct Engine {
     write_locks: Vec<tokio::sync::Mutex<()>>,
     /// Thompson sampling's posteriors, re-read every `decisions.exploration.refresh_seconds`.
     posteriors: ArcSwap<crate::domain::thompson::Posteriors>,
+    /// Seeds of exploration drawn from a fixed sequence instead of the system RNG (simulations
+    /// that must be reproducible); `None` in production.
+    exploration_seeds: Option<std::sync::atomic::AtomicU64>,
 }
 
 impl Engine {
@@ -161,6 +164,31 @@ impl Engine {
             started_at: now_ms(),
             write_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             posteriors,
+            exploration_seeds: None,
+        }
+    }
+
+    /// Draws exploration seeds from a fixed sequence starting at `seed` (SplitMix64), so a
+    /// simulation that decides one request at a time is reproducible. Servers leave this off:
+    /// their seeds come from the system RNG.
+    pub fn with_exploration_seed(mut self, seed: u64) -> Self {
+        self.exploration_seeds = Some(std::sync::atomic::AtomicU64::new(seed));
+        self
+    }
+
+    /// The next exploration seed.
+    fn exploration_seed(&self) -> u64 {
+        match &self.exploration_seeds {
+            None => rand::random(),
+            Some(state) => {
+                // SplitMix64: a well-mixed output per step of a counter.
+                let mut z = state
+                    .fetch_add(0x9e37_79b9_7f4a_7c15, std::sync::atomic::Ordering::Relaxed)
+                    .wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            }
         }
     }
 

@@ -52,19 +52,9 @@ pub fn pseudonym(salt: &str, user: &str) -> String {
 /// it at most `window_ms` after the decision. Erased entries are skipped; outcomes of
 /// decisions not in the log (trimmed away) are ignored. Rows come in log order.
 pub fn join(entries: impl IntoIterator<Item = DecisionLogEntry>, window_ms: Millis, salt: &str) -> Vec<Row> {
-    let mut decisions: Vec<DecisionRecord> = Vec::new();
-    let mut outcomes: HashMap<(String, String), Vec<OutcomeRecord>> = HashMap::new();
-    for e in entries {
-        match e {
-            DecisionLogEntry::Decision(d) => decisions.push(*d),
-            DecisionLogEntry::Outcome(o) => {
-                outcomes.entry((o.decision_id.clone(), o.offer_id.clone())).or_default().push(o)
-            }
-            DecisionLogEntry::Erased { .. } => {}
-        }
-    }
+    let log = Log::read(entries);
     let mut rows = Vec::new();
-    for d in &decisions {
+    for d in &log.decisions {
         let candidate_scores: BTreeMap<String, f64> =
             d.candidates.iter().map(|c| (c.offer_id.clone(), c.score)).collect();
         for (i, c) in d.chosen.iter().enumerate() {
@@ -86,19 +76,51 @@ pub fn join(entries: impl IntoIterator<Item = DecisionLogEntry>, window_ms: Mill
                 outcomes: [false; 5],
                 value: 0.0,
             };
-            let key = (d.decision_id.clone(), c.offer_id.clone());
-            for o in outcomes.get(&key).into_iter().flatten().filter(|o| o.at >= d.at && o.at - d.at <= window_ms) {
-                if let Some(k) = OUTCOMES.iter().position(|x| *x == o.outcome) {
-                    row.outcomes[k] = true;
-                }
-                if o.outcome == OutcomeKind::Conversion {
-                    row.value += o.value;
-                }
-            }
+            (row.outcomes, row.value) = log.outcomes_of(d, &c.offer_id, window_ms);
             rows.push(row);
         }
     }
     rows
+}
+
+/// A decision log read into its decisions (log order) and their outcomes (erased entries
+/// skipped).
+#[derive(Debug, Default)]
+pub struct Log {
+    pub decisions: Vec<DecisionRecord>,
+    outcomes: HashMap<(String, String), Vec<OutcomeRecord>>,
+}
+
+impl Log {
+    pub fn read(entries: impl IntoIterator<Item = DecisionLogEntry>) -> Self {
+        let mut log = Log::default();
+        for e in entries {
+            match e {
+                DecisionLogEntry::Decision(d) => log.decisions.push(*d),
+                DecisionLogEntry::Outcome(o) => {
+                    log.outcomes.entry((o.decision_id.clone(), o.offer_id.clone())).or_default().push(o)
+                }
+                DecisionLogEntry::Erased { .. } => {}
+            }
+        }
+        log
+    }
+
+    /// The outcomes of `offer` of decision `d` at most `window_ms` after it: a flag per kind
+    /// (`OUTCOMES` order) and the conversions' summed value.
+    pub fn outcomes_of(&self, d: &DecisionRecord, offer: &str, window_ms: Millis) -> ([bool; 5], f64) {
+        let (mut flags, mut value) = ([false; 5], 0.0);
+        let key = (d.decision_id.clone(), offer.to_string());
+        for o in self.outcomes.get(&key).into_iter().flatten().filter(|o| o.at >= d.at && o.at - d.at <= window_ms) {
+            if let Some(k) = OUTCOMES.iter().position(|x| *x == o.outcome) {
+                flags[k] = true;
+            }
+            if o.outcome == OutcomeKind::Conversion {
+                value += o.value;
+            }
+        }
+        (flags, value)
+    }
 }
 
 /// The rows as CSV: fixed columns, then one `f_<feature>` column per feature name seen.

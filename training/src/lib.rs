@@ -7,6 +7,7 @@ pub mod irls;
 pub mod journey;
 pub mod metrics;
 pub mod ope;
+pub mod policy_eval;
 pub mod progress;
 pub mod report;
 pub mod table;

@@ -244,6 +244,21 @@ enum Command {
         /// Journey log to evaluate both models on the new model's holdout.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Counterfactual gate: the running config. The running policy with the new model
+        /// swapped in is evaluated on the decision log of this store (SNIPS), and refused when
+        /// the lower bound of its 95% CI is below the running policy's estimate minus
+        /// --gate-margin.
+        #[arg(long)]
+        gate_config: Option<PathBuf>,
+        /// The reward the gate compares.
+        #[arg(long, value_enum, default_value = "click")]
+        gate_reward: touchpoint_train::policy_eval::Reward,
+        /// How far below the running policy's estimate the candidate's lower bound may be.
+        #[arg(long, default_value_t = 0.0)]
+        gate_margin: f64,
+        /// Outcomes up to this many days after a decision count for the gate.
+        #[arg(long, default_value_t = 7.0)]
+        gate_window_days: f64,
         #[arg(long)]
         force: bool,
     },
@@ -272,10 +287,32 @@ enum Command {
     /// and doubly robust estimates of a candidate policy's value with 95% CIs and the
     /// effective sample size (CSV columns: reward, propensity, target_probability, optional
     /// dm_estimate and dm_logged; see `ope.rs`).
+    ///
+    /// Or on Touchpoint's own decision log: --config names the running config (its [redis]
+    /// holds the log); each --candidate config and each --candidate-model (the running config
+    /// with that model swapped in) is replayed on every logged decision and estimated against
+    /// the running config's own estimate.
+    #[command(after_help = "Examples:\n  touchpoint-train evaluate --csv logged.csv\n  touchpoint-train evaluate --config touchpoint.toml --candidate formula-b.toml --reward click\n  touchpoint-train evaluate --config touchpoint.toml --candidate-model purchase-v2.json --reward conversion")]
     Evaluate {
-        /// The logged decisions (plain or gzip-compressed CSV).
+        /// Logged decisions of any system (plain or gzip-compressed CSV).
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        csv: Option<PathBuf>,
+        /// The running config: its store holds the decision log, and it is the baseline.
         #[arg(long)]
-        csv: PathBuf,
+        config: Option<PathBuf>,
+        /// A candidate config to evaluate (repeatable).
+        #[arg(long, requires = "config")]
+        candidate: Vec<PathBuf>,
+        /// A candidate model artifact, evaluated as the running config with it swapped in
+        /// (repeatable).
+        #[arg(long, requires = "config")]
+        candidate_model: Vec<PathBuf>,
+        /// The reward of a decision's first offer.
+        #[arg(long, value_enum, default_value = "click")]
+        reward: touchpoint_train::policy_eval::Reward,
+        /// Outcomes up to this many days after the decision count.
+        #[arg(long, default_value_t = 7.0)]
+        window_days: f64,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -634,7 +671,105 @@ fn holdout_auc(events: &Path, reference: &ModelArtifact, model: &ModelArtifact) 
     Ok(touchpoint_train::metrics::auc(&p, &ex.y))
 }
 
-async fn publish(store: &Store, path: &Path, events: Option<&Path>, force: bool) -> anyhow::Result<()> {
+/// The publish gate's settings.
+struct GateArgs {
+    config: PathBuf,
+    reward: touchpoint_train::policy_eval::Reward,
+    margin: f64,
+    window_ms: i64,
+}
+
+/// The running config's policy, and its decision log read into decisions with rewards.
+async fn logged_for(
+    config: &Path,
+    reward: touchpoint_train::policy_eval::Reward,
+    window_ms: i64,
+) -> anyhow::Result<(touchpoint::config::Config, Vec<touchpoint_train::policy_eval::LoggedDecision>)> {
+    let cfg = touchpoint::config::Config::load(config, std::env::vars())?;
+    if cfg.file.redis.url.starts_with("memory://") {
+        bail!("{}: the store is memory://, which keeps no log between runs: point [redis] url at the server's Redis", config.display());
+    }
+    let s = touchpoint::store::open(&cfg.file.redis).await?;
+    let mut entries = Vec::new();
+    s.export_decision_log(&mut |e| entries.push(e)).await?;
+    let log = touchpoint_train::decisions::Log::read(entries);
+    let logged = touchpoint_train::policy_eval::logged_decisions(&log, window_ms, reward);
+    if logged.is_empty() {
+        bail!("{}: the decision log has no decision that showed an offer", config.display());
+    }
+    Ok((cfg, logged))
+}
+
+/// The running policy with a model artifact in its slot (`churn`, `purchase`,
+/// `response:<offer>`), bound as the server binds it.
+fn policy_with_model(
+    policy: &touchpoint::domain::policy::Policy,
+    path: &Path,
+) -> anyhow::Result<(touchpoint::domain::policy::Policy, ModelArtifact)> {
+    let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let a: ModelArtifact =
+        serde_json::from_str(&json).with_context(|| format!("{} is not a model artifact", path.display()))?;
+    let bound = std::sync::Arc::new(
+        BoundModel::bind(a.clone()).map_err(|e| anyhow::anyhow!("{}: the server cannot serve this model: {e}", path.display()))?,
+    );
+    let mut p = policy.clone();
+    match a.name.as_str() {
+        "churn" => p.models.churn = Some(bound),
+        "purchase" => p.models.purchase = Some(bound),
+        other => match other.strip_prefix("response:") {
+            Some(offer) => {
+                p.models.response.insert(offer.to_string(), bound);
+            }
+            None => bail!("{}: model {other:?} fills no slot (churn, purchase, response:<offer>)", path.display()),
+        },
+    }
+    Ok((p, a))
+}
+
+async fn evaluate_policies(
+    config: &Path,
+    candidates: &[PathBuf],
+    models: &[PathBuf],
+    reward: touchpoint_train::policy_eval::Reward,
+    window_days: f64,
+    json: bool,
+) -> anyhow::Result<()> {
+    use touchpoint_train::policy_eval::evaluate_policy;
+    let (cfg, logged) = logged_for(config, reward, (window_days * MS_PER_DAY as f64) as i64).await?;
+    let mut results = vec![(
+        format!("running ({})", config.display()),
+        evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?,
+    )];
+    for c in candidates {
+        let p = touchpoint::config::Config::load(c, std::env::vars())?.policy;
+        results.push((c.display().to_string(), evaluate_policy(&logged, &p).map_err(anyhow::Error::msg)?));
+    }
+    for m in models {
+        let (p, a) = policy_with_model(&cfg.policy, m)?;
+        let name = format!("{} {} ({})", a.name, a.version, m.display());
+        results.push((name, evaluate_policy(&logged, &p).map_err(anyhow::Error::msg)?));
+    }
+    if json {
+        let out: Vec<serde_json::Value> =
+            results.iter().map(|(n, e)| serde_json::json!({ "policy": n, "reward": reward, "evaluation": e })).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (name, e) in &results {
+            println!("{name} ({reward:?} per decision)");
+            print!("{}", touchpoint_train::ope::table(e));
+            println!();
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    store: &Store,
+    path: &Path,
+    events: Option<&Path>,
+    gate: Option<&GateArgs>,
+    force: bool,
+) -> anyhow::Result<()> {
     let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let new: ModelArtifact =
         serde_json::from_str(&json).with_context(|| format!("{} is not a model artifact", path.display()))?;
@@ -678,6 +813,36 @@ async fn publish(store: &Store, path: &Path, events: Option<&Path>, force: bool)
                 "refusing to publish {}: it scores worse than the current {} on the same holdout (use --force to publish anyway)",
                 new.version,
                 cur.version
+            );
+        }
+    }
+    if let Some(g) = gate {
+        let (cfg, logged) = logged_for(&g.config, g.reward, g.window_ms).await?;
+        let (candidate, _) = policy_with_model(&cfg.policy, path)?;
+        let current = touchpoint_train::policy_eval::evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?;
+        let new_eval = touchpoint_train::policy_eval::evaluate_policy(&logged, &candidate).map_err(anyhow::Error::msg)?;
+        let verdict = touchpoint_train::policy_eval::gate(&new_eval, &current, g.margin);
+        println!(
+            "gate ({:?} per decision, SNIPS on {} logged decisions): {} {:.6} [{:.6}, {:.6}] (effective sample size {:.1}); running {:.6} [{:.6}, {:.6}]; margin {}",
+            g.reward,
+            logged.len(),
+            new.version,
+            verdict.candidate.value,
+            verdict.candidate.ci.0,
+            verdict.candidate.ci.1,
+            new_eval.effective_sample_size,
+            verdict.current.value,
+            verdict.current.ci.0,
+            verdict.current.ci.1,
+            g.margin
+        );
+        if !verdict.pass && !force {
+            bail!(
+                "refusing to publish {}: the lower bound of its estimate ({:.6}) is below the running policy's estimate {:.6} minus the margin {} (use --force to publish anyway)",
+                new.version,
+                verdict.candidate.ci.0,
+                verdict.current.value,
+                g.margin
             );
         }
     }
@@ -821,7 +986,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             folds_out.as_deref(),
             max_bad_rows,
         )?,
-        Command::Publish { store, model, events, force } => publish(&store, &model, events.as_deref(), force).await?,
+        Command::Publish { store, model, events, gate_config, gate_reward, gate_margin, gate_window_days, force } => {
+            let gate = gate_config.map(|config| GateArgs {
+                config,
+                reward: gate_reward,
+                margin: gate_margin,
+                window_ms: (gate_window_days * MS_PER_DAY as f64) as i64,
+            });
+            publish(&store, &model, events.as_deref(), gate.as_ref(), force).await?
+        }
         Command::Rollback { store, name } => {
             let s = open_store(&store).await?;
             match s.rollback_model(&name).await? {
@@ -838,7 +1011,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&out, touchpoint_train::decisions::csv(&rows))?;
             println!("{} rows (decision, offer shown) written to {}", rows.len(), out.display());
         }
-        Command::Evaluate { csv, json } => {
+        Command::Evaluate { csv: None, config: Some(config), candidate, candidate_model, reward, window_days, json } => {
+            evaluate_policies(&config, &candidate, &candidate_model, reward, window_days, json).await?
+        }
+        Command::Evaluate { csv, json, .. } => {
+            let csv = csv.context("--csv or --config")?;
             let file = touchpoint::io::open_maybe_gz(&csv).with_context(|| format!("reading {}", csv.display()))?;
             let rows = touchpoint_train::ope::read_csv(file).map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?;
             let e = touchpoint_train::ope::evaluate(&rows).map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?;

@@ -116,6 +116,33 @@ pub struct Decided {
     pub assignments: Vec<Assignment>,
     /// The models that scored this decision (variants may swap them).
     pub model_versions: BTreeMap<String, String>,
+    /// The exploration policy that picked (the user's variant's, or the configured one).
+    pub exploration: Exploration,
+}
+
+impl Decided {
+    /// The policy's probability of showing each kept candidate first (rank order; the
+    /// candidates below the limit included): what off-policy evaluation needs of a
+    /// candidate policy, for every offer, not just the one it happened to draw.
+    pub fn first_pick_distribution(&self) -> Vec<(String, f64)> {
+        let kept: Vec<&Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| matches!(c.dropped, None | Some(DropReason::BelowLimit)))
+            .collect();
+        let scores: Vec<f64> = kept.iter().map(|c| c.score).collect();
+        let params: Vec<Posterior> = kept
+            .iter()
+            .map(|c| {
+                let get = |name: &str| c.scores.get(name).copied().unwrap_or(1.0);
+                (get(thompson::ALPHA), get(thompson::BETA))
+            })
+            .collect();
+        let memo = Posteriors::default();
+        let arms = ThompsonArms { params: &params, posteriors: &memo };
+        let p = crate::domain::arbitration::pick_probabilities(&scores, Some(arms), self.exploration);
+        kept.iter().zip(p).map(|(c, p)| (c.offer_id.clone(), p)).collect()
+    }
 }
 
 /// The user's assignments in every experiment, with reasons (for `GetAssignment`); with a
@@ -240,6 +267,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             suppression,
             assignments: plan.assignments,
             model_versions,
+            exploration,
         }
     })
 }
