@@ -30,6 +30,10 @@ pub struct Args {
     /// Metrics address; empty disables.
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics_listen: String,
+    /// The store: the in-memory one by default; a Redis URL keeps the demo's journeys,
+    /// decisions and outcomes for the trainer (export-decisions, evaluate) after it exits.
+    #[arg(long, default_value = "memory://")]
+    redis_url: String,
 }
 
 const EXAMPLE: &str = include_str!("../../examples/touchpoint.toml");
@@ -42,7 +46,7 @@ const MODELS: [(&str, &str); 2] = [
 
 /// An A/B test the demo runs so the console has experiment results to show: the model-based
 /// default priority (champion) against the static offer priorities (challenger). The
-/// simulated responses do not depend on the offer, so no real lift is expected.
+/// simulated responses depend on the offer (`sim::click_probability`), not on the formula.
 const DEMO_EXPERIMENT: &str = r#"
 [[experiments]]
 id = "demo-priority-formula"
@@ -81,7 +85,17 @@ fn demo_config(vars: Vec<(String, String)>, key: &str) -> anyhow::Result<Config>
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
-    vars.push(("TOUCHPOINT_REDIS_URL".into(), "memory://".into()));
+    vars.push(("TOUCHPOINT_REDIS_URL".into(), args.redis_url.clone()));
+    // The demo explores (epsilon-greedy, 0.2) unless told otherwise, so its decision log
+    // carries selection probabilities below 1 and supports off-policy evaluation.
+    for (var, value) in [
+        ("TOUCHPOINT_DECISIONS_EXPLORATION_POLICY", "epsilon_greedy"),
+        ("TOUCHPOINT_DECISIONS_EXPLORATION_EPSILON", "0.2"),
+    ] {
+        if std::env::var_os(var).is_none() {
+            vars.push((var.into(), value.into()));
+        }
+    }
     vars.push(("TOUCHPOINT_SERVER_LISTEN".into(), args.listen.clone()));
     vars.push(("TOUCHPOINT_SERVER_METRICS_LISTEN".into(), args.metrics_listen.clone()));
     // A key with every role, minted for this run: the embedded server has authentication on
@@ -262,9 +276,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// One decision per simulated user on a channel of their own (web, app or email) and simulated
 /// responses to it, so the console's offer performance has something to show: an impression
-/// per offer shown, a click with probability 3% + 60% × the user's purchase propensity, a
-/// conversion (value 20-80) for a quarter of the clicks. Returns [decisions, impressions,
-/// clicks, conversions].
+/// per offer shown, a click with the simulator's true probability for that user and offer
+/// (`sim::click_probability`), a conversion (value 20-80) for a quarter of the clicks.
+/// Returns [decisions, impressions, clicks, conversions].
 async fn simulate_responses(
     engine: &Engine,
     users: &[touchpoint::sim::SimUser],
@@ -301,7 +315,7 @@ async fn simulate_responses(
             };
             engine.record_outcome(outcome(OutcomeKind::Impression, 0.0)).await?;
             n[1] += 1;
-            if rng.gen_bool((0.03 + 0.6 * u.buy_prob).min(1.0)) {
+            if rng.gen_bool(touchpoint::sim::click_probability(u, &o.offer_id)) {
                 engine.record_outcome(outcome(OutcomeKind::Click, 0.0)).await?;
                 n[2] += 1;
                 if rng.gen_bool(0.25) {

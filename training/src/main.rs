@@ -292,7 +292,9 @@ enum Command {
     /// holds the log); each --candidate config and each --candidate-model (the running config
     /// with that model swapped in) is replayed on every logged decision and estimated against
     /// the running config's own estimate.
-    #[command(after_help = "Examples:\n  touchpoint-train evaluate --csv logged.csv\n  touchpoint-train evaluate --config touchpoint.toml --candidate formula-b.toml --reward click\n  touchpoint-train evaluate --config touchpoint.toml --candidate-model purchase-v2.json --reward conversion")]
+    #[command(
+        after_help = "Examples:\n  touchpoint-train evaluate --csv logged.csv\n  touchpoint-train evaluate --config touchpoint.toml --candidate formula-b.toml --reward click\n  touchpoint-train evaluate --config touchpoint.toml --candidate-model purchase-v2.json --reward conversion"
+    )]
     Evaluate {
         /// Logged decisions of any system (plain or gzip-compressed CSV).
         #[arg(long, required_unless_present = "config", conflicts_with = "config")]
@@ -687,7 +689,10 @@ async fn logged_for(
 ) -> anyhow::Result<(touchpoint::config::Config, Vec<touchpoint_train::policy_eval::LoggedDecision>)> {
     let cfg = touchpoint::config::Config::load(config, std::env::vars())?;
     if cfg.file.redis.url.starts_with("memory://") {
-        bail!("{}: the store is memory://, which keeps no log between runs: point [redis] url at the server's Redis", config.display());
+        bail!(
+            "{}: the store is memory://, which keeps no log between runs: point [redis] url at the server's Redis",
+            config.display()
+        );
     }
     let s = touchpoint::store::open(&cfg.file.redis).await?;
     let mut entries = Vec::new();
@@ -710,7 +715,8 @@ fn policy_with_model(
     let a: ModelArtifact =
         serde_json::from_str(&json).with_context(|| format!("{} is not a model artifact", path.display()))?;
     let bound = std::sync::Arc::new(
-        BoundModel::bind(a.clone()).map_err(|e| anyhow::anyhow!("{}: the server cannot serve this model: {e}", path.display()))?,
+        BoundModel::bind(a.clone())
+            .map_err(|e| anyhow::anyhow!("{}: the server cannot serve this model: {e}", path.display()))?,
     );
     let mut p = policy.clone();
     match a.name.as_str() {
@@ -750,8 +756,10 @@ async fn evaluate_policies(
         results.push((name, evaluate_policy(&logged, &p).map_err(anyhow::Error::msg)?));
     }
     if json {
-        let out: Vec<serde_json::Value> =
-            results.iter().map(|(n, e)| serde_json::json!({ "policy": n, "reward": reward, "evaluation": e })).collect();
+        let out: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(n, e)| serde_json::json!({ "policy": n, "reward": reward, "evaluation": e }))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (name, e) in &results {
@@ -819,8 +827,10 @@ async fn publish(
     if let Some(g) = gate {
         let (cfg, logged) = logged_for(&g.config, g.reward, g.window_ms).await?;
         let (candidate, _) = policy_with_model(&cfg.policy, path)?;
-        let current = touchpoint_train::policy_eval::evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?;
-        let new_eval = touchpoint_train::policy_eval::evaluate_policy(&logged, &candidate).map_err(anyhow::Error::msg)?;
+        let current =
+            touchpoint_train::policy_eval::evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?;
+        let new_eval =
+            touchpoint_train::policy_eval::evaluate_policy(&logged, &candidate).map_err(anyhow::Error::msg)?;
         let verdict = touchpoint_train::policy_eval::gate(&new_eval, &current, g.margin);
         println!(
             "gate ({:?} per decision, SNIPS on {} logged decisions): {} {:.6} [{:.6}, {:.6}] (effective sample size {:.1}); running {:.6} [{:.6}, {:.6}]; margin {}",
@@ -1011,9 +1021,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&out, touchpoint_train::decisions::csv(&rows))?;
             println!("{} rows (decision, offer shown) written to {}", rows.len(), out.display());
         }
-        Command::Evaluate { csv: None, config: Some(config), candidate, candidate_model, reward, window_days, json } => {
-            evaluate_policies(&config, &candidate, &candidate_model, reward, window_days, json).await?
-        }
+        Command::Evaluate {
+            csv: None,
+            config: Some(config),
+            candidate,
+            candidate_model,
+            reward,
+            window_days,
+            json,
+        } => evaluate_policies(&config, &candidate, &candidate_model, reward, window_days, json).await?,
         Command::Evaluate { csv, json, .. } => {
             let csv = csv.context("--csv or --config")?;
             let file = touchpoint::io::open_maybe_gz(&csv).with_context(|| format!("reading {}", csv.display()))?;

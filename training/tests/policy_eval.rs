@@ -2,7 +2,8 @@
 //! logs decisions under an exploring policy and the simulated users respond with known click
 //! probabilities; `touchpoint-train evaluate` estimates candidate policies from that log; then
 //! each candidate runs on-policy on the same users, and its true value (the mean true click
-//! probability of what it showed) must lie within the estimates' 95% CIs.
+//! probability of what it showed) must lie within the estimates' 95% CIs. The publish gate
+//! reads the same log.
 #[allow(dead_code)]
 #[path = "../../tests/it/harness.rs"]
 mod harness;
@@ -105,8 +106,7 @@ async fn evaluate_estimates_cover_the_candidates_on_policy_values() {
         ("reversed", "[decisions]\npriority = \"0.0 - offer.priority\"".to_string()),
         ("softmax", "[decisions.exploration]\npolicy = \"softmax\"\ntemperature = 1.0".to_string()),
     ];
-    let mut args =
-        vec!["evaluate".to_string(), "--config".into(), logging_path.display().to_string(), "--json".into()];
+    let mut args = vec!["evaluate".to_string(), "--config".into(), logging_path.display().to_string(), "--json".into()];
     for (name, decisions) in &candidates {
         let path = dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, config_text(&redis.url(), decisions)).unwrap();
@@ -127,6 +127,32 @@ async fn evaluate_estimates_cover_the_candidates_on_policy_values() {
     let (logged, _, _) = estimate(0, "logged");
     assert!((ips - logged).abs() < 1e-12);
 
+    // The publish gate on the same log: the running (logging) config with the example's
+    // purchase model swapped in, against the running config. Whatever the estimates, a
+    // margin of 1 (a click per decision) lets it through and a margin of -1 refuses it,
+    // printing the evidence and storing nothing.
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/purchase.json");
+    let run = |margin: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_touchpoint-train"))
+            .args(["publish", "--redis-url", &redis.url(), model.to_str().unwrap()])
+            .args(["--gate-config", logging_path.to_str().unwrap(), &format!("--gate-margin={margin}")])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, text) = run("-1");
+    assert!(
+        !ok && text.contains("refusing to publish") && text.contains("gate (Click per decision, SNIPS on 1200"),
+        "{text}"
+    );
+    assert_eq!(store.current_model("purchase").await.unwrap(), None, "a refused model is not stored");
+    let (ok, text) = run("1");
+    assert!(ok && text.contains("gate (") && text.contains("is now current"), "{text}");
+    assert!(store.current_model("purchase").await.unwrap().is_some());
+
     // On-policy: each candidate decides for the same users; its true value is the mean true
     // click probability of what it showed.
     let mut truths = Vec::new();
@@ -137,11 +163,13 @@ async fn evaluate_estimates_cover_the_candidates_on_policy_values() {
         let truth = shown.iter().map(|(i, o)| click_probability(&sim.users[*i], o)).sum::<f64>() / shown.len() as f64;
         for which in ["ips", "snips", "dr"] {
             let (v, lo, hi) = estimate(k + 1, which);
-            assert!(lo <= truth && truth <= hi, "{name} {which}: true on-policy value {truth} outside {v} [{lo}, {hi}]");
+            assert!(
+                lo <= truth && truth <= hi,
+                "{name} {which}: true on-policy value {truth} outside {v} [{lo}, {hi}]"
+            );
         }
         truths.push(truth);
     }
     // The candidates differ, so the check is not vacuous.
-    eprintln!("true on-policy values {truths:?}; estimates {results:#?}");
     assert!((truths[0] - truths[1]).abs() > 0.01, "{truths:?}");
 }

@@ -125,11 +125,8 @@ impl Decided {
     /// candidates below the limit included): what off-policy evaluation needs of a
     /// candidate policy, for every offer, not just the one it happened to draw.
     pub fn first_pick_distribution(&self) -> Vec<(String, f64)> {
-        let kept: Vec<&Candidate> = self
-            .candidates
-            .iter()
-            .filter(|c| matches!(c.dropped, None | Some(DropReason::BelowLimit)))
-            .collect();
+        let kept: Vec<&Candidate> =
+            self.candidates.iter().filter(|c| matches!(c.dropped, None | Some(DropReason::BelowLimit))).collect();
         let scores: Vec<f64> = kept.iter().map(|c| c.score).collect();
         let params: Vec<Posterior> = kept
             .iter()
