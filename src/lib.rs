@@ -1,5 +1,6 @@
 //! Touchpoint: a next-best-action engine (library: domain, engine, stores, gRPC layer).
 #![warn(missing_docs)]
+pub mod archive;
 pub mod config;
 pub mod console;
 pub mod domain;

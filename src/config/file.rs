@@ -77,6 +77,10 @@ pub struct RedisConfig {
     pub recent_decisions_per_user: u64,
     /// Days the funnel and offer counters of a day are kept (analytics; at least 1).
     pub counter_retention_days: u32,
+    /// Archive mode: the log streams are not trimmed as they grow; `touchpoint archive` trims
+    /// what it has archived, and a write that would pass a `*_log_maxlen` cap is refused
+    /// (RESOURCE_EXHAUSTED) until the archiver catches up, so no accepted entry is lost.
+    pub archive: bool,
     /// `rediss://`: PEM CA certificates to trust instead of the system roots.
     pub tls_ca_file: String,
     /// `rediss://`: PEM client certificate, for a Redis with `tls-auth-clients yes`.
@@ -98,6 +102,7 @@ impl Default for RedisConfig {
             dedup_max_per_user: 10_000,
             recent_decisions_per_user: 64,
             counter_retention_days: 90,
+            archive: false,
             tls_ca_file: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),

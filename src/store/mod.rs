@@ -153,6 +153,9 @@ pub struct Retention {
     pub recent_decisions_per_user: u64,
     /// Days the funnel and offer counters of a day are kept.
     pub counter_retention_days: u32,
+    /// Archive mode (`redis.archive`): the log streams are trimmed by `touchpoint archive`
+    /// only, after archiving; a write that would pass a cap is refused instead.
+    pub archive: bool,
 }
 
 impl Retention {
@@ -165,6 +168,7 @@ impl Retention {
             dedup_max_per_user: r.dedup_max_per_user,
             recent_decisions_per_user: r.recent_decisions_per_user,
             counter_retention_days: r.counter_retention_days,
+            archive: r.archive,
         }
     }
 }

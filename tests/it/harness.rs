@@ -158,6 +158,7 @@ pub fn retention() -> Retention {
         dedup_max_per_user: 5,
         recent_decisions_per_user: 3,
         counter_retention_days: 90,
+        archive: false,
     }
 }
 

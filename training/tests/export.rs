@@ -49,6 +49,7 @@ async fn the_export_joins_outcomes_within_the_window_exactly() {
         dedup_max_per_user: 100,
         recent_decisions_per_user: 10,
         counter_retention_days: 90,
+        archive: false,
     };
     let s = MemoryStore::new(retention);
     let t0 = 1_700_000_000_000;

@@ -38,8 +38,8 @@ use errors::bad_client;
 pub use errors::classify;
 pub use keys::{Keys, slot_of_key};
 use scripts::{
-    AttributionArgs, CommitArgs, CountArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, OutcomeArgs, RollbackArgs,
-    Scripts, Sealing, SetCurrentArgs,
+    AttributionArgs, CommitArgs, CountArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, LogCap, OutcomeArgs,
+    RollbackArgs, Scripts, Sealing, SetCurrentArgs,
 };
 
 /// Writes sealed with a stale key (the user was erased meanwhile) are retried this often.
@@ -151,6 +151,11 @@ fn tls_certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>,
 }
 
 impl RedisStore {
+    /// The decision log's cap as the scripts take it.
+    fn decision_cap(&self) -> LogCap {
+        LogCap { maxlen: self.retention.decision_log_maxlen, archive: self.retention.archive }
+    }
+
     /// Connects lazily, single node and cluster alike: the server starts, and recovers, while
     /// Redis is down; calls answer `Unavailable` until it is up.
     pub async fn connect(cfg: &RedisConfig, retention: Retention) -> Result<Self, StoreError> {
@@ -300,7 +305,7 @@ impl Store for RedisStore {
                 now: w.now,
                 dedup_cutoff: w.now - r.dedup_window_ms,
                 dedup_max: r.dedup_max_per_user,
-                journey_log_maxlen: r.journey_log_maxlen,
+                journey_log_maxlen: LogCap { maxlen: r.journey_log_maxlen, archive: r.archive },
                 new_version: w.new_version,
                 state: w.state,
                 transitions: w.new_transitions,
@@ -344,7 +349,7 @@ impl Store for RedisStore {
                 guard,
                 write_by,
                 recent_decisions: self.retention.recent_decisions_per_user,
-                decision_log_maxlen: self.retention.decision_log_maxlen,
+                decision_log_maxlen: self.decision_cap(),
                 seal: Sealing { key: &key, new },
                 counts,
             };
@@ -369,7 +374,7 @@ impl Store for RedisStore {
             let seal = Sealing { key: &key, new };
             let args = OutcomeArgs {
                 record,
-                decision_log_maxlen: self.retention.decision_log_maxlen,
+                decision_log_maxlen: self.decision_cap(),
                 windows,
                 seal,
                 counter_retention_days: self.retention.counter_retention_days,

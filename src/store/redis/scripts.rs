@@ -24,6 +24,21 @@ pub const DECISION_MEMORY_MS: i64 = 90 * 86_400_000;
 const ATTRIBUTE: &str = include_str!("scripts/attribute.lua");
 const USER_KEY: &str = include_str!("scripts/user_key.lua");
 const COUNT: &str = include_str!("scripts/count.lua");
+const LOG: &str = include_str!("scripts/log.lua");
+
+/// A log stream's cap as the scripts take it (`log.lua`): trim to about `maxlen` entries, or in
+/// archive mode never trim (the archiver does) and refuse writes at `maxlen` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCap {
+    pub maxlen: u64,
+    pub archive: bool,
+}
+
+impl LogCap {
+    fn arg(self) -> String {
+        if self.archive { format!("a{}", self.maxlen) } else { self.maxlen.to_string() }
+    }
+}
 
 /// A script with the `attribute` helper inserted after its `#!lua` shebang line (which must
 /// stay the first line). The shebang makes Redis 7 treat a script by its declared flags: one
@@ -65,9 +80,9 @@ impl Scripts {
     /// Every script, with the `attribute` helper prepended where it is called.
     pub fn new() -> Self {
         Self {
-            commit: Script::new(&with_helpers(include_str!("scripts/commit.lua"), &[ATTRIBUTE, USER_KEY, COUNT])),
-            decision: Script::new(&with_helpers(include_str!("scripts/decision.lua"), &[USER_KEY, COUNT])),
-            outcome: Script::new(&with_helpers(include_str!("scripts/outcome.lua"), &[ATTRIBUTE, USER_KEY])),
+            commit: Script::new(&with_helpers(include_str!("scripts/commit.lua"), &[ATTRIBUTE, USER_KEY, COUNT, LOG])),
+            decision: Script::new(&with_helpers(include_str!("scripts/decision.lua"), &[USER_KEY, COUNT, LOG])),
+            outcome: Script::new(&with_helpers(include_str!("scripts/outcome.lua"), &[ATTRIBUTE, USER_KEY, LOG])),
             set_current: Script::new(include_str!("scripts/set_current.lua")),
             rollback: Script::new(include_str!("scripts/rollback.lua")),
             erase: Script::new(include_str!("scripts/erase.lua")),
@@ -222,7 +237,7 @@ pub struct CommitArgs<'a> {
     pub dedup_cutoff: Millis,
     /// At most this many event ids are remembered per user.
     pub dedup_max: u64,
-    pub journey_log_maxlen: u64,
+    pub journey_log_maxlen: LogCap,
     pub new_version: u64,
     /// The new state (its own transitions are ignored: `transitions` are appended).
     pub state: &'a UserState,
@@ -252,7 +267,7 @@ impl CommitArgs<'_> {
             .arg(self.now)
             .arg(self.dedup_cutoff)
             .arg(self.dedup_max)
-            .arg(self.journey_log_maxlen)
+            .arg(self.journey_log_maxlen.arg())
             .arg(self.new_version.to_string())
             .arg(self.seal.filter(|_| !self.events.is_empty()).map(|s| s.arg()).unwrap_or_default());
         let fields = encode_profile(self.state);
@@ -284,7 +299,7 @@ pub struct DecisionArgs<'a> {
     pub guard: &'a ContactGuard,
     /// How many recent decisions per user are kept for outcome linking.
     pub recent_decisions: u64,
-    pub decision_log_maxlen: u64,
+    pub decision_log_maxlen: LogCap,
     /// The script refuses (writes nothing) when Redis's clock is past this (ms since the epoch).
     pub write_by: Option<Millis>,
     /// The key the log entry is sealed with.
@@ -311,7 +326,7 @@ impl DecisionArgs<'_> {
             .arg(encode_decision_offers(rec))
             .arg(self.recent_decisions)
             .arg(self.seal.key.seal_raw(&super::logrec::encode(rec)))
-            .arg(self.decision_log_maxlen)
+            .arg(self.decision_log_maxlen.arg())
             .arg(DECISION_MEMORY_MS)
             .arg(&guard.channel)
             .arg(guard.keep_since)
@@ -352,7 +367,7 @@ impl DecisionArgs<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct OutcomeArgs<'a> {
     pub record: &'a OutcomeRecord,
-    pub decision_log_maxlen: u64,
+    pub decision_log_maxlen: LogCap,
     /// (experiment id, attribution window ms) of every experiment.
     pub windows: &'a [(String, Millis)],
     /// The key the log entry is sealed with.
@@ -379,7 +394,7 @@ impl OutcomeArgs<'_> {
         inv.arg(&rec.decision_id)
             .arg(&rec.offer_id)
             .arg(self.seal.key.seal(serde_json::to_string(rec).expect("outcome record serialises").as_bytes()))
-            .arg(self.decision_log_maxlen)
+            .arg(self.decision_log_maxlen.arg())
             .arg(rec.outcome.as_str())
             .arg(rec.at)
             .arg(DECISION_MEMORY_MS)

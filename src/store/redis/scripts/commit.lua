@@ -12,6 +12,7 @@
 -- that is not the user's (nothing written on 0 or -2).
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return 0 end
+if ARGV[7] ~= '' and log_full(KEYS[4], ARGV[5]) then return redis.error_reply(LOG_FULL) end
 if ARGV[7] ~= '' and not user_key(KEYS[7], KEYS[8], ARGV[7]) then return -2 end
 local now = ARGV[2]
 redis.call('DEL', KEYS[1])
@@ -32,7 +33,7 @@ for k = 1, ne do
   local n = tonumber(ARGV[i]); i = i + 1
   local fields = {}
   for f = 1, n * 2 do fields[f] = ARGV[i]; i = i + 1 end
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+  log_add(KEYS[4], ARGV[5], unpack(fields))
 end
 i = count(9, i)
 attribute(KEYS[5], KEYS[6], i)

@@ -53,6 +53,7 @@ if #limits > 0 or #caps > 0 then
     if n >= c[2] then return 0 end
   end
 end
+if log_full(KEYS[2], ARGV[6]) then return redis.error_reply(LOG_FULL) end
 if not user_key(KEYS[6], KEYS[7], ARGV[11]) then return -2 end
 if #offers > 0 then
   for _, o in ipairs(offers) do redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
@@ -60,7 +61,7 @@ if #offers > 0 then
   -- Contacts live at least as long as the longest window that counts them.
   redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'kind', 'decision', 'id', ARGV[1], 'kid',
+log_add(KEYS[2], ARGV[6], 'kind', 'decision', 'id', ARGV[1], 'kid',
   string.match(ARGV[11], '^%a+:([^:]*)'), 'bin', ARGV[5])
 -- The recent decisions: scores all 0, so the set is in member order, which is id order, which
 -- is time order (UUID v7); keep the newest ARGV[4].

@@ -28,6 +28,7 @@ local bar = string.find(d, '|', 1, true)
 if not string.find(string.sub(d, 1, bar), ',' .. ARGV[2] .. ',', 1, true) then return -1 end
 local mark = ARGV[2] .. ':' .. ARGV[5] .. '|'
 if string.find(d, '|' .. mark, 1, true) then return 2 end
+if log_full(KEYS[2], ARGV[4]) then return redis.error_reply(LOG_FULL) end
 if not user_key(KEYS[6], KEYS[7], ARGV[8]) then return -2 end
 if legacy then
   redis.call('HSET', KEYS[8], ARGV[1], d .. mark)
@@ -58,6 +59,6 @@ if stage then
   end
   redis.call('PEXPIREAT', KEYS[9], ARGV[9])
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'outcome', 'id', ARGV[1], 'kid',
+log_add(KEYS[2], ARGV[4], 'kind', 'outcome', 'id', ARGV[1], 'kid',
   string.match(ARGV[8], '^%a+:([^:]*)'), 'enc', ARGV[3])
 return 1
