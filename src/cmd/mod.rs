@@ -7,6 +7,7 @@ use std::sync::Arc;
 use touchpoint::config::{Config, EXIT_BAD_CONFIG};
 use touchpoint::engine::Engine;
 
+pub mod archive;
 pub mod bench;
 pub mod client;
 pub mod demo;
@@ -59,6 +60,9 @@ enum Command {
     Bench(bench::Args),
     /// API keys: `keys new --id NAME --role decide [--role ingest]`.
     Keys(keys::Args),
+    /// Archive the journey and decision logs into rolling Parquet files (consumer group
+    /// `archive`; entries leave Redis only once archived). Pair with `redis.archive = true`.
+    Archive(archive::Args),
     /// Re-run a logged decision under the current config and models and show what differs
     /// (exit code 3 when the decision would now differ).
     Replay {
@@ -173,6 +177,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Experiments(args) => experiments::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Keys(args) => keys::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Archive(args) => archive::run(args).await,
         Command::Report(args) => report::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }

@@ -51,6 +51,7 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("redis.dedup_max_per_user", Kind::Int),
     ("redis.recent_decisions_per_user", Kind::Int),
     ("redis.counter_retention_days", Kind::Int),
+    ("redis.archive", Kind::Bool),
     ("server.kpi_refresh_seconds", Kind::Int),
     ("server.http_api", Kind::Bool),
     ("redis.tls_ca_file", Kind::Str),

@@ -30,6 +30,9 @@ pub fn check(s: &ServerConfig, r: &RedisConfig, p: &mut Problems) {
     if r.counter_retention_days == 0 {
         p.add("redis.counter_retention_days", "must be positive");
     }
+    if r.archive && r.url.starts_with("memory://") {
+        p.add("redis.archive", "needs a Redis store: the in-memory store keeps no streams to archive");
+    }
     if r.recent_decisions_per_user == 0 {
         p.add("redis.recent_decisions_per_user", "must be positive");
     }

@@ -1,5 +1,6 @@
 //! One integration-test binary: real Redis, real gRPC over real sockets.
 mod analytics;
+mod archive;
 mod auth;
 mod boundary;
 mod certs;

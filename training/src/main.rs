@@ -282,6 +282,10 @@ enum Command {
         /// Salt of the pseudonymous user ids (sha256(salt:user)); keep it to join exports.
         #[arg(long, default_value = "touchpoint")]
         salt: String,
+        /// Also read the archive `touchpoint archive` wrote here (entries opened with the live
+        /// keyrings; each entry once).
+        #[arg(long)]
+        archive: Option<PathBuf>,
     },
     /// Off-policy evaluation of logged bandit data from any system: IPS, self-normalised IPS
     /// and doubly robust estimates of a candidate policy's value with 95% CIs and the
@@ -315,6 +319,9 @@ enum Command {
         /// Outcomes up to this many days after the decision count.
         #[arg(long, default_value_t = 7.0)]
         window_days: f64,
+        /// Also read the decision log archived here (`touchpoint archive`).
+        #[arg(long, requires = "config")]
+        archive: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -351,15 +358,38 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
     std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn open_store(s: &Store) -> anyhow::Result<std::sync::Arc<dyn touchpoint::store::Store>> {
-    let cfg = touchpoint::config::RedisConfig {
+fn redis_config(s: &Store) -> touchpoint::config::RedisConfig {
+    touchpoint::config::RedisConfig {
         url: s.redis_url.clone(),
         cluster: s.cluster,
         key_prefix: s.key_prefix.clone(),
         command_timeout_ms: 10_000,
         ..Default::default()
-    };
-    Ok(touchpoint::store::open(&cfg).await?)
+    }
+}
+
+async fn open_store(s: &Store) -> anyhow::Result<std::sync::Arc<dyn touchpoint::store::Store>> {
+    Ok(touchpoint::store::open(&redis_config(s)).await?)
+}
+
+/// The decision log of a store, with the archive under `archive` when given.
+async fn decision_entries(
+    cfg: &touchpoint::config::RedisConfig,
+    archive: Option<&Path>,
+) -> anyhow::Result<Vec<touchpoint::store::DecisionLogEntry>> {
+    match archive {
+        Some(dir) => {
+            let retention = touchpoint::store::Retention::from_config(cfg);
+            let s = touchpoint::store::redis::RedisStore::connect(cfg, retention).await?;
+            Ok(s.decision_log_with_archive(dir).await?)
+        }
+        None => {
+            let s = touchpoint::store::open(cfg).await?;
+            let mut entries = Vec::new();
+            s.export_decision_log(&mut |e| entries.push(e)).await?;
+            Ok(entries)
+        }
+    }
 }
 
 fn write_features(
@@ -686,6 +716,7 @@ async fn logged_for(
     config: &Path,
     reward: touchpoint_train::policy_eval::Reward,
     window_ms: i64,
+    archive: Option<&Path>,
 ) -> anyhow::Result<(touchpoint::config::Config, Vec<touchpoint_train::policy_eval::LoggedDecision>)> {
     let cfg = touchpoint::config::Config::load(config, std::env::vars())?;
     if cfg.file.redis.url.starts_with("memory://") {
@@ -694,9 +725,7 @@ async fn logged_for(
             config.display()
         );
     }
-    let s = touchpoint::store::open(&cfg.file.redis).await?;
-    let mut entries = Vec::new();
-    s.export_decision_log(&mut |e| entries.push(e)).await?;
+    let entries = decision_entries(&cfg.file.redis, archive).await?;
     let log = touchpoint_train::decisions::Log::read(entries);
     let logged = touchpoint_train::policy_eval::logged_decisions(&log, window_ms, reward);
     if logged.is_empty() {
@@ -732,16 +761,24 @@ fn policy_with_model(
     Ok((p, a))
 }
 
+/// What `evaluate` compares: the running config and the candidates.
+struct Policies<'a> {
+    config: &'a Path,
+    candidates: &'a [PathBuf],
+    models: &'a [PathBuf],
+}
+
 async fn evaluate_policies(
-    config: &Path,
-    candidates: &[PathBuf],
-    models: &[PathBuf],
+    policies: Policies<'_>,
     reward: touchpoint_train::policy_eval::Reward,
     window_days: f64,
+    archive: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     use touchpoint_train::policy_eval::evaluate_policy;
-    let (cfg, logged) = logged_for(config, reward, (window_days * MS_PER_DAY as f64) as i64).await?;
+    let Policies { config, candidates, models } = policies;
+    let window = (window_days * MS_PER_DAY as f64) as i64;
+    let (cfg, logged) = logged_for(config, reward, window, archive).await?;
     let mut results = vec![(
         format!("running ({})", config.display()),
         evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?,
@@ -825,7 +862,7 @@ async fn publish(
         }
     }
     if let Some(g) = gate {
-        let (cfg, logged) = logged_for(&g.config, g.reward, g.window_ms).await?;
+        let (cfg, logged) = logged_for(&g.config, g.reward, g.window_ms, None).await?;
         let (candidate, _) = policy_with_model(&cfg.policy, path)?;
         let current =
             touchpoint_train::policy_eval::evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?;
@@ -1012,10 +1049,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => bail!("{name}: no earlier version to roll back to"),
             }
         }
-        Command::ExportDecisions { store, out, window_days, salt } => {
-            let s = open_store(&store).await?;
-            let mut entries = Vec::new();
-            s.export_decision_log(&mut |e| entries.push(e)).await?;
+        Command::ExportDecisions { store, out, window_days, salt, archive } => {
+            let entries = decision_entries(&redis_config(&store), archive.as_deref()).await?;
             let window = (window_days * touchpoint::domain::MS_PER_DAY as f64) as i64;
             let rows = touchpoint_train::decisions::join(entries, window, &salt);
             std::fs::write(&out, touchpoint_train::decisions::csv(&rows))?;
@@ -1028,8 +1063,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             candidate_model,
             reward,
             window_days,
+            archive,
             json,
-        } => evaluate_policies(&config, &candidate, &candidate_model, reward, window_days, json).await?,
+        } => {
+            let policies = Policies { config: &config, candidates: &candidate, models: &candidate_model };
+            evaluate_policies(policies, reward, window_days, archive.as_deref(), json).await?
+        }
         Command::Evaluate { csv, json, .. } => {
             let csv = csv.context("--csv or --config")?;
             let file = touchpoint::io::open_maybe_gz(&csv).with_context(|| format!("reading {}", csv.display()))?;

@@ -28,7 +28,7 @@ impl RedisStore {
     }
 
     /// The keys of a page's entries, from the keyring of the shard's slot (one HMGET).
-    async fn page_keys(&self, keyring: &str, page: &StreamPage) -> Result<Keyring, StoreError> {
+    pub(super) async fn page_keys(&self, keyring: &str, page: &StreamPage) -> Result<Keyring, StoreError> {
         let ids = codec::key_ids(page);
         if ids.is_empty() {
             return Ok(Keyring::new());

@@ -1,0 +1,157 @@
+//! The archiver's side of the log streams (`touchpoint archive`, `crate::archive`): reading a
+//! shard through the consumer group `archive`, acknowledging and trimming what was archived,
+//! and opening archived entries with the live keyrings.
+use super::codec::{self, StreamPage};
+use super::{RedisStore, StoreError};
+use crate::archive::{ArchivedEntry, next_id};
+use crate::domain::event::Event;
+use crate::store::DecisionLogEntry;
+use std::collections::BTreeMap;
+
+/// The consumer group the archiver reads with.
+pub const GROUP: &str = "archive";
+/// Its one consumer: one archiver runs per Redis (or cluster).
+const CONSUMER: &str = "archiver";
+
+impl RedisStore {
+    /// Every log shard: (`journey` or `decision`, stream key).
+    pub fn log_streams(&self) -> Vec<(&'static str, String)> {
+        let journey = self.keys.journey_log_shards().into_iter().map(|(s, _)| ("journey", s));
+        journey.chain(self.keys.decision_log_shards().into_iter().map(|(s, _)| ("decision", s))).collect()
+    }
+
+    /// Up to `count` entries of a shard for the archiver: first those delivered before and
+    /// never acknowledged (an archiver that stopped between reading and acknowledging), then
+    /// new ones. Creates the group at the stream's start on first use; a shard with no stream
+    /// gives nothing.
+    pub async fn archive_read(&self, stream: &str, count: usize) -> Result<StreamPage, StoreError> {
+        let exists: i64 = self
+            .run(|mut c| {
+                let cmd = redis::cmd("EXISTS").arg(stream).clone();
+                async move { cmd.query_async(&mut c).await }
+            })
+            .await?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let created = self
+            .run(|mut c| {
+                let cmd = redis::cmd("XGROUP").arg("CREATE").arg(stream).arg(GROUP).arg("0").clone();
+                async move { cmd.query_async::<()>(&mut c).await }
+            })
+            .await;
+        match created {
+            Err(StoreError::Internal(e)) if e.contains("BUSYGROUP") => {}
+            other => other?,
+        }
+        for start in ["0", ">"] {
+            let page: Option<Vec<(String, StreamPage)>> = self
+                .run(|mut c| {
+                    let cmd = redis::cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg(GROUP)
+                        .arg(CONSUMER)
+                        .arg("COUNT")
+                        .arg(count)
+                        .arg("STREAMS")
+                        .arg(stream)
+                        .arg(start)
+                        .clone();
+                    async move { cmd.query_async(&mut c).await }
+                })
+                .await?;
+            let page: StreamPage = page.into_iter().flatten().flat_map(|(_, entries)| entries).collect();
+            if !page.is_empty() {
+                return Ok(page);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Acknowledges archived entries (in id order) and trims the stream up to the last of
+    /// them: only what is archived leaves Redis.
+    pub async fn archive_ack(&self, stream: &str, ids: &[String]) -> Result<(), StoreError> {
+        let Some(minid) = ids.last().and_then(|l| next_id(l)) else { return Ok(()) };
+        self.run(|mut c| {
+            let mut p = redis::pipe();
+            p.cmd("XACK").arg(stream).arg(GROUP).arg(ids).ignore();
+            p.cmd("XTRIM").arg(stream).arg("MINID").arg(&minid).ignore();
+            async move { p.query_async::<()>(&mut c).await }
+        })
+        .await
+    }
+
+    /// Archived entries grouped by their shard's stream, with the keys of each group (one
+    /// HMGET per shard), handed to `open`.
+    async fn open_archived(
+        &self,
+        entries: &[ArchivedEntry],
+        shards: Vec<(String, String)>,
+        open: &mut (dyn FnMut(&codec::EntryFields, &codec::Keyring) -> Result<(), StoreError> + Send),
+    ) -> Result<(), StoreError> {
+        let rings: BTreeMap<String, String> = shards.into_iter().collect();
+        let mut by_stream: BTreeMap<&str, StreamPage> = BTreeMap::new();
+        for e in entries {
+            by_stream.entry(e.stream.as_str()).or_default().push((e.id.clone(), e.fields.clone()));
+        }
+        for (stream, page) in by_stream {
+            let ring = rings
+                .get(stream)
+                .ok_or_else(|| StoreError::Corrupt(format!("archived stream {stream} is not a log of this store")))?;
+            let keys = self.page_keys(ring, &page).await?;
+            for (_, fields) in &page {
+                open(fields, &keys)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Archived decision-log entries, opened with the live keyrings (erased users' entries
+    /// come back as `Erased`).
+    pub async fn open_archived_decisions(
+        &self,
+        entries: &[ArchivedEntry],
+    ) -> Result<Vec<DecisionLogEntry>, StoreError> {
+        let mut out = Vec::new();
+        self.open_archived(entries, self.keys.decision_log_shards(), &mut |fields, keys| {
+            out.push(codec::decode_decision_log_entry(fields, keys)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Archived journey-log entries, opened with the live keyrings (erased users' entries are
+    /// left out).
+    pub async fn open_archived_events(&self, entries: &[ArchivedEntry]) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        self.open_archived(entries, self.keys.journey_log_shards(), &mut |fields, keys| {
+            out.extend(codec::decode_sealed_event(fields, keys)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+impl RedisStore {
+    /// The decision log as the trainer reads it: the archive under `dir` (opened with the live
+    /// keyrings), then the live streams; each decision and outcome once (an entry archived but
+    /// not yet trimmed is in both).
+    pub async fn decision_log_with_archive(&self, dir: &std::path::Path) -> Result<Vec<DecisionLogEntry>, StoreError> {
+        let archived = crate::archive::read(dir, "decision").map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut out = self.open_archived_decisions(&archived).await?;
+        crate::store::Store::export_decision_log(self, &mut |e| out.push(e)).await?;
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|e| {
+            seen.insert(match e {
+                DecisionLogEntry::Decision(d) => format!("d|{}", d.decision_id),
+                DecisionLogEntry::Outcome(o) => {
+                    format!("o|{}|{}|{}|{}", o.decision_id, o.offer_id, o.outcome.as_str(), o.at)
+                }
+                DecisionLogEntry::Erased { id } => format!("e|{id}"),
+            })
+        });
+        Ok(out)
+    }
+}
