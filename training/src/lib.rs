@@ -10,6 +10,7 @@ pub mod ope;
 pub mod policy_eval;
 pub mod progress;
 pub mod report;
+pub mod responses;
 pub mod table;
 pub mod train;
 pub mod uplift;

@@ -326,6 +326,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per-offer response models from the decision log joined with its outcomes: for each
+    /// offer shown, P(outcome within the window | the server's features), a logistic
+    /// regression written as a `response:<offer>` artifact (serve it with
+    /// `[models.response] <offer> = "file"` or publish it to the registry).
+    FitResponses {
+        #[command(flatten)]
+        store: Store,
+        /// Also read the decision log archived here (`touchpoint archive`).
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// The outcome modelled.
+        #[arg(long, value_enum, default_value = "click")]
+        reward: touchpoint_train::policy_eval::Reward,
+        /// Outcomes up to this many days after the decision count.
+        #[arg(long, default_value_t = 7.0)]
+        window_days: f64,
+        /// Where the artifacts go (`response-<offer>.json`).
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// Offers with fewer positives (or negatives) than this are skipped.
+        #[arg(long, default_value_t = 10)]
+        min_positives: usize,
+    },
     /// A learned targeting policy on Hillstrom's randomised e-mail test: per-arm conversion
     /// models fitted on one half, the policy "send each customer the arm with the highest
     /// predicted uplift" estimated by IPS/SNIPS on the other half against each single arm.
@@ -1078,6 +1101,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
                 print!("{}", touchpoint_train::ope::table(&e));
+            }
+        }
+        Command::FitResponses { store, archive, reward, window_days, out_dir, min_positives } => {
+            use touchpoint_train::responses::{Fitted, fit_offer, rows};
+            let entries = decision_entries(&redis_config(&store), archive.as_deref()).await?;
+            let log = touchpoint_train::decisions::Log::read(entries);
+            let window = (window_days * MS_PER_DAY as f64) as i64;
+            let by_offer = rows(&log, window, reward).map_err(anyhow::Error::msg)?;
+            if by_offer.is_empty() {
+                bail!("the decision log shows no offer: nothing to learn from");
+            }
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            println!("{:<24} {:>7} {:>9} {:>7} {:>7}  artifact", "offer", "rows", "positives", "rate", "cv auc");
+            for (offer, r) in &by_offer {
+                let positives = r.y.iter().filter(|y| **y).count();
+                let rate = positives as f64 / r.y.len() as f64;
+                match fit_offer(offer, r, reward, window_days, min_positives) {
+                    Fitted::Model(a) => {
+                        let path = out_dir.join(format!("response-{offer}.json"));
+                        write_json(&path, &a)?;
+                        let auc = a.metrics.get("cv_auc").map_or("-".to_string(), |v| format!("{v:.3}"));
+                        println!("{offer:<24} {:>7} {positives:>9} {rate:>7.4} {auc:>7}  {}", r.y.len(), path.display());
+                    }
+                    Fitted::Skipped(why) => println!("{offer:<24} {:>7} {positives:>9} {rate:>7.4} {:>7}  skipped: {why}", r.y.len(), "-"),
+                }
             }
         }
         Command::HillstromUplift { csv, seed, json } => {
