@@ -1,14 +1,13 @@
 //! `[[experiments]]` with their variants and overrides, the global `[holdout]`, and the
 //! `visit_events` that experiment results count.
 use super::file::{ExperimentConfig, FileConfig, HoldoutConfig, VariantConfig};
-use super::models::read_model;
+use super::models::{ModelFiles, read_model};
 use super::{Invalid, MAX_WINDOW_DAYS, Problems, days_ms, parse_time};
 use crate::domain::arbitration::Exploration;
 use crate::domain::experiment::{Experiment, GLOBAL_HOLDOUT, GlobalHoldout, Overrides, Variant};
 use crate::domain::limits::check_name;
 use crate::domain::offer::Catalogue;
 use crate::domain::rules::{Expect, Rule};
-use std::path::Path;
 
 /// An id usable in store fields: letters, digits, `_`, `-`, `.` (no `|` or `:`).
 fn check_experiment_name(field: &str, value: &str) -> Result<(), Invalid> {
@@ -22,7 +21,7 @@ fn check_experiment_name(field: &str, value: &str) -> Result<(), Invalid> {
 }
 
 /// The experiments without problems; each problem is recorded.
-pub fn compile(file: &FileConfig, catalogue: &Catalogue, base: &Path, p: &mut Problems) -> Vec<Experiment> {
+pub fn compile(file: &FileConfig, catalogue: &Catalogue, base: &ModelFiles, p: &mut Problems) -> Vec<Experiment> {
     let mut out: Vec<Experiment> = Vec::new();
     for (i, e) in file.experiments.iter().enumerate() {
         let i = file.at("experiments", i);
@@ -38,7 +37,7 @@ pub fn compile(file: &FileConfig, catalogue: &Catalogue, base: &Path, p: &mut Pr
 fn experiment(
     file: &FileConfig,
     catalogue: &Catalogue,
-    base: &Path,
+    base: &ModelFiles,
     entry: &str,
     e: &ExperimentConfig,
     earlier: &[Experiment],
@@ -111,7 +110,7 @@ fn experiment(
 fn variant(
     catalogue: &Catalogue,
     unread: &std::collections::BTreeSet<String>,
-    base: &Path,
+    base: &ModelFiles,
     entry: &str,
     v: &VariantConfig,
     samples: u32,

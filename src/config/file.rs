@@ -522,6 +522,41 @@ pub struct FileConfig {
     pub auth: super::auth::AuthConfig,
     /// `[[kpis]]`.
     pub kpis: Vec<KpiConfig>,
+    /// `[[features]]`.
+    pub features: Vec<FeatureConfig>,
+}
+
+/// `[[features]]`: one feature beyond the built-in ones (`domain::features::FeatureKind`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FeatureConfig {
+    /// Its name, as model artifacts name it.
+    pub name: String,
+    /// count | recency | monetary | attribute | one_hot | context | stage.
+    pub kind: String,
+    /// count, recency, monetary: the event types.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// count (optional: ever without), monetary (required): days back from now, 1..=366.
+    #[serde(default)]
+    pub window_days: Option<u32>,
+    /// attribute, one_hot: the profile attribute.
+    #[serde(default)]
+    pub attribute: Option<String>,
+    /// one_hot: the value that gives 1.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// context: the request context key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// stage: the stage that gives 1.
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// attribute, context: the value when missing.
+    #[serde(default)]
+    pub default: f64,
+    /// Take ln(1 + x) of the value.
+    #[serde(default)]
+    pub log1p: bool,
 }
 
 /// `[[kpis]]`: a target for a stage's funnel or offer metric over a rolling window.

@@ -17,6 +17,7 @@ mod auth;
 mod decisions;
 mod env;
 mod experiments;
+mod features;
 mod file;
 mod journey;
 mod kpis;
@@ -181,7 +182,9 @@ impl Config {
         for a in &applied.lines {
             hasher.update(a.as_bytes());
         }
-        let models = models::load(&file.models, base, &mut p);
+        let features = features::compile(&file, &mut p);
+        let files = models::ModelFiles { base, names: crate::domain::features::all_names(&features) };
+        let models = models::load(&file.models, &files, &mut p);
         for (name, version) in models.versions() {
             hasher.update(format!("model {name}={version}").as_bytes());
         }
@@ -192,7 +195,7 @@ impl Config {
         let tls = file.server.tls.as_ref().and_then(|t| tls::compile_server(t, base, &mut p));
         tls::check_redis(&mut file.redis, base, &mut p);
         let version = hex::encode(&hasher.finalize()[..6]);
-        let policy = compile(&file, models, base, &mut p);
+        let policy = compile(&file, models, features, &files, &mut p);
         let spans = spans::Spans::new(src);
         if p.list.is_empty() {
             auth.unconfigured = auth::unconfigured(&file.auth, &auth).map(|mut problem| {
@@ -233,15 +236,22 @@ impl Config {
 }
 
 /// Compiles every section; with problems recorded, the policy returned is incomplete and unused.
-fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path, p: &mut Problems) -> Policy {
+fn compile(
+    file: &FileConfig,
+    models: crate::domain::policy::Models,
+    features: Vec<crate::domain::features::FeatureDef>,
+    files: &models::ModelFiles,
+    p: &mut Problems,
+) -> Policy {
     server::check(&file.server, &file.redis, p);
     limits::check(&file.server.limits, p);
-    let journey = journey::compile(&file.journey, &file.decisions.channels, p);
+    let mut journey = journey::compile(&file.journey, &file.decisions.channels, p);
+    journey.tracked = features::tracked(&features);
     let d = decisions::compile(file, p);
     let (catalogue, offer_rules) = offers::compile(file, p);
     let fallbacks = decisions::fallbacks(file, &catalogue, p);
     models::check(&file.models, &catalogue, p);
-    let experiments = experiments::compile(file, &catalogue, base, p);
+    let experiments = experiments::compile(file, &catalogue, files, p);
     let holdout = experiments::holdout(file.holdout.as_ref(), p);
     let visit_events = experiments::visit_events(&file.visit_events, p);
     let kpis = kpis::compile(file, p);
@@ -261,6 +271,7 @@ fn compile(file: &FileConfig, models: crate::domain::policy::Models, base: &Path
         holdout,
         visit_events,
         kpis,
+        features,
     }
 }
 

@@ -8,26 +8,37 @@ use crate::domain::policy::Models;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Where model files are read from, and the feature names they bind to (built-in, then
+/// configured).
+pub struct ModelFiles<'a> {
+    /// The config file's directory.
+    pub base: &'a Path,
+    /// `features::all_names` of the config.
+    pub names: Vec<String>,
+}
+
 /// Reads one artifact file; `entry` names the setting in problems.
-pub fn read_model(entry: &str, path: &str, base: &Path) -> Result<Arc<BoundModel>, Invalid> {
-    let full = base.join(path);
+pub fn read_model(entry: &str, path: &str, files: &ModelFiles) -> Result<Arc<BoundModel>, Invalid> {
+    let full = files.base.join(path);
     let text = std::fs::read_to_string(&full)
         .map_err(|e| (entry.to_string(), format!("cannot read {}: {e}", full.display())))?;
     let artifact: ModelArtifact = serde_json::from_str(&text)
         .map_err(|e| (entry.to_string(), format!("{} is not a model artifact: {e}", full.display())))?;
-    BoundModel::bind(artifact).map(Arc::new).map_err(|e| (entry.to_string(), format!("{}: {e}", full.display())))
+    BoundModel::bind_with(artifact, &files.names)
+        .map(Arc::new)
+        .map_err(|e| (entry.to_string(), format!("{}: {e}", full.display())))
 }
 
 /// The configured models that load; the others are problems.
-pub fn load(m: &ModelsConfig, base: &Path, p: &mut Problems) -> Models {
-    let mut opt = |entry: &str, path: &Option<String>| path.as_ref().and_then(|f| p.take(read_model(entry, f, base)));
+pub fn load(m: &ModelsConfig, files: &ModelFiles, p: &mut Problems) -> Models {
+    let mut opt = |entry: &str, path: &Option<String>| path.as_ref().and_then(|f| p.take(read_model(entry, f, files)));
     let churn = opt("models.churn", &m.churn);
     let purchase = opt("models.purchase", &m.purchase);
     let response = m
         .response
         .iter()
         .filter_map(|(offer, f)| {
-            Some((offer.clone(), p.take(read_model(&format!("models.response.{offer}"), f, base))?))
+            Some((offer.clone(), p.take(read_model(&format!("models.response.{offer}"), f, files))?))
         })
         .collect();
     Models { churn, purchase, response }

@@ -23,6 +23,7 @@ pub fn read(doc: toml::Table, p: &mut Problems) -> FileConfig {
             "contact_policy" => f.contact_policy = each(value, k, &mut f.positions, &mut f.unread_ids, p),
             "fallbacks" => f.fallbacks = each(value, k, &mut f.positions, &mut f.unread_ids, p),
             "kpis" => f.kpis = each(value, k, &mut f.positions, &mut f.unread_ids, p),
+            "features" => f.features = each(value, k, &mut f.positions, &mut f.unread_ids, p),
             "experiments" => f.experiments = each(value, k, &mut f.positions, &mut f.unread_ids, p),
             _ => p.add(k, "unknown key"),
         }

@@ -76,6 +76,124 @@ pub fn features(state: &UserState, journey: &JourneyDef, now: Millis) -> Feature
     ]
 }
 
+/// A feature declared in the config (`[[features]]`), computed after the built-in ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureDef {
+    /// Its name (artifacts name it; distinct from the built-in names).
+    pub name: String,
+    /// What it measures.
+    pub kind: FeatureKind,
+    /// `ln(1 + x)` of the value (for counts and amounts in linear models).
+    pub log1p: bool,
+}
+
+/// What a configured feature measures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureKind {
+    /// Events of these types: in the last `window_days` days, or ever (no window).
+    Count {
+        /// Event types.
+        events: Vec<String>,
+        /// Days back from now (the day of `now` included); None: ever.
+        window_days: Option<i64>,
+    },
+    /// Days since the latest event of these types (`NEVER_DAYS` when none).
+    Recency {
+        /// Event types.
+        events: Vec<String>,
+    },
+    /// Summed `value` of events of these types in the last `window_days` days.
+    Monetary {
+        /// Event types.
+        events: Vec<String>,
+        /// Days back from now (the day of `now` included).
+        window_days: i64,
+    },
+    /// A numeric profile attribute (a boolean is 0/1), `default` when missing or not a number.
+    Attribute {
+        /// Attribute name.
+        attribute: String,
+        /// Value when missing.
+        default: f64,
+    },
+    /// 1 when a profile attribute equals `value` (a list attribute: contains it), else 0.
+    OneHot {
+        /// Attribute name.
+        attribute: String,
+        /// The value compared with.
+        value: String,
+    },
+    /// A numeric request context value, `default` when missing (the trainer has no request
+    /// context: it uses `default`).
+    Context {
+        /// Context key.
+        key: String,
+        /// Value when missing.
+        default: f64,
+    },
+    /// 1 when the user is in this stage, else 0.
+    Stage {
+        /// Stage name.
+        stage: String,
+    },
+}
+
+/// The configured features' values (in config order) for `state` as of `now`, with the
+/// request's `context` (empty in the trainer). The one function the server and the trainer
+/// share for configured features.
+pub fn configured(
+    defs: &[FeatureDef],
+    state: &UserState,
+    context: &std::collections::BTreeMap<String, super::profile::AttrValue>,
+    journey: &JourneyDef,
+    now: Millis,
+) -> Vec<f64> {
+    use super::profile::AttrValue;
+    let a = &state.aggregates;
+    let today = now.div_euclid(MS_PER_DAY);
+    let windowed = |events: &[String], window: i64, pick: fn(&(u64, f64)) -> f64| -> f64 {
+        events
+            .iter()
+            .filter_map(|t| a.daily.get(t))
+            .flat_map(|days| days.range(today - window + 1..=today).map(|(_, b)| pick(b)))
+            .sum()
+    };
+    let num = |v: Option<&AttrValue>, default: f64| match v {
+        Some(AttrValue::Num(x)) if x.is_finite() => *x,
+        Some(AttrValue::Bool(b)) => f64::from(u8::from(*b)),
+        Some(AttrValue::Str(s)) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()).unwrap_or(default),
+        _ => default,
+    };
+    defs.iter()
+        .map(|d| {
+            let v = match &d.kind {
+                FeatureKind::Count { events, window_days: Some(w) } => windowed(events, *w, |b| b.0 as f64),
+                FeatureKind::Count { events, window_days: None } => journey.count_of(state, events) as f64,
+                FeatureKind::Recency { events } => {
+                    let last = events.iter().filter_map(|t| a.last_by_type.get(t)).max().copied();
+                    days(last, now).unwrap_or(NEVER_DAYS)
+                }
+                FeatureKind::Monetary { events, window_days } => windowed(events, *window_days, |b| b.1),
+                FeatureKind::Attribute { attribute, default } => num(state.attributes.get(attribute), *default),
+                FeatureKind::OneHot { attribute, value } => f64::from(u8::from(match state.attributes.get(attribute) {
+                    Some(AttrValue::Str(s)) => s == value || s.split(',').any(|p| p.trim() == value),
+                    Some(AttrValue::Num(x)) => value.parse::<f64>().is_ok_and(|v| v == *x),
+                    Some(AttrValue::Bool(b)) => value == if *b { "true" } else { "false" },
+                    None => false,
+                })),
+                FeatureKind::Context { key, default } => num(context.get(key), *default),
+                FeatureKind::Stage { stage } => f64::from(u8::from(journey.stage_of(state) == stage)),
+            };
+            if d.log1p { ln1p(v) } else { v }
+        })
+        .collect()
+}
+
+/// Every feature name a model may use: the built-in ones, then the configured ones.
+pub fn all_names(defs: &[FeatureDef]) -> Vec<String> {
+    FEATURE_NAMES.iter().map(|n| n.to_string()).chain(defs.iter().map(|d| d.name.clone())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

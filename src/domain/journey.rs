@@ -81,6 +81,18 @@ pub struct JourneyDef {
     pub unsubscribe_event: String,
     /// The event type that grants consent (again) for the channel in its `channel` property.
     pub subscribe_event: String,
+    /// The event types the configured features count in windows or by recency, and for how
+    /// many days (set from `[[features]]`; empty: nothing extra kept).
+    pub tracked: Tracked,
+}
+
+/// What the profile keeps per event type for configured features.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tracked {
+    /// Event types with day buckets and a latest time.
+    pub types: std::collections::BTreeSet<String>,
+    /// Day buckets kept (the longest configured window).
+    pub days: i64,
 }
 
 /// The event property naming the channel of a consent event.
@@ -103,6 +115,7 @@ impl JourneyDef {
             feature_events,
             unsubscribe_event: "unsubscribe".into(),
             subscribe_event: "subscribe".into(),
+            tracked: Tracked::default(),
         }
     }
 
@@ -190,6 +203,19 @@ impl JourneyDef {
         *agg.event_counts.entry(counted).or_insert(0) += 1;
         agg.first_seen = Some(agg.first_seen.map_or(event.timestamp, |t| t.min(event.timestamp)));
         agg.last_seen = Some(agg.last_seen.map_or(event.timestamp, |t| t.max(event.timestamp)));
+        if self.tracked.types.contains(&event.event_type) {
+            let last = agg.last_by_type.entry(event.event_type.clone()).or_insert(event.timestamp);
+            *last = (*last).max(event.timestamp);
+            if self.tracked.days > 0 {
+                let days = agg.daily.entry(event.event_type.clone()).or_default();
+                let bucket = days.entry(event.timestamp.div_euclid(MS_PER_DAY)).or_insert((0, 0.0));
+                bucket.0 += 1;
+                bucket.1 += event.value;
+                // Only the last `tracked.days` days (of the latest event) are kept.
+                let newest = days.keys().next_back().copied().unwrap_or_default();
+                days.retain(|d, _| *d > newest - self.tracked.days);
+            }
+        }
         if event.event_type == self.purchase_event {
             agg.purchase_count += 1;
             agg.monetary_total += event.value;

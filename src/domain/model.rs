@@ -153,13 +153,20 @@ pub struct BoundModel {
 impl BoundModel {
     /// Checks the artifact and binds its features to positions in `FEATURE_NAMES`.
     pub fn bind(artifact: ModelArtifact) -> Result<Self, String> {
+        let names: Vec<String> = FEATURE_NAMES.iter().map(|n| n.to_string()).collect();
+        Self::bind_with(artifact, &names)
+    }
+
+    /// Checks the artifact and binds its features to positions in `names`: the built-in
+    /// features then the configured ones (`features::all_names`), as the server computes them.
+    pub fn bind_with(artifact: ModelArtifact, names: &[String]) -> Result<Self, String> {
         artifact.check()?;
         let index = artifact
             .feature_names
             .iter()
             .map(|f| {
-                FEATURE_NAMES.iter().position(|n| n == f).ok_or_else(|| {
-                    format!("feature {f:?} is not a journey feature (known: {})", FEATURE_NAMES.join(", "))
+                names.iter().position(|n| n == f).ok_or_else(|| {
+                    format!("feature {f:?} is not a feature the server computes (known: {})", names.join(", "))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -176,11 +183,24 @@ impl BoundModel {
 
     /// The model's probability for a user's feature vector.
     pub fn score(&self, x: &Features) -> f64 {
+        self.score_with(x, &[])
+    }
+
+    /// The model's probability for the built-in features `x` followed by the configured ones
+    /// `extra` (positions past `N_FEATURES` read `extra`).
+    pub fn score_with(&self, x: &Features, extra: &[f64]) -> f64 {
+        let at = |i: usize| if i < x.len() { x[i] } else { extra.get(i - x.len()).copied().unwrap_or(0.0) };
         match &self.scorer {
             Scorer::Linear { weights, constant } => {
-                sigmoid(self.index.iter().zip(weights).fold(*constant, |acc, (i, w)| acc + w * x[*i]))
+                sigmoid(self.index.iter().zip(weights).fold(*constant, |acc, (i, w)| acc + w * at(*i)))
             }
-            Scorer::Trees { trees, base } => sigmoid(trees.margin(*base, x)),
+            Scorer::Trees { trees, base } if self.index.iter().all(|i| *i < x.len()) => sigmoid(trees.margin(*base, x)),
+            Scorer::Trees { trees, base } => {
+                // A configured feature the caller did not compute reads 0, as in the linear case.
+                let width = self.index.iter().max().map_or(0, |m| m + 1).max(x.len());
+                let full: Vec<f64> = (0..width).map(at).collect();
+                sigmoid(trees.margin(*base, &full))
+            }
         }
     }
 

@@ -125,6 +125,8 @@ pub struct Policy {
     pub visit_events: Vec<String>,
     /// `[[kpis]]`: targets for stage metrics.
     pub kpis: Vec<super::analytics::Kpi>,
+    /// `[[features]]`: computed after the built-in features (`features::configured`).
+    pub features: Vec<super::features::FeatureDef>,
 }
 
 impl Policy {

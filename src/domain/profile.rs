@@ -30,6 +30,30 @@ pub struct Aggregates {
     pub last_seen: Option<Millis>,
     /// Latest purchase time (ms since the epoch); None before any purchase.
     pub last_purchase: Option<Millis>,
+    /// Per event type the configured features count in windows (`JourneyDef::tracked`):
+    /// UTC day number -> (events, summed value), the last `tracked.days` days only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub daily: BTreeMap<String, BTreeMap<i64, (u64, f64)>>,
+    /// Per tracked event type, its latest time (recency features).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub last_by_type: BTreeMap<String, Millis>,
+}
+
+/// One event type's day buckets as text: `day:count:value` joined by `,` (the profile hash
+/// field `d:<type>` and the decision record keep them so).
+pub fn encode_daily(days: &BTreeMap<i64, (u64, f64)>) -> String {
+    days.iter().map(|(d, (n, v))| format!("{d}:{n}:{v}")).collect::<Vec<_>>().join(",")
+}
+
+/// The inverse of [`encode_daily`]; None when it does not parse.
+pub fn decode_daily(s: &str) -> Option<BTreeMap<i64, (u64, f64)>> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut it = p.split(':');
+            Some((it.next()?.parse().ok()?, (it.next()?.parse().ok()?, it.next()?.parse().ok()?)))
+        })
+        .collect()
 }
 
 impl Aggregates {

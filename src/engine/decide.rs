@@ -147,7 +147,11 @@ impl Engine {
                 segments: decided.segments,
                 config_version: snap.config.version.clone(),
                 model_versions: decided.model_versions,
-                features: DecisionRecord::features_by_name(&decided.features),
+                features: DecisionRecord::all_features_by_name(
+                    &decided.features,
+                    &policy.features,
+                    &decided.extra_features,
+                ),
                 scores: decided.scores,
                 degraded: false,
                 seed,

@@ -21,8 +21,10 @@ impl Engine {
                 tracing::error!(model = %name, %version, "registry points at a version it does not hold");
                 continue;
             };
-            let bound =
-                serde_json::from_str::<ModelArtifact>(&json).map_err(|e| e.to_string()).and_then(BoundModel::bind);
+            let names = crate::domain::features::all_names(&snap.config.policy.features);
+            let bound = serde_json::from_str::<ModelArtifact>(&json)
+                .map_err(|e| e.to_string())
+                .and_then(|a| BoundModel::bind_with(a, &names));
             match bound {
                 Ok(m) => updates.push((name.clone(), Arc::new(m))),
                 Err(e) => tracing::error!(model = %name, %version, error = %e, "cannot use the published model"),

@@ -8,7 +8,7 @@ use ndarray::Array2;
 use std::collections::HashMap;
 use touchpoint::domain::Millis;
 use touchpoint::domain::event::Event;
-use touchpoint::domain::features::{N_FEATURES, features};
+use touchpoint::domain::features::{FeatureDef, N_FEATURES, configured, features};
 use touchpoint::domain::journey::JourneyDef;
 use touchpoint::domain::profile::UserState;
 
@@ -42,7 +42,17 @@ pub fn state_at(journey: &JourneyDef, events: &[&Event], cutoff: Millis) -> User
     state
 }
 
-pub fn build(events: &[Event], journey: &JourneyDef, target: Target, cutoff: Millis, horizon_ms: Millis) -> Examples {
+/// One row per user active before `cutoff`: the built-in features, then the configured ones
+/// (`defs`, computed by the server's own `features::configured`, with no request context),
+/// as of `cutoff`; the label from the events in the horizon after it.
+pub fn build(
+    events: &[Event],
+    journey: &JourneyDef,
+    defs: &[FeatureDef],
+    target: Target,
+    cutoff: Millis,
+    horizon_ms: Millis,
+) -> Examples {
     let mut by_user: HashMap<&str, Vec<&Event>> = HashMap::new();
     for e in events {
         by_user.entry(e.user_id.as_str()).or_default().push(e);
@@ -50,12 +60,15 @@ pub fn build(events: &[Event], journey: &JourneyDef, target: Target, cutoff: Mil
     let mut users: Vec<&str> =
         by_user.iter().filter(|(_, evs)| evs.iter().any(|e| e.timestamp <= cutoff)).map(|(u, _)| *u).collect();
     users.sort_unstable();
-    let mut x = Array2::<f64>::zeros((users.len(), N_FEATURES));
+    let mut x = Array2::<f64>::zeros((users.len(), N_FEATURES + defs.len()));
+    let no_context = std::collections::BTreeMap::new();
     let mut y = Vec::with_capacity(users.len());
     for (row, user) in users.iter().enumerate() {
         let evs = &by_user[user];
         let state = state_at(journey, evs, cutoff);
-        x.row_mut(row).assign(&ndarray::ArrayView1::from(&features(&state, journey, cutoff)));
+        let mut values = features(&state, journey, cutoff).to_vec();
+        values.extend(configured(defs, &state, &no_context, journey, cutoff));
+        x.row_mut(row).assign(&ndarray::ArrayView1::from(&values));
         let after = evs.iter().filter(|e| e.timestamp > cutoff && e.timestamp <= cutoff + horizon_ms);
         y.push(match target {
             Target::Churn => after.count() == 0,
@@ -97,7 +110,7 @@ mod tests {
 
     fn check(target: Target, expected: &[(&str, bool)]) {
         let j = JourneyDef::default_journey();
-        let ex = build(&base(), &j, target, 10 * MS_PER_DAY, 10 * MS_PER_DAY);
+        let ex = build(&base(), &j, &[], target, 10 * MS_PER_DAY, 10 * MS_PER_DAY);
         let got: Vec<(&str, bool)> = ex.users.iter().map(String::as_str).zip(ex.y.iter().copied()).collect();
         assert_eq!(got, expected);
     }
@@ -114,14 +127,14 @@ mod tests {
     fn no_event_after_the_cutoff_changes_a_feature() {
         let j = JourneyDef::default_journey();
         let cutoff = 10 * MS_PER_DAY;
-        let before = build(&base(), &j, Target::Purchase, cutoff, 10 * MS_PER_DAY);
+        let before = build(&base(), &j, &[], Target::Purchase, cutoff, 10 * MS_PER_DAY);
         let mut more = base();
         for (i, kind) in ["purchase", "review_posted", "add_to_cart", "referral"].iter().enumerate() {
             for user in ["a", "b", "c"] {
                 more.push(ev(user, &format!("late-{user}-{i}"), kind, 10 + i as i64 + 1));
             }
         }
-        let after = build(&more, &j, Target::Purchase, cutoff, 10 * MS_PER_DAY);
+        let after = build(&more, &j, &[], Target::Purchase, cutoff, 10 * MS_PER_DAY);
         assert_eq!(before.users, after.users);
         assert_eq!(before.x, after.x);
         assert_ne!(before.y, after.y, "labels do see the future; that is their job");

@@ -244,6 +244,11 @@ enum Command {
         /// Journey log to evaluate both models on the new model's holdout.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// The servers' config: the model is bound against its features (built-in and
+        /// `[[features]]`) as the servers will bind it (default: --gate-config, else the
+        /// built-in features only).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Counterfactual gate: the running config. The running policy with the new model
         /// swapped in is evaluated on the decision log of this store (SNIPS), and refused when
         /// the lower bound of its 95% CI is below the running policy's estimate minus
@@ -439,7 +444,7 @@ fn write_features(
 
 #[allow(clippy::too_many_arguments)]
 fn fit_journey(
-    journey: &JourneyDef,
+    (journey, defs): (&JourneyDef, &[touchpoint::domain::features::FeatureDef]),
     events: &Path,
     target: Target,
     cutoff: &str,
@@ -459,12 +464,12 @@ fn fit_journey(
     let cutoff_ms = parse_time(cutoff)?;
     let h = i64::from(horizon) * MS_PER_DAY;
     // Time-based split: learn from the window before the cutoff, judge on the one after it.
-    let mut trainset = build(&log, &journey, target, cutoff_ms - h, h);
-    let mut holdout = build(&log, &journey, target, cutoff_ms, h);
+    let mut trainset = build(&log, &journey, defs, target, cutoff_ms - h, h);
+    let mut holdout = build(&log, &journey, defs, target, cutoff_ms, h);
     if trainset.y.is_empty() || holdout.y.is_empty() {
         bail!("no users active before {cutoff} (train: {}, holdout: {})", trainset.y.len(), holdout.y.len());
     }
-    let names: Vec<String> = FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+    let names = touchpoint::domain::features::all_names(defs);
     if let Some(p) = export {
         write_features(p, &names, &[("train", &trainset.x, &trainset.y), ("holdout", &holdout.x, &holdout.y)])?;
         println!("feature tables written to {}", p.display());
@@ -535,7 +540,7 @@ fn fit_journey(
         metrics,
     };
     let a = fitted.artifact(info);
-    BoundModel::bind(a.clone()).map_err(anyhow::Error::msg)?;
+    BoundModel::bind_with(a.clone(), &touchpoint::domain::features::all_names(defs)).map_err(anyhow::Error::msg)?;
     write_json(out, &a)?;
     println!("model {} written to {}", a.version, out.display());
     if let Some(r) = report_path {
@@ -701,7 +706,12 @@ fn fit_table(
 }
 
 /// AUC of a journey model on the holdout that `reference` (a journey artifact) describes.
-fn holdout_auc(events: &Path, reference: &ModelArtifact, model: &ModelArtifact) -> anyhow::Result<f64> {
+fn holdout_auc(
+    events: &Path,
+    reference: &ModelArtifact,
+    model: &ModelArtifact,
+    defs: &[touchpoint::domain::features::FeatureDef],
+) -> anyhow::Result<f64> {
     let target = match reference.params.get("target").and_then(|v| v.as_str()) {
         Some("churn") => Target::Churn,
         Some("purchase") => Target::Purchase,
@@ -712,15 +722,17 @@ fn holdout_auc(events: &Path, reference: &ModelArtifact, model: &ModelArtifact) 
     let mut bad = BadRows::new(usize::MAX);
     let log = read_events(events, &mut bad)?;
     let journey = JourneyDef::default_journey();
-    let ex = build(&log, &journey, target, cutoff, horizon * MS_PER_DAY);
-    let bound = BoundModel::bind(model.clone()).map_err(anyhow::Error::msg)?;
+    let ex = build(&log, &journey, defs, target, cutoff, horizon * MS_PER_DAY);
+    let names = touchpoint::domain::features::all_names(defs);
+    let bound = BoundModel::bind_with(model.clone(), &names).map_err(anyhow::Error::msg)?;
     let p: Vec<f64> =
         ex.x.rows()
             .into_iter()
             .map(|r| {
+                let r = r.as_slice().expect("standard layout");
                 let mut x = [0.0; FEATURE_NAMES.len()];
-                x.copy_from_slice(r.as_slice().expect("standard layout"));
-                bound.score(&x)
+                x.copy_from_slice(&r[..FEATURE_NAMES.len()]);
+                bound.score_with(&x, &r[FEATURE_NAMES.len()..])
             })
             .collect();
     Ok(touchpoint_train::metrics::auc(&p, &ex.y))
@@ -767,7 +779,7 @@ fn policy_with_model(
     let a: ModelArtifact =
         serde_json::from_str(&json).with_context(|| format!("{} is not a model artifact", path.display()))?;
     let bound = std::sync::Arc::new(
-        BoundModel::bind(a.clone())
+        BoundModel::bind_with(a.clone(), &touchpoint::domain::features::all_names(&policy.features))
             .map_err(|e| anyhow::anyhow!("{}: the server cannot serve this model: {e}", path.display()))?,
     );
     let mut p = policy.clone();
@@ -835,6 +847,7 @@ async fn publish(
     store: &Store,
     path: &Path,
     events: Option<&Path>,
+    defs: &[touchpoint::domain::features::FeatureDef],
     gate: Option<&GateArgs>,
     force: bool,
 ) -> anyhow::Result<()> {
@@ -845,7 +858,8 @@ async fn publish(
     // Bound as the server binds it: a model whose features the server cannot produce (a
     // feature-table column with no such server feature) would fail on every registry poll.
     // --force does not override this.
-    BoundModel::bind(new.clone()).map_err(|e| {
+    let names = touchpoint::domain::features::all_names(defs);
+    BoundModel::bind_with(new.clone(), &names).map_err(|e| {
         anyhow::anyhow!("{}: the server cannot serve this model: {e}; nothing published", path.display())
     })?;
     let s = open_store(store).await?;
@@ -855,8 +869,8 @@ async fn publish(
         let cur: ModelArtifact = serde_json::from_str(&cur_json)?;
         let (new_auc, cur_auc, how) = match events {
             Some(ev) => (
-                holdout_auc(ev, &new, &new)?,
-                holdout_auc(ev, &new, &cur)?,
+                holdout_auc(ev, &new, &new, defs)?,
+                holdout_auc(ev, &new, &cur, defs)?,
                 format!("both evaluated on the new model's holdout from {}", ev.display()),
             ),
             None => {
@@ -1002,12 +1016,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             max_bad_rows,
         } => {
-            let journey = match config {
-                Some(path) => touchpoint::config::Config::load(&path, std::env::vars())?.policy.journey.clone(),
-                None => JourneyDef::default_journey(),
+            let (journey, defs) = match config {
+                Some(path) => {
+                    let c = touchpoint::config::Config::load(&path, std::env::vars())?;
+                    (c.policy.journey.clone(), c.policy.features.clone())
+                }
+                None => (JourneyDef::default_journey(), Vec::new()),
             };
             fit_journey(
-                &journey,
+                (&journey, &defs),
                 &events,
                 target,
                 &cutoff,
@@ -1056,14 +1073,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             folds_out.as_deref(),
             max_bad_rows,
         )?,
-        Command::Publish { store, model, events, gate_config, gate_reward, gate_margin, gate_window_days, force } => {
+        Command::Publish {
+            store,
+            model,
+            events,
+            config,
+            gate_config,
+            gate_reward,
+            gate_margin,
+            gate_window_days,
+            force,
+        } => {
+            let defs = match config.as_ref().or(gate_config.as_ref()) {
+                Some(path) => touchpoint::config::Config::load(path, std::env::vars())?.policy.features.clone(),
+                None => Vec::new(),
+            };
             let gate = gate_config.map(|config| GateArgs {
                 config,
                 reward: gate_reward,
                 margin: gate_margin,
                 window_ms: (gate_window_days * MS_PER_DAY as f64) as i64,
             });
-            publish(&store, &model, events.as_deref(), gate.as_ref(), force).await?
+            publish(&store, &model, events.as_deref(), &defs, gate.as_ref(), force).await?
         }
         Command::Rollback { store, name } => {
             let s = open_store(&store).await?;

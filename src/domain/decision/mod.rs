@@ -9,7 +9,7 @@ use crate::domain::Millis;
 use crate::domain::arbitration::{Exploration, ThompsonArms, arbitrate};
 use crate::domain::contact::ContactState;
 use crate::domain::experiment::Assignment;
-use crate::domain::features::{Features, features};
+use crate::domain::features::{Features, configured, features};
 use crate::domain::policy::Policy;
 use crate::domain::profile::{AttrValue, UserState};
 use crate::domain::rules;
@@ -104,6 +104,8 @@ pub struct Decided {
     pub segments: Vec<String>,
     /// The feature vector the models read.
     pub features: Features,
+    /// The configured features' values (`policy.features` order).
+    pub extra_features: Vec<f64>,
     /// User-level model scores (`churn`, `purchase`).
     pub scores: BTreeMap<String, f64>,
     /// Every offer of the stage, kept ones first in rank order.
@@ -152,7 +154,8 @@ pub fn assignments(
     now: Millis,
 ) -> Vec<Assignment> {
     let x = features(state, &policy.journey, now);
-    let scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x);
+    let extra = configured(&policy.features, state, &BTreeMap::new(), &policy.journey, now);
+    let scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x, &extra);
     let vars = scope::scope_vars(policy, state, &BTreeMap::new(), scope::score_value(&scores, None), now);
     rules::with_scope(vars, |ctx| assign_all(policy, user, channel, ctx, now))
 }
@@ -164,7 +167,8 @@ pub fn segments_of(policy: &Policy, state: &UserState, now: Millis) -> Vec<Strin
         return Vec::new();
     }
     let x = features(state, &policy.journey, now);
-    let scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x);
+    let extra = configured(&policy.features, state, &BTreeMap::new(), &policy.journey, now);
+    let scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x, &extra);
     let vars = scope::scope_vars(policy, state, &BTreeMap::new(), scope::score_value(&scores, None), now);
     rules::with_scope(vars, |ctx| {
         policy.segments.iter().filter(|s| s.rule.eval_bool(ctx) == Ok(true)).map(|s| s.id.clone()).collect()
@@ -175,7 +179,9 @@ pub fn segments_of(policy: &Policy, state: &UserState, now: Millis) -> Vec<Strin
 pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
     let (q, now, journey) = (input.query, input.now, &policy.journey);
     let x = features(input.state, journey, now);
-    let default_scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x);
+    let extra = configured(&policy.features, input.state, &q.context, journey, now);
+    let default_scores =
+        scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x, &extra);
     let vars = scope::scope_vars(policy, input.state, &q.context, scope::score_value(&default_scores, None), now);
     let stage = journey.stage_of(input.state).to_string();
     rules::with_scope(vars, |base| {
@@ -183,7 +189,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
         let assignments = assign_all(policy, &q.user_id, Some(&q.channel), base, now);
         let plan = plan(policy, assignments.into_iter().filter(|a| a.variant.is_some()).collect());
         let (churn, purchase) = plan.models(policy);
-        let scores = if plan.models_changed() { scope::scores_of(churn, purchase, &x) } else { default_scores.clone() };
+        let scores = if plan.models_changed() { scope::scores_of(churn, purchase, &x, &extra) } else { default_scores.clone() };
         let mut model_versions = policy.models.versions();
         for (name, m) in [("churn", churn), ("purchase", purchase)] {
             if let Some(m) = m {
@@ -219,7 +225,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             .iter()
             .map(|&i| {
                 let (offer, rules) = (&policy.catalogue.offers()[i], &policy.offer_rules[i]);
-                let response = policy.models.response.get(&offer.id).map(|model| model.score(&x));
+                let response = policy.models.response.get(&offer.id).map(|model| model.score_with(&x, &extra));
                 let scored = match checks::static_checks(&inputs, offer, rules) {
                     Some(reason) => Err(reason),
                     None => checks::score(ctx, offer, rules, &priority, &scores, response),
@@ -258,6 +264,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             lapsed: journey.is_lapsed(input.state, now),
             segments,
             features: x,
+            extra_features: extra.clone(),
             scores,
             candidates,
             chosen,

@@ -73,6 +73,17 @@ impl DecisionRecord {
         FEATURE_NAMES.iter().zip(x).map(|(n, v)| (n.to_string(), *v)).collect()
     }
 
+    /// The built-in and the configured features keyed by name (as logged).
+    pub fn all_features_by_name(
+        x: &Features,
+        defs: &[crate::domain::features::FeatureDef],
+        extra: &[f64],
+    ) -> BTreeMap<String, f64> {
+        let mut out = Self::features_by_name(x);
+        out.extend(defs.iter().zip(extra).map(|(d, v)| (d.name.clone(), *v)));
+        out
+    }
+
     /// Re-runs this decision from its logged inputs under `policy`.
     pub fn replay(&self, policy: &Policy) -> Decided {
         let query = DecisionQuery {

@@ -76,13 +76,14 @@ pub(super) fn scores_of(
     churn: Option<&Arc<BoundModel>>,
     purchase: Option<&Arc<BoundModel>>,
     x: &Features,
+    extra: &[f64],
 ) -> BTreeMap<String, f64> {
     let mut scores = BTreeMap::new();
     if let Some(m) = churn {
-        scores.insert("churn".to_string(), m.score(x));
+        scores.insert("churn".to_string(), m.score_with(x, extra));
     }
     if let Some(m) = purchase {
-        scores.insert("purchase".to_string(), m.score(x));
+        scores.insert("purchase".to_string(), m.score_with(x, extra));
     }
     scores
 }

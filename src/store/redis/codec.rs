@@ -33,6 +33,12 @@ pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
     for (k, v) in &a.event_counts {
         f.push((format!("c:{k}"), v.to_string()));
     }
+    for (k, days) in &a.daily {
+        f.push((format!("d:{k}"), crate::domain::profile::encode_daily(days)));
+    }
+    for (k, at) in &a.last_by_type {
+        f.push((format!("t:{k}"), at.to_string()));
+    }
     for (k, v) in &s.attributes {
         f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
     }
@@ -61,6 +67,11 @@ pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(
             _ => {
                 if let Some(t) = k.strip_prefix("c:") {
                     s.aggregates.event_counts.insert(t.to_string(), v.parse().map_err(|_| corrupt(&k, &v))?);
+                } else if let Some(t) = k.strip_prefix("d:") {
+                    let days = crate::domain::profile::decode_daily(&v).ok_or_else(|| corrupt(&k, &v))?;
+                    s.aggregates.daily.insert(t.to_string(), days);
+                } else if let Some(t) = k.strip_prefix("t:") {
+                    s.aggregates.last_by_type.insert(t.to_string(), int()?);
                 } else if let Some(channel) = k.strip_prefix("w:") {
                     s.consent_withdrawn.insert(channel.to_string(), int()?);
                 } else if let Some(name) = k.strip_prefix("a:") {

@@ -126,6 +126,11 @@ struct StateRec {
     stage_since: Option<i64>,
     #[prost(btree_map = "string, int64", tag = "10")]
     consent_withdrawn: BTreeMap<String, i64>,
+    /// event type -> day buckets (`profile::encode_daily`).
+    #[prost(btree_map = "string, string", tag = "11")]
+    daily: BTreeMap<String, String>,
+    #[prost(btree_map = "string, int64", tag = "12")]
+    last_by_type: BTreeMap<String, i64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -220,6 +225,8 @@ pub fn encode(r: &DecisionRecord) -> Vec<u8> {
             stage: r.state.stage.clone(),
             stage_since: r.state.stage_since,
             consent_withdrawn: r.state.consent_withdrawn.clone(),
+            daily: a.daily.iter().map(|(k, d)| (k.clone(), crate::domain::profile::encode_daily(d))).collect(),
+            last_by_type: a.last_by_type.clone(),
         }),
         contacts: r
             .contacts
@@ -307,6 +314,16 @@ pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {
                 first_seen: s.first_seen,
                 last_seen: s.last_seen,
                 last_purchase: s.last_purchase,
+                daily: s
+                    .daily
+                    .iter()
+                    .map(|(k, d)| {
+                        crate::domain::profile::decode_daily(d)
+                            .map(|d| (k.clone(), d))
+                            .ok_or_else(|| format!("day buckets of {k}: {d:?}"))
+                    })
+                    .collect::<Result<_, String>>()?,
+                last_by_type: s.last_by_type,
             },
             stage: s.stage,
             stage_since: s.stage_since,
@@ -395,6 +412,8 @@ mod tests {
                     first_seen: Some(1_795_000_000_000),
                     last_seen: Some(1_795_464_696_215),
                     last_purchase: None,
+                    daily: [("purchase".to_string(), [(20_775, (1, 99.95))].into())].into(),
+                    last_by_type: [("purchase".to_string(), 1_795_000_000_000)].into(),
                 },
                 stage: Some("consideration".into()),
                 stage_since: Some(1_795_400_000_000),
