@@ -59,7 +59,9 @@ fn kind(entry: &str, f: &FeatureConfig, file: &FileConfig, p: &mut Problems) -> 
         "recency" => FeatureKind::Recency { events: events(p) },
         "monetary" => FeatureKind::Monetary { events: events(p), window_days: window(p, true).unwrap_or(1) },
         "attribute" => FeatureKind::Attribute { attribute: need(p, "attribute", &f.attribute), default: f.default },
-        "one_hot" => FeatureKind::OneHot { attribute: need(p, "attribute", &f.attribute), value: need(p, "value", &f.value) },
+        "one_hot" => {
+            FeatureKind::OneHot { attribute: need(p, "attribute", &f.attribute), value: need(p, "value", &f.value) }
+        }
         "context" => FeatureKind::Context { key: need(p, "key", &f.key), default: f.default },
         "stage" => {
             let stage = need(p, "stage", &f.stage);

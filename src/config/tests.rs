@@ -343,3 +343,21 @@ fn thompson_sampling_settings_are_checked_by_name_and_line() {
     assert_eq!(got, [("decisions.exploration.prior_beta".to_string(), Some(5))], "{e}");
     assert!(!Config::from_toml("", "t.toml", std::iter::empty()).unwrap().policy.uses_thompson());
 }
+
+#[test]
+fn configured_features_are_checked_by_entry_and_line() {
+    let ok = "[[features]]\nname = \"views_7d\"\nkind = \"count\"\nevents = [\"page_view\"]\nwindow_days = 7\n";
+    let c = Config::from_toml(ok, "t.toml", std::iter::empty()).unwrap();
+    assert_eq!(c.policy.features.len(), 1);
+    assert!(c.policy.journey.tracked.types.contains("page_view") && c.policy.journey.tracked.days == 7);
+    let (e, got) = refused(&ok.replace("\"count\"", "\"median\""));
+    assert_eq!(got, [("features[0].kind".to_string(), Some(3))], "{e}");
+    let (e, got) = refused(&ok.replace("views_7d", "log_events"));
+    assert_eq!(got, [("features[0].name".to_string(), Some(2))], "{e}");
+    let (e, got) = refused(&ok.replace("window_days = 7", "window_days = 0"));
+    assert_eq!(got, [("features[0].window_days".to_string(), Some(5))], "{e}");
+    let (e, got) = refused("[[features]]\nname = \"s\"\nkind = \"stage\"\nstage = \"nowhere\"\n");
+    assert_eq!(got, [("features[0].stage".to_string(), Some(4))], "{e}");
+    let (e, got) = refused("[[features]]\nname = \"m\"\nkind = \"monetary\"\nevents = [\"purchase\"]\n");
+    assert_eq!(got, [("features[0].window_days".to_string(), Some(1))], "{e}");
+}

@@ -175,12 +175,14 @@ pub fn configured(
                 }
                 FeatureKind::Monetary { events, window_days } => windowed(events, *window_days, |b| b.1),
                 FeatureKind::Attribute { attribute, default } => num(state.attributes.get(attribute), *default),
-                FeatureKind::OneHot { attribute, value } => f64::from(u8::from(match state.attributes.get(attribute) {
-                    Some(AttrValue::Str(s)) => s == value || s.split(',').any(|p| p.trim() == value),
-                    Some(AttrValue::Num(x)) => value.parse::<f64>().is_ok_and(|v| v == *x),
-                    Some(AttrValue::Bool(b)) => value == if *b { "true" } else { "false" },
-                    None => false,
-                })),
+                FeatureKind::OneHot { attribute, value } => {
+                    f64::from(u8::from(match state.attributes.get(attribute) {
+                        Some(AttrValue::Str(s)) => s == value || s.split(',').any(|p| p.trim() == value),
+                        Some(AttrValue::Num(x)) => value.parse::<f64>().is_ok_and(|v| v == *x),
+                        Some(AttrValue::Bool(b)) => value == if *b { "true" } else { "false" },
+                        None => false,
+                    }))
+                }
                 FeatureKind::Context { key, default } => num(context.get(key), *default),
                 FeatureKind::Stage { stage } => f64::from(u8::from(journey.stage_of(state) == stage)),
             };
@@ -290,5 +292,57 @@ mod tests {
                 vec!["review_posted".to_string(), "referral".to_string()]
             )
         );
+    }
+
+    /// Each kind of configured feature, with day buckets kept only for the longest window.
+    #[test]
+    fn configured_features_of_every_kind() {
+        use crate::domain::profile::AttrValue;
+        let mut j = JourneyDef::default_journey();
+        j.tracked.types = ["page_view".to_string(), "purchase".to_string()].into();
+        j.tracked.days = 7;
+        let ev = |id: &str, kind: &str, day: f64, value: f64| Event {
+            event_id: id.into(),
+            user_id: "u".into(),
+            event_type: kind.into(),
+            timestamp: (day * MS_PER_DAY as f64) as Millis,
+            channel: String::new(),
+            offer_id: String::new(),
+            value,
+            properties: Default::default(),
+        };
+        let evs = [
+            ev("a", "page_view", 1.2, 0.0),
+            ev("b", "page_view", 5.5, 0.0),
+            ev("c", "page_view", 9.1, 0.0),
+            ev("d", "purchase", 9.0, 30.0),
+        ];
+        let mut s = UserState::default();
+        j.apply_events(&mut s, &evs.iter().collect::<Vec<_>>());
+        assert_eq!(s.aggregates.daily["page_view"].keys().copied().collect::<Vec<_>>(), vec![5, 9], "day 1 pruned");
+        s.attributes.insert("age".into(), AttrValue::Num(33.0));
+        s.attributes.insert("interests".into(), AttrValue::Str("books, music".into()));
+        let def = |name: &str, kind: FeatureKind| FeatureDef { name: name.into(), kind, log1p: false };
+        let events = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let defs = [
+            def("views_7d", FeatureKind::Count { events: events(&["page_view"]), window_days: Some(7) }),
+            def("views_1d", FeatureKind::Count { events: events(&["page_view"]), window_days: Some(1) }),
+            def("views_ever", FeatureKind::Count { events: events(&["page_view"]), window_days: None }),
+            def("since_purchase", FeatureKind::Recency { events: events(&["purchase"]) }),
+            def("since_referral", FeatureKind::Recency { events: events(&["referral"]) }),
+            def("spend_7d", FeatureKind::Monetary { events: events(&["purchase"]), window_days: 7 }),
+            def("age", FeatureKind::Attribute { attribute: "age".into(), default: 1.0 }),
+            def("income", FeatureKind::Attribute { attribute: "income".into(), default: 1.0 }),
+            def("music", FeatureKind::OneHot { attribute: "interests".into(), value: "music".into() }),
+            def("basket", FeatureKind::Context { key: "basket".into(), default: 0.0 }),
+            def("retained", FeatureKind::Stage { stage: "retention".into() }),
+        ];
+        let context = [("basket".to_string(), AttrValue::Num(80.0))].into();
+        let now = (9.5 * MS_PER_DAY as f64) as Millis;
+        let v = configured(&defs, &s, &context, &j, now);
+        assert_eq!(v, vec![2.0, 1.0, 3.0, 0.5, NEVER_DAYS, 30.0, 33.0, 1.0, 1.0, 80.0, 1.0]);
+        let logged = FeatureDef { log1p: true, ..defs[0].clone() };
+        assert_eq!(configured(&[logged], &s, &context, &j, now), vec![2.0f64.ln_1p()]);
+        assert_eq!(all_names(&defs[..1]).last().map(String::as_str), Some("views_7d"));
     }
 }

@@ -1139,23 +1139,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let entries = decision_entries(&redis_config(&store), archive.as_deref()).await?;
             let log = touchpoint_train::decisions::Log::read(entries);
             let window = (window_days * MS_PER_DAY as f64) as i64;
-            let by_offer = rows(&log, window, reward).map_err(anyhow::Error::msg)?;
+            let data = rows(&log, window, reward).map_err(anyhow::Error::msg)?;
+            let by_offer = &data.by_offer;
+            if data.skipped > 0 {
+                println!("{} decisions left out: they lack one of the features {:?}", data.skipped, data.names);
+            }
             if by_offer.is_empty() {
                 bail!("the decision log shows no offer: nothing to learn from");
             }
             std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
             println!("{:<24} {:>7} {:>9} {:>7} {:>7}  artifact", "offer", "rows", "positives", "rate", "cv auc");
-            for (offer, r) in &by_offer {
+            for (offer, r) in by_offer {
                 let positives = r.y.iter().filter(|y| **y).count();
                 let rate = positives as f64 / r.y.len() as f64;
-                match fit_offer(offer, r, reward, window_days, min_positives) {
+                match fit_offer(offer, &data.names, r, reward, window_days, min_positives) {
                     Fitted::Model(a) => {
                         let path = out_dir.join(format!("response-{offer}.json"));
                         write_json(&path, &a)?;
                         let auc = a.metrics.get("cv_auc").map_or("-".to_string(), |v| format!("{v:.3}"));
-                        println!("{offer:<24} {:>7} {positives:>9} {rate:>7.4} {auc:>7}  {}", r.y.len(), path.display());
+                        println!(
+                            "{offer:<24} {:>7} {positives:>9} {rate:>7.4} {auc:>7}  {}",
+                            r.y.len(),
+                            path.display()
+                        );
                     }
-                    Fitted::Skipped(why) => println!("{offer:<24} {:>7} {positives:>9} {rate:>7.4} {:>7}  skipped: {why}", r.y.len(), "-"),
+                    Fitted::Skipped(why) => {
+                        println!("{offer:<24} {:>7} {positives:>9} {rate:>7.4} {:>7}  skipped: {why}", r.y.len(), "-")
+                    }
                 }
             }
         }

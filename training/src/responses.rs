@@ -6,8 +6,9 @@
 //! which a per-offer logistic regression captures without the server having to encode offers;
 //! the server already serves a model per offer (`models.response.<offer>`, registry name
 //! `response:<offer>`) as `scores.response`, which the default priority multiplies by the
-//! offer's value and weight. The features are the server's own vector, as logged with each
-//! decision, so the artifacts bind as the server binds them.
+//! offer's value and weight. The features are the server's own vector as logged with each
+//! decision — the built-in features and the configured ones (`[[features]]`) — so the
+//! artifacts bind as the server binds them (publish them with the servers' `--config`).
 //!
 //! Rows are the (decision, offer shown) pairs, every rank; the label is the chosen outcome
 //! within the window. Rows are not reweighted by the logged propensity: the model is
@@ -26,31 +27,47 @@ use touchpoint::domain::model::ModelArtifact;
 /// One offer's training rows.
 #[derive(Debug, Default, Clone)]
 pub struct OfferRows {
-    pub x: Vec<[f64; FEATURE_NAMES.len()]>,
+    pub x: Vec<Vec<f64>>,
     pub y: Vec<bool>,
 }
 
+/// The training data: the feature names (as the server logged them: the built-in ones, then
+/// the configured ones) and each offer's rows.
+#[derive(Debug, Default, Clone)]
+pub struct Rows {
+    pub names: Vec<String>,
+    pub by_offer: BTreeMap<String, OfferRows>,
+    /// Decisions left out because they lack one of the features (logged under another config).
+    pub skipped: usize,
+}
+
+/// The features the log's first decision carries: the built-in ones in vector order, then
+/// the others (configured) by name.
+fn logged_names(log: &Log) -> Vec<String> {
+    let Some(d) = log.decisions.iter().find(|d| !d.degraded) else { return Vec::new() };
+    let mut names: Vec<String> = FEATURE_NAMES.iter().map(|n| n.to_string()).collect();
+    names.extend(d.features.keys().filter(|k| !FEATURE_NAMES.contains(&k.as_str())).cloned());
+    names
+}
+
 /// The rows of every offer shown in the log, labelled by `reward` within `window_ms`.
-pub fn rows(log: &Log, window_ms: Millis, reward: Reward) -> Result<BTreeMap<String, OfferRows>, String> {
+pub fn rows(log: &Log, window_ms: Millis, reward: Reward) -> Result<Rows, String> {
     let k = match reward {
         Reward::Click => 1,
         Reward::Accept => 2,
         Reward::Conversion => 4,
         Reward::Value => return Err("a response model needs a yes/no outcome: click, accept or conversion".into()),
     };
-    let mut out: BTreeMap<String, OfferRows> = BTreeMap::new();
+    let mut out = Rows { names: logged_names(log), ..Rows::default() };
     for d in log.decisions.iter().filter(|d| !d.degraded) {
-        let mut x = [0.0; FEATURE_NAMES.len()];
-        for (j, name) in FEATURE_NAMES.iter().enumerate() {
-            x[j] = *d
-                .features
-                .get(*name)
-                .ok_or_else(|| format!("decision {} has no feature {name}", d.decision_id))?;
-        }
+        let Some(x) = out.names.iter().map(|n| d.features.get(n).copied()).collect::<Option<Vec<f64>>>() else {
+            out.skipped += 1;
+            continue;
+        };
         for c in &d.chosen {
             let (flags, _) = log.outcomes_of(d, &c.offer_id, window_ms);
-            let r = out.entry(c.offer_id.clone()).or_default();
-            r.x.push(x);
+            let r = out.by_offer.entry(c.offer_id.clone()).or_default();
+            r.x.push(x.clone());
             r.y.push(flags[k]);
         }
     }
@@ -68,13 +85,22 @@ pub enum Fitted {
 
 /// Fits one offer's response model (standardised logistic regression, IRLS); 5-fold CV ROC
 /// AUC when there are at least 10 of each class.
-pub fn fit_offer(offer: &str, rows: &OfferRows, reward: Reward, window_days: f64, min: usize) -> Fitted {
+pub fn fit_offer(
+    offer: &str,
+    names: &[String],
+    rows: &OfferRows,
+    reward: Reward,
+    window_days: f64,
+    min: usize,
+) -> Fitted {
     let positives = rows.y.iter().filter(|y| **y).count();
     let negatives = rows.y.len() - positives;
     if positives < min || negatives < min {
-        return Fitted::Skipped(format!("{positives} positives and {negatives} negatives; at least {min} of each needed"));
+        return Fitted::Skipped(format!(
+            "{positives} positives and {negatives} negatives; at least {min} of each needed"
+        ));
     }
-    let mut x = Array2::from_shape_fn((rows.x.len(), FEATURE_NAMES.len()), |(i, j)| rows.x[i][j]);
+    let mut x = Array2::from_shape_fn((rows.x.len(), names.len()), |(i, j)| rows.x[i][j]);
     let params = Irls::default();
     let cv = (positives >= 10 && negatives >= 10)
         .then(|| cross_validate(&x, &rows.y, 5, &params, 7).ok())
@@ -95,7 +121,7 @@ pub fn fit_offer(offer: &str, rows: &OfferRows, reward: Reward, window_days: f64
         target: format!("{reward:?} within {window_days} days of being shown").to_lowercase(),
         training_window: String::new(),
         data_fingerprint: format!("{:016x}", rows.y.len() as u64 * 1_000_003 + positives as u64),
-        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        feature_names: names.to_vec(),
         encodings: BTreeMap::new(),
         params: BTreeMap::from([("model".to_string(), serde_json::json!("logistic"))]),
         metrics,

@@ -72,6 +72,140 @@ async fn trainer_and_server_compute_identical_feature_vectors() {
     assert_eq!(exported, recorded, "the export round-trips every acknowledged event");
 }
 
+/// The features declared in the config (`[[features]]`, every kind): the server logs them
+/// with each decision, and the trainer, folding the same events (and the same profile
+/// attributes) up to the decision's time through the same function, gets the same values.
+#[tokio::test]
+async fn configured_features_are_the_same_in_server_and_trainer() {
+    let now = touchpoint::engine::now_ms();
+    let sim = simulate(&SimConfig { users: 300, days: 60, seed: 4, end: now - MS_PER_DAY });
+    let redis = RedisServer::start();
+    let src = format!(
+        r#"[redis]
+url = "{}"
+
+[[features]]
+name = "views_7d"
+kind = "count"
+events = ["page_view", "product_view"]
+window_days = 7
+log1p = true
+
+[[features]]
+name = "purchases_ever"
+kind = "count"
+events = ["purchase"]
+
+[[features]]
+name = "days_since_cart"
+kind = "recency"
+events = ["add_to_cart", "checkout_started"]
+
+[[features]]
+name = "spend_30d"
+kind = "monetary"
+events = ["purchase"]
+window_days = 30
+
+[[features]]
+name = "age"
+kind = "attribute"
+attribute = "age"
+default = 40
+
+[[features]]
+name = "income_high"
+kind = "one_hot"
+attribute = "income_band"
+value = "high"
+
+[[features]]
+name = "basket"
+kind = "context"
+key = "basket_value"
+
+[[features]]
+name = "in_conversion"
+kind = "stage"
+stage = "conversion"
+"#,
+        redis.url()
+    );
+    let cfg = Config::from_toml(&src, "t", std::iter::empty()).unwrap();
+    let (journey, defs) = (cfg.policy.journey.clone(), cfg.policy.features.clone());
+    assert_eq!(defs.len(), 8);
+    let engine = Engine::new(redis_store(&redis.url(), false).await, cfg, None, vec![]);
+    for u in &sim.users {
+        engine.put_profile(&u.user_id, u.attributes.clone(), vec![]).await.unwrap();
+    }
+    for chunk in sim.events.chunks(500) {
+        engine.record_events(chunk.to_vec()).await.unwrap();
+    }
+    let mut nonzero = std::collections::BTreeSet::new();
+    for (i, u) in sim.users.iter().take(25).enumerate() {
+        let context = std::collections::BTreeMap::from([(
+            "basket_value".to_string(),
+            touchpoint::domain::profile::AttrValue::Num(i as f64 * 10.0),
+        )]);
+        let q = DecisionQuery {
+            user_id: u.user_id.clone(),
+            channel: "web".into(),
+            placement: String::new(),
+            context: context.clone(),
+            limit: 1,
+            explain: false,
+        };
+        let d = engine.decide(q, None).await.unwrap();
+        let events: Vec<&touchpoint::domain::event::Event> =
+            sim.events.iter().filter(|e| e.user_id == u.user_id).collect();
+        let mut state = touchpoint_train::journey::state_at(&journey, &events, d.record.at);
+        state.attributes = u.attributes.clone();
+        let trainer = touchpoint::domain::features::configured(&defs, &state, &context, &journey, d.record.at);
+        let server: Vec<f64> = defs.iter().map(|f| d.record.features[&f.name]).collect();
+        assert_eq!(server, trainer, "user {}", u.user_id);
+        let builtin: Vec<f64> = FEATURE_NAMES.iter().map(|n| d.record.features[*n]).collect();
+        assert_eq!(builtin, touchpoint::domain::features::features(&state, &journey, d.record.at).to_vec());
+        nonzero.extend(defs.iter().zip(&server).filter(|(_, v)| **v != 0.0).map(|(f, _)| f.name.clone()));
+    }
+    // Not vacuous: every feature took a value other than 0 for some user.
+    assert_eq!(nonzero.len(), 8, "{nonzero:?}");
+
+    // The trainer's tables carry the configured features as columns, named as the server
+    // names them, so its models bind on the server; without the config they would not.
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("ev.jsonl");
+    let config = dir.path().join("t.toml");
+    std::fs::write(&config, &src).unwrap();
+    let (ok, text) = train(&["export", "--redis-url", &redis.url(), "--out", events.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let model = dir.path().join("purchase.json");
+    let cutoff = chrono::DateTime::from_timestamp_millis(now - 10 * MS_PER_DAY).unwrap().to_rfc3339();
+    let (ok, text) = train(&[
+        "fit-journey",
+        "--events",
+        events.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--target",
+        "purchase",
+        "--cutoff",
+        &cutoff,
+        "--horizon",
+        "7",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let artifact: touchpoint::domain::model::ModelArtifact =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert!(artifact.feature_names.iter().any(|n| n == "views_7d") && artifact.feature_names.len() == 23);
+    let (ok, text) = train(&["publish", "--redis-url", &redis.url(), model.to_str().unwrap()]);
+    assert!(!ok && text.contains("views_7d"), "refused without the config's features: {text}");
+    let (ok, text) =
+        train(&["publish", "--redis-url", &redis.url(), model.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    assert!(ok, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_gate_and_hot_pickup_by_a_running_server() {
     let dir = tempfile::tempdir().unwrap();

@@ -180,8 +180,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
     let (q, now, journey) = (input.query, input.now, &policy.journey);
     let x = features(input.state, journey, now);
     let extra = configured(&policy.features, input.state, &q.context, journey, now);
-    let default_scores =
-        scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x, &extra);
+    let default_scores = scope::scores_of(policy.models.churn.as_ref(), policy.models.purchase.as_ref(), &x, &extra);
     let vars = scope::scope_vars(policy, input.state, &q.context, scope::score_value(&default_scores, None), now);
     let stage = journey.stage_of(input.state).to_string();
     rules::with_scope(vars, |base| {
@@ -189,7 +188,8 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
         let assignments = assign_all(policy, &q.user_id, Some(&q.channel), base, now);
         let plan = plan(policy, assignments.into_iter().filter(|a| a.variant.is_some()).collect());
         let (churn, purchase) = plan.models(policy);
-        let scores = if plan.models_changed() { scope::scores_of(churn, purchase, &x, &extra) } else { default_scores.clone() };
+        let scores =
+            if plan.models_changed() { scope::scores_of(churn, purchase, &x, &extra) } else { default_scores.clone() };
         let mut model_versions = policy.models.versions();
         for (name, m) in [("churn", churn), ("purchase", purchase)] {
             if let Some(m) = m {
