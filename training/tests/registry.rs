@@ -204,6 +204,41 @@ stage = "conversion"
     let (ok, text) =
         train(&["publish", "--redis-url", &redis.url(), model.to_str().unwrap(), "--config", config.to_str().unwrap()]);
     assert!(ok, "{text}");
+
+    // A table model whose columns are configured features is servable too (and only with the
+    // config that declares them).
+    let table = dir.path().join("table.csv");
+    let mut csv = String::from("views_7d,age,bought\n");
+    for i in 0..300u32 {
+        let views = i % 10;
+        csv += &format!("{views},{},{}\n", 20 + i % 50, u8::from((i * 7919) % 100 < 10 + 8 * views));
+    }
+    std::fs::write(&table, csv).unwrap();
+    let table_model = dir.path().join("table.json");
+    let (ok, text) = train(&[
+        "fit-table",
+        "--csv",
+        table.to_str().unwrap(),
+        "--label",
+        "bought",
+        "--name",
+        "purchase",
+        "--out",
+        table_model.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let url = redis.url();
+    let publish = |with_config: bool| {
+        let mut args = vec!["publish", "--redis-url", &url, table_model.to_str().unwrap(), "--force"];
+        if with_config {
+            args.extend(["--config", config.to_str().unwrap()]);
+        }
+        train(&args)
+    };
+    let (ok, text) = publish(false);
+    assert!(!ok && text.contains("views_7d"), "{text}");
+    let (ok, text) = publish(true);
+    assert!(ok, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
