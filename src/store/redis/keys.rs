@@ -4,7 +4,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `tp:{u}:p` | hash | `v` version, `stage`, `since`, aggregates (`fs` `ls` `lp` `mon` `pc`, `c:<event type>` counts), `a:<name>` attributes as JSON |
+//! | `tp:{u}:p` | hash | `v` version, `stage`, `since`, aggregates (`fs` `ls` `lp` `mon` `pc`, `c:<event type>` counts, `d:<event type>` day buckets `day:count:value,...` and `t:<event type>` latest time for configured features), `a:<name>` attributes as JSON |
 //! | `tp:{u}:j` | list | stage transitions, JSON, oldest first |
 //! | `tp:{u}:e` | sorted set | event ids already applied, scored by store time (de-duplication) |
 //! | `tp:{u}:r` | sorted set | recent decisions (links outcomes to decisions): every score 0, members `decision-id|,offer,offer,|~stage~channel~segments|outcomes` in id (= time) order |
