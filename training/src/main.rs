@@ -133,6 +133,9 @@ enum Command {
         store: Store,
         #[arg(long)]
         out: PathBuf,
+        /// Also the journey log archived here (`touchpoint archive`), first; each event once.
+        #[arg(long)]
+        archive: Option<PathBuf>,
     },
     /// Fit a churn or purchase model on a journey log, with a time-based holdout.
     FitJourney {
@@ -981,21 +984,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("ground truth written to {}", t.display());
             }
         }
-        Command::Export { store, out } => {
-            let s = open_store(&store).await?;
+        Command::Export { store, out, archive } => {
             let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
             let mut err = None;
-            let n = s
-                .export_journey_log(&mut |e| {
-                    if err.is_none()
-                        && let Err(e) = serde_json::to_writer(&mut w, &e)
-                            .map_err(anyhow::Error::from)
-                            .and_then(|()| Ok(w.write_all(b"\n")?))
-                    {
-                        err = Some(e);
-                    }
-                })
-                .await?;
+            let mut seen = std::collections::HashSet::new();
+            let mut n = 0u64;
+            let mut write = |e: touchpoint::domain::event::Event| {
+                // An event archived but not yet trimmed is in both: written once.
+                if archive.is_some() && !seen.insert((e.user_id.clone(), e.event_id.clone())) {
+                    return;
+                }
+                n += 1;
+                if err.is_none()
+                    && let Err(e) = serde_json::to_writer(&mut w, &e)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| Ok(w.write_all(b"\n")?))
+                {
+                    err = Some(e);
+                }
+            };
+            let cfg = redis_config(&store);
+            if let Some(dir) = &archive {
+                let retention = touchpoint::store::Retention::from_config(&cfg);
+                let s = touchpoint::store::redis::RedisStore::connect(&cfg, retention).await?;
+                let archived = touchpoint::archive::read(dir, "journey")?;
+                s.open_archived_events(&archived).await?.into_iter().for_each(&mut write);
+            }
+            touchpoint::store::open(&cfg).await?.export_journey_log(&mut write).await?;
             if let Some(e) = err {
                 return Err(e);
             }
