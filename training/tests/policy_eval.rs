@@ -40,19 +40,50 @@ fn config_text(redis: &str, decisions: &str) -> String {
 async fn decide_all(engine: &Engine, users: &[SimUser]) -> Vec<(usize, String)> {
     let mut shown = Vec::new();
     for (i, u) in users.iter().enumerate() {
-        let q = DecisionQuery {
-            user_id: u.user_id.clone(),
-            channel: "web".into(),
-            placement: String::new(),
-            context: BTreeMap::new(),
-            limit: 1,
-            explain: false,
-        };
-        let d = engine.decide(q, None).await.unwrap();
+        let d = engine.decide(web_query(u), None).await.unwrap();
         assert!(d.degraded_reason.is_none());
         shown.push((i, d.offers[0].offer_id.clone()));
     }
     shown
+}
+
+/// A web decision for one offer.
+fn web_query(u: &SimUser) -> DecisionQuery {
+    DecisionQuery {
+        user_id: u.user_id.clone(),
+        channel: "web".into(),
+        placement: String::new(),
+        context: BTreeMap::new(),
+        limit: 1,
+        explain: false,
+    }
+}
+
+/// The users' events recorded, then one logged web decision each, clicked with the
+/// simulator's true probability (seeded); returns the clicks.
+async fn log_with_clicks(engine: &Engine, sim: &touchpoint::sim::Simulation, seed: u64) -> usize {
+    for chunk in sim.events.chunks(500) {
+        engine.record_events(chunk.to_vec()).await.unwrap();
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut clicks = 0;
+    for u in &sim.users {
+        let d = engine.decide(web_query(u), None).await.unwrap();
+        let offer = d.offers[0].offer_id.clone();
+        if rng.gen_bool(click_probability(u, &offer)) {
+            clicks += 1;
+            let click = OutcomeRecord {
+                decision_id: d.record.decision_id.clone(),
+                user_id: u.user_id.clone(),
+                offer_id: offer,
+                outcome: OutcomeKind::Click,
+                value: 0.0,
+                at: touchpoint::engine::now_ms(),
+            };
+            engine.record_outcome(click).await.unwrap();
+        }
+    }
+    clicks
 }
 
 #[tokio::test]
@@ -69,35 +100,7 @@ async fn evaluate_estimates_cover_the_candidates_on_policy_values() {
     std::fs::write(&logging_path, &logging).unwrap();
     let cfg = Config::from_toml(&logging, "logging.toml", std::iter::empty()).unwrap();
     let engine = Engine::new(store.clone(), cfg, None, vec![]).with_exploration_seed(1);
-    for chunk in sim.events.chunks(500) {
-        engine.record_events(chunk.to_vec()).await.unwrap();
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut logged_clicks = 0;
-    for u in &sim.users {
-        let q = DecisionQuery {
-            user_id: u.user_id.clone(),
-            channel: "web".into(),
-            placement: String::new(),
-            context: BTreeMap::new(),
-            limit: 1,
-            explain: false,
-        };
-        let d = engine.decide(q, None).await.unwrap();
-        let offer = d.offers[0].offer_id.clone();
-        if rng.gen_bool(click_probability(u, &offer)) {
-            logged_clicks += 1;
-            let click = OutcomeRecord {
-                decision_id: d.record.decision_id.clone(),
-                user_id: u.user_id.clone(),
-                offer_id: offer,
-                outcome: OutcomeKind::Click,
-                value: 0.0,
-                at: touchpoint::engine::now_ms(),
-            };
-            engine.record_outcome(click).await.unwrap();
-        }
-    }
+    let logged_clicks = log_with_clicks(&engine, &sim, 5).await;
     assert!(logged_clicks > 50, "{logged_clicks}");
 
     // Candidates: greedy by priority (always o1), greedy reversed (always o4), softmax.
@@ -200,33 +203,7 @@ async fn learned_response_models_rank_offers_better_than_static_priorities() {
     let logging = text("[decisions.exploration]\npolicy = \"epsilon_greedy\"\nepsilon = 0.6", "");
     let cfg = Config::from_toml(&logging, "logging.toml", std::iter::empty()).unwrap();
     let engine = Engine::new(store.clone(), cfg, None, vec![]).with_exploration_seed(3);
-    for chunk in sim.events.chunks(500) {
-        engine.record_events(chunk.to_vec()).await.unwrap();
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    for u in &sim.users {
-        let q = DecisionQuery {
-            user_id: u.user_id.clone(),
-            channel: "web".into(),
-            placement: String::new(),
-            context: BTreeMap::new(),
-            limit: 1,
-            explain: false,
-        };
-        let d = engine.decide(q, None).await.unwrap();
-        let offer = d.offers[0].offer_id.clone();
-        if rng.gen_bool(click_probability(u, &offer)) {
-            let click = OutcomeRecord {
-                decision_id: d.record.decision_id.clone(),
-                user_id: u.user_id.clone(),
-                offer_id: offer,
-                outcome: OutcomeKind::Click,
-                value: 0.0,
-                at: touchpoint::engine::now_ms(),
-            };
-            engine.record_outcome(click).await.unwrap();
-        }
-    }
+    log_with_clicks(&engine, &sim, 9).await;
     let models = dir.path().join("models");
     let out = Command::new(env!("CARGO_BIN_EXE_touchpoint-train"))
         .args(["fit-responses", "--redis-url", &redis.url(), "--out-dir", models.to_str().unwrap()])
