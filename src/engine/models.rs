@@ -33,7 +33,14 @@ impl Engine {
         if updates.is_empty() {
             return Ok(vec![]);
         }
+        let mut applied = false;
         self.snapshot.rcu(|old| {
+            // A reload that changed the configured features while the registry was read:
+            // these models were bound against the old names; the next poll binds them anew.
+            applied = old.config.policy.features == snap.config.policy.features;
+            if !applied {
+                return Snapshot { config: old.config.clone(), loaded_at: old.loaded_at };
+            }
             let mut policy = (*old.config.policy).clone();
             for (name, model) in &updates {
                 policy.models.set(name, model.clone());
@@ -41,6 +48,9 @@ impl Engine {
             let config = Config { policy: Arc::new(policy), ..old.config.clone() };
             Snapshot { config, loaded_at: old.loaded_at }
         });
+        if !applied {
+            return Ok(vec![]);
+        }
         let names: Vec<String> = updates
             .into_iter()
             .map(|(n, m)| {

@@ -713,7 +713,7 @@ fn holdout_auc(
     events: &Path,
     reference: &ModelArtifact,
     model: &ModelArtifact,
-    defs: &[touchpoint::domain::features::FeatureDef],
+    (journey, defs): (&JourneyDef, &[touchpoint::domain::features::FeatureDef]),
 ) -> anyhow::Result<f64> {
     let target = match reference.params.get("target").and_then(|v| v.as_str()) {
         Some("churn") => Target::Churn,
@@ -724,8 +724,7 @@ fn holdout_auc(
     let horizon = reference.params.get("horizon_days").and_then(|v| v.as_i64()).context("no horizon_days in params")?;
     let mut bad = BadRows::new(usize::MAX);
     let log = read_events(events, &mut bad)?;
-    let journey = JourneyDef::default_journey();
-    let ex = build(&log, &journey, defs, target, cutoff, horizon * MS_PER_DAY);
+    let ex = build(&log, journey, defs, target, cutoff, horizon * MS_PER_DAY);
     let names = touchpoint::domain::features::all_names(defs);
     let bound = BoundModel::bind_with(model.clone(), &names).map_err(anyhow::Error::msg)?;
     let p: Vec<f64> =
@@ -763,6 +762,7 @@ async fn logged_for(
             config.display()
         );
     }
+    let cfg = with_registry_models(cfg).await?;
     let entries = decision_entries(&cfg.file.redis, archive).await?;
     let log = touchpoint_train::decisions::Log::read(entries);
     let logged = touchpoint_train::policy_eval::logged_decisions(&log, window_ms, reward);
@@ -770,6 +770,18 @@ async fn logged_for(
         bail!("{}: the decision log has no decision that showed an offer", config.display());
     }
     Ok((cfg, logged))
+}
+
+/// A config with the models its servers follow in the registry (`models.registry`) swapped in,
+/// exactly as a server does (`Engine::refresh_models`): what the servers actually serve.
+async fn with_registry_models(cfg: touchpoint::config::Config) -> anyhow::Result<touchpoint::config::Config> {
+    if cfg.file.models.registry.is_empty() {
+        return Ok(cfg);
+    }
+    let store = touchpoint::store::open(&cfg.file.redis).await?;
+    let engine = touchpoint::engine::Engine::new(store, cfg, None, vec![]);
+    engine.refresh_models().await?;
+    Ok(engine.snapshot().config.clone())
 }
 
 /// The running policy with a model artifact in its slot (`churn`, `purchase`,
@@ -822,7 +834,7 @@ async fn evaluate_policies(
         evaluate_policy(&logged, &cfg.policy).map_err(anyhow::Error::msg)?,
     )];
     for c in candidates {
-        let p = touchpoint::config::Config::load(c, std::env::vars())?.policy;
+        let p = with_registry_models(touchpoint::config::Config::load(c, std::env::vars())?).await?.policy;
         results.push((c.display().to_string(), evaluate_policy(&logged, &p).map_err(anyhow::Error::msg)?));
     }
     for m in models {
@@ -850,7 +862,7 @@ async fn publish(
     store: &Store,
     path: &Path,
     events: Option<&Path>,
-    defs: &[touchpoint::domain::features::FeatureDef],
+    (journey, defs): (&JourneyDef, &[touchpoint::domain::features::FeatureDef]),
     gate: Option<&GateArgs>,
     force: bool,
 ) -> anyhow::Result<()> {
@@ -872,8 +884,8 @@ async fn publish(
         let cur: ModelArtifact = serde_json::from_str(&cur_json)?;
         let (new_auc, cur_auc, how) = match events {
             Some(ev) => (
-                holdout_auc(ev, &new, &new, defs)?,
-                holdout_auc(ev, &new, &cur, defs)?,
+                holdout_auc(ev, &new, &new, (journey, defs))?,
+                holdout_auc(ev, &new, &cur, (journey, defs))?,
                 format!("both evaluated on the new model's holdout from {}", ev.display()),
             ),
             None => {
@@ -1099,9 +1111,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gate_window_days,
             force,
         } => {
-            let defs = match config.as_ref().or(gate_config.as_ref()) {
-                Some(path) => touchpoint::config::Config::load(path, std::env::vars())?.policy.features.clone(),
-                None => Vec::new(),
+            let (journey, defs) = match config.as_ref().or(gate_config.as_ref()) {
+                Some(path) => {
+                    let c = touchpoint::config::Config::load(path, std::env::vars())?;
+                    (c.policy.journey.clone(), c.policy.features.clone())
+                }
+                None => (JourneyDef::default_journey(), Vec::new()),
             };
             let gate = gate_config.map(|config| GateArgs {
                 config,
@@ -1109,7 +1124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 margin: gate_margin,
                 window_ms: (gate_window_days * MS_PER_DAY as f64) as i64,
             });
-            publish(&store, &model, events.as_deref(), &defs, gate.as_ref(), force).await?
+            publish(&store, &model, events.as_deref(), (&journey, &defs), gate.as_ref(), force).await?
         }
         Command::Rollback { store, name } => {
             let s = open_store(&store).await?;

@@ -41,10 +41,10 @@ pub struct Rows {
     pub skipped: usize,
 }
 
-/// The features the log's first decision carries: the built-in ones in vector order, then
-/// the others (configured) by name.
+/// The features the log's newest decision carries (what the servers compute now): the
+/// built-in ones in vector order, then the others (configured) by name.
 fn logged_names(log: &Log) -> Vec<String> {
-    let Some(d) = log.decisions.iter().find(|d| !d.degraded) else { return Vec::new() };
+    let Some(d) = log.decisions.iter().filter(|d| !d.degraded).max_by_key(|d| d.at) else { return Vec::new() };
     let mut names: Vec<String> = FEATURE_NAMES.iter().map(|n| n.to_string()).collect();
     names.extend(d.features.keys().filter(|k| !FEATURE_NAMES.contains(&k.as_str())).cloned());
     names
