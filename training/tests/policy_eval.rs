@@ -155,6 +155,25 @@ async fn evaluate_estimates_cover_the_candidates_on_policy_values() {
     let (ok, text) = run("1");
     assert!(ok && text.contains("gate (") && text.contains("is now current"), "{text}");
     assert!(store.current_model("purchase").await.unwrap().is_some());
+    // A config that follows the registry is evaluated with the model its servers would load:
+    // the same estimates as a config naming that model's file.
+    let with = |name: &str, models: String| {
+        let path = dir.path().join(name);
+        let src = format!("{logging}\n[models]\n{models}\n");
+        std::fs::write(&path, src).unwrap();
+        path.display().to_string()
+    };
+    let registry = with("registry.toml", "registry = [\"purchase\"]".into());
+    let file = with("file.toml", format!("purchase = {:?}", model.display().to_string()));
+    let out = Command::new(env!("CARGO_BIN_EXE_touchpoint-train"))
+        .args(["evaluate", "--config", logging_path.to_str().unwrap(), "--json", "--candidate", &registry])
+        .args(["--candidate", &file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let both: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(both[1]["evaluation"], both[2]["evaluation"]);
+    assert_ne!(both[0]["evaluation"], both[1]["evaluation"], "the model changes the policy");
 
     // On-policy: each candidate decides for the same users; its true value is the mean true
     // click probability of what it showed.
