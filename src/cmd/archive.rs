@@ -91,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     loop {
         let mut written = 0;
-        for (log, stream) in store.log_streams() {
+        for (log, stream) in store.existing_log_streams().await? {
             written += archive_shard(&store, &args.out, log, &stream, args.batch.max(1)).await?;
         }
         if args.once {

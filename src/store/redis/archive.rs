@@ -20,6 +20,28 @@ impl RedisStore {
         journey.chain(self.keys.decision_log_shards().into_iter().map(|(s, _)| ("decision", s))).collect()
     }
 
+    /// The log shards that exist now (on a cluster most of the 16,384 slots of each log are
+    /// empty): asked many at once, as the exports do.
+    pub async fn existing_log_streams(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        use futures::StreamExt;
+        let mut checks = futures::stream::iter(self.log_streams())
+            .map(|(log, stream)| async move {
+                let exists: Result<i64, StoreError> = self
+                    .run(|mut c| {
+                        let cmd = redis::cmd("EXISTS").arg(&stream).clone();
+                        async move { cmd.query_async(&mut c).await }
+                    })
+                    .await;
+                exists.map(|n| (n > 0).then_some((log, stream)))
+            })
+            .buffered(super::export::SHARDS_IN_FLIGHT);
+        let mut out = Vec::new();
+        while let Some(found) = checks.next().await {
+            out.extend(found?);
+        }
+        Ok(out)
+    }
+
     /// Up to `count` entries of a shard for the archiver: first those delivered before and
     /// never acknowledged (an archiver that stopped between reading and acknowledging), then
     /// new ones. Creates the group at the stream's start on first use; a shard with no stream
