@@ -103,6 +103,15 @@ pub fn offer(offer: &str, stage: &str, channel: &str, metric: &str) -> String {
     format!("o|{offer}|{stage}|{channel}|{metric}")
 }
 
+/// The parts of an [`offer`] counter name: (offer, stage, channel, metric).
+pub fn parse_offer(field: &str) -> Option<(&str, &str, &str, &str)> {
+    let mut parts = field.strip_prefix("o|")?.split('|');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(offer), Some(stage), Some(channel), Some(metric), None) => Some((offer, stage, channel, metric)),
+        _ => None,
+    }
+}
+
 /// `g|segment|offer|stage|metric`; outcome.lua builds the same names for outcomes.
 pub fn segment_offer(segment: &str, offer: &str, stage: &str, metric: &str) -> String {
     format!("g|{segment}|{offer}|{stage}|{metric}")

@@ -22,7 +22,7 @@
 //!
 //! Estimates are memoised per snapshot by the posteriors of the offers in play, so a server
 //! pays for the draws once per snapshot and candidate set, not per decision.
-use super::funnel::DECISION;
+use super::funnel::{DECISION, parse_offer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution};
@@ -44,7 +44,8 @@ pub type Posterior = (f64, f64);
 /// The posteriors of one snapshot, with the memo of win probabilities.
 #[derive(Debug, Default)]
 pub struct Posteriors {
-    by_stage_offer: HashMap<(String, String), Posterior>,
+    /// stage -> offer -> posterior (nested, so a lookup borrows its keys).
+    by_stage_offer: HashMap<String, HashMap<String, Posterior>>,
     prior: Posterior,
     memo: Mutex<HashMap<Vec<u64>, Arc<[f64]>>>,
 }
@@ -58,25 +59,20 @@ impl Posteriors {
     /// From summed analytics counters: trials = `decision`, successes = `reward` (an outcome
     /// kind's name), per (offer, stage), over every channel.
     pub fn from_counters(counters: &BTreeMap<String, f64>, reward: &str, prior: Posterior) -> Self {
-        let mut tally: HashMap<(String, String), (f64, f64)> = HashMap::new();
+        let mut by_stage_offer: HashMap<String, HashMap<String, Posterior>> = HashMap::new();
+        // (trials, successes) first, turned into posteriors below.
         for (field, v) in counters {
-            let mut parts = field.split('|');
-            let (Some("o"), Some(offer), Some(stage), Some(_channel), Some(metric), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let t = tally.entry((stage.to_string(), offer.to_string())).or_default();
+            let Some((offer, stage, _channel, metric)) = parse_offer(field) else { continue };
+            let t = by_stage_offer.entry(stage.to_string()).or_default().entry(offer.to_string()).or_default();
             if metric == DECISION {
                 t.0 += v;
             } else if metric == reward {
                 t.1 += v;
             }
         }
-        let by_stage_offer = tally
-            .into_iter()
-            .map(|(k, (trials, successes))| (k, (prior.0 + successes, prior.1 + (trials - successes).max(0.0))))
-            .collect();
+        for (trials, successes) in by_stage_offer.values_mut().flat_map(|o| o.values_mut()) {
+            (*trials, *successes) = (prior.0 + *successes, prior.1 + (*trials - *successes).max(0.0));
+        }
         Self { by_stage_offer, prior, memo: Mutex::default() }
     }
 
@@ -85,28 +81,26 @@ impl Posteriors {
         stage: &str,
         candidates: impl Iterator<Item = (&'a str, &'a BTreeMap<String, f64>)>,
     ) -> Self {
-        let by_stage_offer = candidates
-            .filter_map(|(offer, scores)| {
-                Some(((stage.to_string(), offer.to_string()), (*scores.get(ALPHA)?, *scores.get(BETA)?)))
-            })
+        let offers = candidates
+            .filter_map(|(offer, scores)| Some((offer.to_string(), (*scores.get(ALPHA)?, *scores.get(BETA)?))))
             .collect();
+        let by_stage_offer = HashMap::from([(stage.to_string(), offers)]);
         Self { by_stage_offer, prior: (1.0, 1.0), memo: Mutex::default() }
     }
 
     /// The posterior of `offer` in `stage` (the prior when nothing was counted).
     pub fn get(&self, stage: &str, offer: &str) -> Posterior {
-        // Keyed by owned strings; a decision looks up a handful of offers.
-        self.by_stage_offer.get(&(stage.to_string(), offer.to_string())).copied().unwrap_or(self.prior)
+        self.by_stage_offer.get(stage).and_then(|o| o.get(offer)).copied().unwrap_or(self.prior)
     }
 
     /// (offer, stage) pairs with counts.
     pub fn len(&self) -> usize {
-        self.by_stage_offer.len()
+        self.by_stage_offer.values().map(HashMap::len).sum()
     }
 
     /// No (offer, stage) pair has counts.
     pub fn is_empty(&self) -> bool {
-        self.by_stage_offer.is_empty()
+        self.len() == 0
     }
 
     /// [`win_probabilities`], memoised.

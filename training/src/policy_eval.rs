@@ -35,6 +35,21 @@ pub enum Reward {
     Value,
 }
 
+impl Reward {
+    /// The outcome flag a yes/no reward reads (its position in `decisions::OUTCOMES`); None
+    /// for `Value`.
+    pub fn outcome(self) -> Option<usize> {
+        use touchpoint::domain::outcome::OutcomeKind;
+        let kind = match self {
+            Reward::Click => OutcomeKind::Click,
+            Reward::Accept => OutcomeKind::Accept,
+            Reward::Conversion => OutcomeKind::Conversion,
+            Reward::Value => return None,
+        };
+        crate::decisions::OUTCOMES.iter().position(|k| *k == kind)
+    }
+}
+
 /// A logged decision with the reward of its first offer.
 #[derive(Debug, Clone)]
 pub struct LoggedDecision {
@@ -50,12 +65,9 @@ pub fn logged_decisions(log: &Log, window_ms: Millis, reward: Reward) -> Vec<Log
         .filter(|d| !d.chosen.is_empty() && !d.degraded)
         .map(|d| {
             let (flags, value) = log.outcomes_of(d, &d.chosen[0].offer_id, window_ms);
-            let flag = |k: usize| if flags[k] { 1.0 } else { 0.0 };
-            let reward = match reward {
-                Reward::Click => flag(1),
-                Reward::Accept => flag(2),
-                Reward::Conversion => flag(4),
-                Reward::Value => value,
+            let reward = match reward.outcome() {
+                Some(k) => f64::from(u8::from(flags[k])),
+                None => value,
             };
             LoggedDecision { record: d.clone(), reward }
         })

@@ -52,12 +52,7 @@ fn logged_names(log: &Log) -> Vec<String> {
 
 /// The rows of every offer shown in the log, labelled by `reward` within `window_ms`.
 pub fn rows(log: &Log, window_ms: Millis, reward: Reward) -> Result<Rows, String> {
-    let k = match reward {
-        Reward::Click => 1,
-        Reward::Accept => 2,
-        Reward::Conversion => 4,
-        Reward::Value => return Err("a response model needs a yes/no outcome: click, accept or conversion".into()),
-    };
+    let k = reward.outcome().ok_or("a response model needs a yes/no outcome: click, accept or conversion")?;
     let mut out = Rows { names: logged_names(log), ..Rows::default() };
     for d in log.decisions.iter().filter(|d| !d.degraded) {
         let Some(x) = out.names.iter().map(|n| d.features.get(n).copied()).collect::<Option<Vec<f64>>>() else {

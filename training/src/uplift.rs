@@ -15,7 +15,7 @@
 //! The learned policies are compared with the best single arm by a paired IPS difference on the
 //! same evaluation rows (the estimates share rows, so their CIs alone would overstate the
 //! uncertainty of the difference).
-use crate::irls::{Irls, IrlsFit};
+use crate::irls::Irls;
 use crate::ope::{Estimate, Logged, evaluate};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -99,8 +99,8 @@ pub fn split(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
 /// One arm's response model: P(conversion | x) and the mean spend of a converter.
 #[derive(Debug, Clone)]
 pub struct ArmModel {
-    fit: IrlsFit,
-    scaling: touchpoint::domain::model::Scaling,
+    /// The conversion model, as an artifact (scored like any served model).
+    model: touchpoint::domain::model::ModelArtifact,
     /// Mean spend of the arm's converters in the training half.
     pub spend_per_conversion: f64,
     /// Training rows of the arm.
@@ -110,12 +110,7 @@ pub struct ArmModel {
 impl ArmModel {
     /// Predicted conversion probability.
     pub fn conversion(&self, x: &[f64]) -> f64 {
-        let z: f64 = self.fit.intercept
-            + x.iter()
-                .enumerate()
-                .map(|(j, v)| self.fit.coefficients[j] * (v - self.scaling.mean[j]) / self.scaling.std[j])
-                .sum::<f64>();
-        1.0 / (1.0 + (-z).exp())
+        self.model.score_row(x)
     }
 
     /// Predicted spend: P(conversion) × spend per converter.
@@ -135,9 +130,18 @@ pub fn fit(rows: &[&Customer]) -> anyhow::Result<Vec<ArmModel>> {
             anyhow::ensure!(!converters.is_empty(), "{}: no conversions in the training half", ARMS[arm]);
             let fitted = crate::train::fit(&mut x, &y, &Irls::default())
                 .map_err(|e| anyhow::anyhow!("{}: conversion model: {e:#}", ARMS[arm]))?;
+            let info = crate::train::ArtifactInfo {
+                name: "hillstrom-conversion",
+                target: format!("conversion in the {} arm", ARMS[arm]),
+                training_window: String::new(),
+                data_fingerprint: String::new(),
+                feature_names: FEATURES.iter().map(|f| f.to_string()).collect(),
+                encodings: Default::default(),
+                params: Default::default(),
+                metrics: vec![],
+            };
             Ok(ArmModel {
-                fit: fitted.fit,
-                scaling: fitted.scaling,
+                model: crate::train::artifact(info, &fitted),
                 spend_per_conversion: converters.iter().sum::<f64>() / converters.len() as f64,
                 n: mine.len(),
             })

@@ -130,13 +130,7 @@ impl Decided {
         let kept: Vec<&Candidate> =
             self.candidates.iter().filter(|c| matches!(c.dropped, None | Some(DropReason::BelowLimit))).collect();
         let scores: Vec<f64> = kept.iter().map(|c| c.score).collect();
-        let params: Vec<Posterior> = kept
-            .iter()
-            .map(|c| {
-                let get = |name: &str| c.scores.get(name).copied().unwrap_or(1.0);
-                (get(thompson::ALPHA), get(thompson::BETA))
-            })
-            .collect();
+        let params = logged_posteriors(kept.iter().copied());
         let memo = Posteriors::default();
         let arms = ThompsonArms { params: &params, posteriors: &memo };
         let p = crate::domain::arbitration::pick_probabilities(&scores, Some(arms), self.exploration);
@@ -264,7 +258,7 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             lapsed: journey.is_lapsed(input.state, now),
             segments,
             features: x,
-            extra_features: extra.clone(),
+            extra_features: extra,
             scores,
             candidates,
             chosen,
@@ -274,6 +268,12 @@ pub fn decide(policy: &Policy, input: &DecisionInputs) -> Decided {
             exploration,
         }
     })
+}
+
+/// The Thompson posteriors the candidates carry in their scores (Beta(1, 1) where absent).
+fn logged_posteriors<'a>(candidates: impl Iterator<Item = &'a Candidate>) -> Vec<Posterior> {
+    let get = |c: &Candidate, name: &str| c.scores.get(name).copied().unwrap_or(1.0);
+    candidates.map(|c| (get(c, thompson::ALPHA), get(c, thompson::BETA))).collect()
 }
 
 /// Sorts kept candidates first, best first (ties break on offer id), picks up to `limit`
@@ -295,10 +295,7 @@ fn rank_and_pick(
     let kept = candidates.iter().take_while(|c| c.dropped.is_none()).count();
     let scores: Vec<f64> = candidates[..kept].iter().map(|c| c.score).collect();
     let params: Vec<Posterior> = match exploration {
-        Exploration::Thompson { .. } => {
-            let score = |c: &Candidate, name: &str| c.scores.get(name).copied().unwrap_or(1.0);
-            candidates[..kept].iter().map(|c| (score(c, thompson::ALPHA), score(c, thompson::BETA))).collect()
-        }
+        Exploration::Thompson { .. } => logged_posteriors(candidates[..kept].iter()),
         _ => Vec::new(),
     };
     let arms = ThompsonArms { params: &params, posteriors };

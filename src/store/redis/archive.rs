@@ -44,18 +44,9 @@ impl RedisStore {
 
     /// Up to `count` entries of a shard for the archiver: first those delivered before and
     /// never acknowledged (an archiver that stopped between reading and acknowledging), then
-    /// new ones. Creates the group at the stream's start on first use; a shard with no stream
-    /// gives nothing.
+    /// new ones. Creates the group at the stream's start on first use (never the stream: a
+    /// shard with no stream gives nothing).
     pub async fn archive_read(&self, stream: &str, count: usize) -> Result<StreamPage, StoreError> {
-        let exists: i64 = self
-            .run(|mut c| {
-                let cmd = redis::cmd("EXISTS").arg(stream).clone();
-                async move { cmd.query_async(&mut c).await }
-            })
-            .await?;
-        if exists == 0 {
-            return Ok(Vec::new());
-        }
         let created = self
             .run(|mut c| {
                 let cmd = redis::cmd("XGROUP").arg("CREATE").arg(stream).arg(GROUP).arg("0").clone();
@@ -64,6 +55,7 @@ impl RedisStore {
             .await;
         match created {
             Err(StoreError::Internal(e)) if e.contains("BUSYGROUP") => {}
+            Err(StoreError::Internal(e)) if e.contains("requires the key to exist") => return Ok(Vec::new()),
             other => other?,
         }
         for start in ["0", ">"] {
