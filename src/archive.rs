@@ -154,7 +154,11 @@ pub fn write_batch(dir: &Path, log: &str, stream: &str, entries: &[ArchivedEntry
             let kind = field(&e.fields, "kind");
             if kind.is_empty() { b"event".to_vec() } else { kind.to_vec() }
         }),
-        text(&|e| field(&e.fields, "kid").to_vec()),
+        // Hex text, as the keyring names it (decision entries store it as 16 raw bytes).
+        text(&|e| match field(&e.fields, "kid") {
+            raw if raw.len() == 16 => hex::encode(raw).into_bytes(),
+            kid => kid.to_vec(),
+        }),
         text(&|e| encode_fields(&e.fields)),
     ];
     let ms: Vec<i64> = entries.iter().map(|e| parse_id(&e.id).map_or(0, |(ms, _)| ms as i64)).collect();

@@ -446,6 +446,34 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     let (code, out) = replay(&changed);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("differs:") && out.contains("candidate"), "{out}");
+
+    // Issue 9: what repeats across decisions (config and model versions, stage, channel, offer
+    // ids, feature names) is one dictionary per log shard; more decisions in the same stage and
+    // channel add none, and each log entry stays small.
+    for user in ["rosa", "rick"] {
+        let evs = vec![ev(user, &format!("{user}1"), "product_view", 1, 0.0)];
+        d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
+        d.decide(decide(user, "web", 3)).await.unwrap();
+    }
+    let mut c = redis.conn();
+    let dicts: usize = redis::cmd("HLEN").arg("tp:ldict").query(&mut c).unwrap();
+    assert_eq!(dicts, 1);
+    type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+    let entries: Entries = redis::cmd("XRANGE").arg("tp:dlog").arg("-").arg("+").query(&mut c).unwrap();
+    assert_eq!(entries.len(), 3);
+    for (_, fields) in &entries {
+        let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(bytes < 400, "{bytes} B: {fields:?}");
+    }
+    // A record whose dictionary is gone cannot be read: replay says so rather than guessing.
+    redis::cmd("DEL").arg("tp:ldict").exec(&mut c).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(["replay", &r.decision_id, "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("dictionary") && err.contains("not stored"), "{err}");
 }
 
 /// Issue 10, part 5: Thompson sampling end to end. The posteriors are the analytics counters

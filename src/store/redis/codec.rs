@@ -163,8 +163,41 @@ pub fn decode_sealed_event(fields: &EntryFields, keys: &Keyring) -> Result<Optio
     }
 }
 
-/// Keys of the users whose entries a page holds, by key id (erased ones are absent).
-pub type Keyring = std::collections::HashMap<String, super::seal::UserKey>;
+/// An entry's key id: hex text, or 16 raw bytes (decision entries since the record
+/// dictionaries), given as hex.
+fn kid_of(fields: &EntryFields) -> String {
+    match fields.iter().find(|(k, _)| k == "kid") {
+        Some((_, v)) if v.len() == 16 => hex::encode(v),
+        _ => text(fields, "kid").to_string(),
+    }
+}
+
+/// A decision id as the log entry's `id` stores it: the UUID's 16 bytes (its text when it is
+/// not a UUID).
+pub fn raw_id(id: &str) -> Vec<u8> {
+    uuid::Uuid::parse_str(id).map_or_else(|_| id.as_bytes().to_vec(), |u| u.as_bytes().to_vec())
+}
+
+/// A decision-log entry's decision id: text, or a UUID's 16 raw bytes (`raw_id`).
+fn decision_id_of(fields: &EntryFields) -> String {
+    match fields.iter().find(|(k, _)| k == "id") {
+        Some((_, v)) if v.len() == 16 => uuid::Uuid::from_slice(v).map(|u| u.to_string()).unwrap_or_default(),
+        _ => text(fields, "id").to_string(),
+    }
+}
+
+/// What opens a page of log entries: the keys of the users whose entries it holds, by key id
+/// (erased ones are absent), and for a decision-log page the shard's record dictionaries.
+#[derive(Default)]
+pub struct Keyring {
+    pub keys: std::collections::HashMap<String, super::seal::UserKey>,
+    pub dicts: super::logrec::Dicts,
+}
+
+/// Whether a page holds decision records that may name a dictionary.
+pub fn names_dicts(page: &StreamPage) -> bool {
+    page.iter().any(|(_, f)| text(f, "kind") == "decision" && f.iter().any(|(k, _)| k == "bin"))
+}
 
 enum Sealed {
     Clear,
@@ -175,11 +208,11 @@ enum Sealed {
 /// Opens an entry sealed with its user's key: raw bytes in `bin` (decision records since
 /// issue 9) or base64 in `enc`.
 fn open_sealed(fields: &EntryFields, keys: &Keyring, what: &str) -> Result<Sealed, StoreError> {
-    let kid = text(fields, "kid");
+    let kid = kid_of(fields);
     if kid.is_empty() {
         return Ok(Sealed::Clear);
     }
-    let Some(key) = keys.get(kid) else { return Ok(Sealed::Erased) };
+    let Some(key) = keys.keys.get(&kid) else { return Ok(Sealed::Erased) };
     let opened = match fields.iter().find(|(k, _)| k == "bin") {
         Some((_, raw)) => key.open_raw(raw),
         None => key.open(text(fields, "enc")),
@@ -189,8 +222,7 @@ fn open_sealed(fields: &EntryFields, keys: &Keyring, what: &str) -> Result<Seale
 
 /// The key ids of a page's entries.
 pub fn key_ids(page: &StreamPage) -> Vec<String> {
-    let mut ids: Vec<String> =
-        page.iter().map(|(_, f)| text(f, "kid")).filter(|k| !k.is_empty()).map(str::to_string).collect();
+    let mut ids: Vec<String> = page.iter().map(|(_, f)| kid_of(f)).filter(|k| !k.is_empty()).collect();
     ids.sort();
     ids.dedup();
     ids
@@ -230,11 +262,12 @@ pub fn encode_decision_offers(rec: &DecisionRecord) -> String {
 pub fn decode_decision_log_entry(fields: &EntryFields, keys: &Keyring) -> Result<DecisionLogEntry, StoreError> {
     let plain = match open_sealed(fields, keys, "decision log")? {
         Sealed::Clear => text(fields, "json").as_bytes().to_vec(),
-        Sealed::Erased => return Ok(DecisionLogEntry::Erased { id: text(fields, "id").to_string() }),
+        Sealed::Erased => return Ok(DecisionLogEntry::Erased { id: decision_id_of(fields) }),
         Sealed::Open(plain) => plain,
     };
     let parsed = match text(fields, "kind") {
-        "decision" => super::logrec::decode(&plain).map(|d| DecisionLogEntry::Decision(Box::new(d))),
+        "decision" => super::logrec::decode(&plain, &decision_id_of(fields), &keys.dicts)
+            .map(|d| DecisionLogEntry::Decision(Box::new(d))),
         _ => serde_json::from_slice(&plain).map(DecisionLogEntry::Outcome).map_err(|e| e.to_string()),
     };
     parsed.map_err(|e| StoreError::Corrupt(format!("decision log entry: {e}")))

@@ -27,24 +27,47 @@ impl RedisStore {
         .await
     }
 
-    /// The keys of a page's entries, from the keyring of the shard's slot (one HMGET).
+    /// What opens a page's entries: its users' keys from the keyring of the shard's slot (an
+    /// HMGET) and, for decision records, the shard's dictionaries (an HGETALL of the hash beside
+    /// the keyring); one round trip.
     pub(super) async fn page_keys(&self, keyring: &str, page: &StreamPage) -> Result<Keyring, StoreError> {
         let ids = codec::key_ids(page);
-        if ids.is_empty() {
-            return Ok(Keyring::new());
+        let dicts = codec::names_dicts(page).then(|| self.keys.log_dicts_beside(keyring));
+        if ids.is_empty() && dicts.is_none() {
+            return Ok(Keyring::default());
         }
-        let found: Vec<Option<String>> = self
+        let (found, dict_fields): (Vec<Option<String>>, super::logrec::DictFields) = self
             .run(|mut c| {
-                let cmd = redis::cmd("HMGET").arg(keyring).arg(&ids).clone();
-                async move { cmd.query_async(&mut c).await }
+                let mut p = redis::pipe();
+                if !ids.is_empty() {
+                    p.cmd("HMGET").arg(keyring).arg(&ids);
+                }
+                if let Some(d) = &dicts {
+                    p.cmd("HGETALL").arg(d);
+                }
+                let want_keys = !ids.is_empty();
+                let want_dicts = dicts.is_some();
+                async move {
+                    let mut v = p.query_async::<Vec<redis::Value>>(&mut c).await?.into_iter();
+                    let found = match want_keys {
+                        false => vec![],
+                        true => redis::from_redis_value(v.next().unwrap_or(redis::Value::Nil))?,
+                    };
+                    let dicts = match want_dicts {
+                        true => redis::from_redis_value(v.next().unwrap_or(redis::Value::Nil))?,
+                        false => vec![],
+                    };
+                    Ok((found, dicts))
+                }
             })
             .await?;
-        let mut keys = Keyring::new();
+        let mut keys =
+            Keyring { dicts: super::logrec::dicts_in(dict_fields).map_err(StoreError::Corrupt)?, ..Default::default() };
         for (kid, hex) in ids.iter().zip(found) {
             if let Some(hex) = hex {
                 let key = UserKey::from_parts(kid, &hex)
                     .ok_or_else(|| StoreError::Corrupt(format!("keyring entry {kid} is not a key")))?;
-                keys.insert(kid.clone(), key);
+                keys.keys.insert(kid.clone(), key);
             }
         }
         Ok(keys)

@@ -40,6 +40,7 @@ const JOURNEY_LOG: &str = "jlog";
 const DECISION_LOG: &str = "dlog";
 const EXPERIMENT_COUNTERS: &str = "xc";
 const KEYRING: &str = "kr";
+const LOG_DICTS: &str = "ldict";
 const COUNTERS_NOW: &str = "kn";
 
 /// The name of a day's counter hash (before the slot tag).
@@ -126,6 +127,17 @@ impl Keys {
     /// The keyring hash (`kid -> key-hex`) of the log shards in the user's slot.
     pub fn keyring(&self, user: &str) -> String {
         self.log(KEYRING, user)
+    }
+    /// The decision records' dictionaries (`logrec::Dict`, id -> bytes) of the log shard in
+    /// the user's slot.
+    pub fn log_dicts(&self, user: &str) -> String {
+        self.log(LOG_DICTS, user)
+    }
+    /// The dictionary hash of the shard whose keyring is `keyring` (a `*_log_shards` key).
+    pub fn log_dicts_beside(&self, keyring: &str) -> String {
+        let base = format!("{}:{KEYRING}", self.prefix);
+        let tag = keyring.strip_prefix(&base).unwrap_or_default();
+        format!("{}:{LOG_DICTS}{tag}", self.prefix)
     }
     /// Every per-user key (what `DeleteProfile` erases; the user's keyring field goes too).
     pub fn all_of_user(&self, user: &str) -> [String; 10] {
@@ -278,6 +290,8 @@ mod tests {
                 k.decision_log(user),
                 k.experiment_counters(user),
                 k.keyring(user),
+                k.log_dicts(user),
+                k.log_dicts_beside(&k.keyring(user)),
                 k.day_counters(user, 20_000),
                 k.stage_counters(user),
             ];
@@ -300,6 +314,8 @@ mod tests {
         assert_eq!(k.experiment_counters("u"), "tp:xc");
         assert_eq!(k.decision_log_shards(), [("tp:dlog".to_string(), "tp:kr".to_string())]);
         assert_eq!(k.keyring("u"), "tp:kr");
+        assert_eq!(k.log_dicts("u"), "tp:ldict");
+        assert_eq!(k.log_dicts_beside("tp:kr"), "tp:ldict");
         assert_eq!(k.day_counters("u", 20_412), "tp:kd:20412");
         assert_eq!(k.stage_counters("u"), "tp:kn");
         assert_eq!(k.counter_shards(1, 2), [["tp:kn", "tp:kd:1", "tp:kd:2"]]);
@@ -310,6 +326,7 @@ mod tests {
         let shards = c.journey_log_shards();
         assert_eq!(shards.len(), SLOTS as usize);
         assert!(shards.contains(&(c.journey_log("alice"), c.keyring("alice"))));
+        assert_eq!(c.log_dicts_beside(&c.keyring("alice")), c.log_dicts("alice"));
         assert_eq!(c.journey_log("alice"), format!("tp:jlog:{{{}}}", slot_tag(slot_of_key("alice"))));
         let counters = c.counter_shards(5, 5);
         assert_eq!(counters.len(), SLOTS as usize);

@@ -1,21 +1,35 @@
 //! The decision-log record in a compact binary encoding (protobuf, through prost's derive:
 //! the messages are internal to the store, so they live here rather than in the public
 //! `proto/`). Issue 9: the JSON record with field names, then base64 of its sealed bytes, was
-//! ~2.6 KB per decision; this is ~0.5 KB of sealed bytes for the same content, and
-//! `touchpoint replay` still re-runs it exactly (every value the decision read is kept, doubles
-//! bit for bit).
+//! ~2.6 KB per decision; the record is now ~0.3 KB for the same content, and `touchpoint
+//! replay` still re-runs it exactly (every value the decision read is kept, doubles bit for
+//! bit).
 //!
-//! What is shortened: the feature vector is stored as values only when its names are the
-//! built-in `FEATURE_NAMES` (names otherwise), a chosen offer is an index into the candidates
-//! plus its selection probability, and drop reasons, attribute and context values are their
-//! short JSON (rare, small, and already versioned by serde). Entries written before this
-//! encoding (JSON) still decode: `decode` tells them apart by their first byte.
+//! What is shortened:
+//! - What repeats from decision to decision under one config (config and model versions,
+//!   stage, channel, placement, the candidates' offer ids, the names of the scores and of the
+//!   features) is a `Dict`, stored once per log shard (`Keys::log_dicts`) under its content
+//!   hash; a record names its dictionary by that hash. So a record's size is bounded by the
+//!   config, and the dictionaries by the number of distinct (config, models, stage, channel,
+//!   placement) combinations.
+//! - The feature vector is its non-zero values and a bit mask.
+//! - A chosen offer is an index into the candidates (plus its selection probability unless it
+//!   is 1); a drop reason without fields is an index into `UNIT_DROPS`; other drop reasons,
+//!   attribute and context values are their short JSON (rare, small, versioned by serde).
+//! - The decision id is the log entry's `id` field, not repeated in the record.
+//!
+//! Records written before (with the strings inline, or JSON) still decode: `decode` tells
+//! them apart by their first byte and by whether they name a dictionary.
 use crate::domain::contact::{Contact, ContactState};
 use crate::domain::decision::{Candidate, Chosen, DecisionRecord, DropReason};
 use crate::domain::features::FEATURE_NAMES;
 use crate::domain::profile::{Aggregates, AttrValue, UserState};
 use prost::Message;
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, PartialEq, Message)]
 struct Record {
@@ -75,6 +89,42 @@ struct Record {
     accepted: BTreeMap<String, i64>,
     #[prost(btree_map = "string, string", tag = "25")]
     assignments: BTreeMap<String, String>,
+    /// The dictionary's id (`DictEntry::id`); empty in records written before dictionaries,
+    /// which carry every string inline.
+    #[prost(bytes = "vec", tag = "27")]
+    dict: Vec<u8>,
+    /// With a dictionary: the scores in the order of its `score_names`.
+    #[prost(double, repeated, tag = "28")]
+    score_values: Vec<f64>,
+    /// With a dictionary of at most 64 features: bit i set when feature i is stored (non-zero);
+    /// `feature_values` holds just those. `None`: every value is stored.
+    #[prost(uint64, optional, tag = "29")]
+    feature_mask: Option<u64>,
+    /// The suppression as an index into `UNIT_DROPS` plus one (0: `suppression` says).
+    #[prost(uint32, tag = "30")]
+    suppression_unit: u32,
+}
+
+/// What repeats from decision to decision under one config, stored once per log shard.
+#[derive(Clone, PartialEq, Message)]
+pub struct Dict {
+    #[prost(string, tag = "1")]
+    config_version: String,
+    #[prost(btree_map = "string, string", tag = "2")]
+    model_versions: BTreeMap<String, String>,
+    #[prost(string, tag = "3")]
+    stage: String,
+    #[prost(string, tag = "4")]
+    channel: String,
+    #[prost(string, tag = "5")]
+    placement: String,
+    /// The candidates' offer ids, in the record's candidate order.
+    #[prost(string, repeated, tag = "6")]
+    offers: Vec<String>,
+    #[prost(string, repeated, tag = "7")]
+    score_names: Vec<String>,
+    #[prost(string, repeated, tag = "8")]
+    feature_names: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -88,6 +138,9 @@ struct ChosenRec {
     score: f64,
     #[prost(double, tag = "4")]
     selection_probability: f64,
+    /// The selection probability is 1 (`selection_probability` is then not stored).
+    #[prost(bool, tag = "5")]
+    certain: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -98,9 +151,12 @@ struct CandidateRec {
     score: f64,
     #[prost(btree_map = "string, double", tag = "3")]
     scores: BTreeMap<String, f64>,
-    /// DropReason JSON; empty when kept.
+    /// DropReason JSON; empty when kept or when `dropped_unit` says.
     #[prost(string, tag = "4")]
     dropped: String,
+    /// A drop reason without fields: its index in `UNIT_DROPS` plus one.
+    #[prost(uint32, tag = "5")]
+    dropped_unit: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -145,6 +201,19 @@ struct ContactRec {
     offer_id: String,
 }
 
+/// Drop reasons without fields, by index (the record stores index + 1). Append only: records
+/// already logged name these indexes.
+const UNIT_DROPS: [&str; 8] = [
+    "global_holdout",
+    "wrong_channel",
+    "wrong_placement",
+    "outside_window",
+    "ineligible",
+    "below_limit",
+    "no_eligible_offer",
+    "no_fallback_offer",
+];
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain values serialise")
 }
@@ -157,37 +226,156 @@ fn attrs_in(m: BTreeMap<String, String>) -> Result<BTreeMap<String, AttrValue>, 
     m.into_iter().map(|(k, v)| serde_json::from_str(&v).map(|v| (k, v)).map_err(|e| e.to_string())).collect()
 }
 
-fn reason_in(s: &str) -> Result<Option<DropReason>, String> {
+/// A drop reason as (index + 1 into `UNIT_DROPS`, or 0 and its JSON).
+fn reason_out(r: &Option<DropReason>) -> (u32, String) {
+    let Some(r) = r else { return (0, String::new()) };
+    let code = r.code();
+    match UNIT_DROPS.iter().position(|u| *u == code) {
+        Some(i) if json(r) == format!(r#"{{"code":"{code}"}}"#) => (i as u32 + 1, String::new()),
+        _ => (0, json(r)),
+    }
+}
+
+fn reason_in(unit: u32, s: &str) -> Result<Option<DropReason>, String> {
+    if unit > 0 {
+        let code = UNIT_DROPS.get(unit as usize - 1).ok_or_else(|| format!("unknown drop reason {unit}"))?;
+        return serde_json::from_str(&format!(r#"{{"code":"{code}"}}"#)).map(Some).map_err(|e| e.to_string());
+    }
     if s.is_empty() { Ok(None) } else { serde_json::from_str(s).map(Some).map_err(|e| e.to_string()) }
 }
 
-/// The record's binary encoding (the plaintext that is sealed into the decision log).
-pub fn encode(r: &DecisionRecord) -> Vec<u8> {
-    let standard = r.features.len() == FEATURE_NAMES.len() && FEATURE_NAMES.iter().all(|n| r.features.contains_key(*n));
-    let (feature_names, feature_values) = if standard {
-        (vec![], FEATURE_NAMES.iter().map(|n| r.features[*n]).collect())
+/// A dictionary and its id: the first 12 bytes of the SHA-256 of its encoding, so the same
+/// dictionary has the same id in every process and a record's id names exactly one.
+#[derive(Debug, PartialEq)]
+pub struct DictEntry {
+    pub id: Vec<u8>,
+    pub bytes: Vec<u8>,
+}
+
+const DICT_ID_LEN: usize = 12;
+
+/// Dictionaries read back, by id.
+pub type Dicts = HashMap<Vec<u8>, Dict>;
+
+/// A shard's dictionary hash as `HGETALL` gives it: (id, `Dict` bytes) pairs.
+pub type DictFields = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The dictionaries of a shard's dictionary hash (`Keys::log_dicts`).
+pub fn dicts_in(fields: DictFields) -> Result<Dicts, String> {
+    fields
+        .into_iter()
+        .map(|(id, b)| Dict::decode(&b[..]).map(|d| (id, d)).map_err(|e| format!("dictionary: {e}")))
+        .collect()
+}
+
+fn dict_of(r: &DecisionRecord) -> Dict {
+    Dict {
+        config_version: r.config_version.clone(),
+        model_versions: r.model_versions.clone(),
+        stage: r.stage.clone(),
+        channel: r.channel.clone(),
+        placement: r.placement.clone(),
+        offers: r.candidates.iter().map(|c| c.offer_id.clone()).collect(),
+        score_names: r.scores.keys().cloned().collect(),
+        feature_names: r.features.keys().cloned().collect(),
+    }
+}
+
+/// At most this many dictionaries are remembered per process (placements come from requests,
+/// so the set is not bounded by the config alone); past it the memory starts afresh.
+const DICTS_REMEMBERED: usize = 4096;
+
+/// The dictionaries this process has built (so a decision hashes its strings instead of
+/// encoding them) and the (shard, dictionary) pairs it knows are stored in Redis (so a
+/// dictionary is sent with the first decision of a shard only).
+#[derive(Default)]
+pub struct DictCache {
+    hasher: RandomState,
+    built: Mutex<HashMap<u64, Arc<DictEntry>>>,
+    stored: Mutex<HashSet<(String, Vec<u8>)>>,
+}
+
+impl DictCache {
+    /// The dictionary of a record's repeating parts.
+    pub fn dict(&self, r: &DecisionRecord) -> Arc<DictEntry> {
+        // A keyed hash of the strings (SipHash with this process's random keys): not
+        // something a request can aim a collision at.
+        let mut h = self.hasher.build_hasher();
+        (&r.config_version, &r.model_versions, &r.stage, &r.channel, &r.placement).hash(&mut h);
+        r.candidates.len().hash(&mut h);
+        r.candidates.iter().for_each(|c| c.offer_id.hash(&mut h));
+        r.scores.len().hash(&mut h);
+        r.scores.keys().for_each(|k| k.hash(&mut h));
+        r.features.len().hash(&mut h);
+        r.features.keys().for_each(|k| k.hash(&mut h));
+        let key = h.finish();
+        let mut built = self.built.lock().expect("dictionary cache");
+        if let Some(d) = built.get(&key) {
+            return d.clone();
+        }
+        let bytes = dict_of(r).encode_to_vec();
+        let id = Sha256::digest(&bytes)[..DICT_ID_LEN].to_vec();
+        let entry = Arc::new(DictEntry { id, bytes });
+        if built.len() >= DICTS_REMEMBERED {
+            built.clear();
+        }
+        built.insert(key, entry.clone());
+        entry
+    }
+
+    /// Whether the dictionary is known to be stored in the shard's dictionary hash.
+    pub fn stored(&self, shard: &str, id: &[u8]) -> bool {
+        self.stored.lock().expect("dictionary cache").contains(&(shard.to_string(), id.to_vec()))
+    }
+
+    /// The dictionary is stored in the shard's dictionary hash (a write naming it succeeded).
+    pub fn mark_stored(&self, shard: &str, id: &[u8]) {
+        let mut stored = self.stored.lock().expect("dictionary cache");
+        if stored.len() >= DICTS_REMEMBERED {
+            stored.clear();
+        }
+        stored.insert((shard.to_string(), id.to_vec()));
+    }
+}
+
+/// The record's binary encoding (the plaintext that is sealed into the decision log), naming
+/// `dict` (`DictCache::dict` of the same record) for its repeating parts.
+pub fn encode(r: &DecisionRecord, dict: &DictEntry) -> Vec<u8> {
+    let mut mask = 0u64;
+    let feature_values: Vec<f64> = if r.features.len() <= 64 {
+        let mut values = Vec::new();
+        for (i, v) in r.features.values().enumerate() {
+            if v.to_bits() != 0 {
+                mask |= 1 << i;
+                values.push(*v);
+            }
+        }
+        values
     } else {
-        r.features.iter().map(|(k, v)| (k.clone(), *v)).unzip()
+        r.features.values().copied().collect()
     };
     let candidate = |id: &str| r.candidates.iter().position(|c| c.offer_id == id);
     let a = &r.state.aggregates;
+    let (suppression_unit, suppression) = reason_out(&r.suppression);
     Record {
-        decision_id: r.decision_id.clone(),
+        decision_id: String::new(),
         user_id: r.user_id.clone(),
         at: r.at,
-        channel: r.channel.clone(),
-        placement: r.placement.clone(),
+        channel: String::new(),
+        placement: String::new(),
         limit: r.limit as u64,
         context: attrs_out(&r.context),
-        stage: r.stage.clone(),
+        stage: String::new(),
         lapsed: r.lapsed,
         segments: r.segments.clone(),
-        config_version: r.config_version.clone(),
-        model_versions: r.model_versions.clone(),
-        feature_names,
+        config_version: String::new(),
+        model_versions: BTreeMap::new(),
+        feature_names: vec![],
         feature_values,
-        standard_features: standard,
-        scores: r.scores.clone(),
+        feature_mask: (r.features.len() <= 64).then_some(mask),
+        standard_features: false,
+        scores: BTreeMap::new(),
+        score_values: r.scores.values().copied().collect(),
         degraded: r.degraded,
         seed: r.seed,
         chosen: r
@@ -195,25 +383,32 @@ pub fn encode(r: &DecisionRecord) -> Vec<u8> {
             .iter()
             .map(|c| {
                 let same = candidate(&c.offer_id).filter(|&i| r.candidates[i].score.to_bits() == c.score.to_bits());
+                let certain = c.selection_probability.to_bits() == 1f64.to_bits();
                 ChosenRec {
                     candidate: same.map_or(0, |i| i as u32 + 1),
                     offer_id: if same.is_some() { String::new() } else { c.offer_id.clone() },
                     score: if same.is_some() { 0.0 } else { c.score },
-                    selection_probability: c.selection_probability,
+                    selection_probability: if certain { 0.0 } else { c.selection_probability },
+                    certain,
                 }
             })
             .collect(),
         candidates: r
             .candidates
             .iter()
-            .map(|c| CandidateRec {
-                offer_id: c.offer_id.clone(),
-                score: c.score,
-                scores: c.scores.clone(),
-                dropped: c.dropped.as_ref().map(json).unwrap_or_default(),
+            .map(|c| {
+                let (dropped_unit, dropped) = reason_out(&c.dropped);
+                CandidateRec {
+                    offer_id: String::new(),
+                    score: c.score,
+                    scores: c.scores.clone(),
+                    dropped,
+                    dropped_unit,
+                }
             })
             .collect(),
-        suppression: r.suppression.as_ref().map(json).unwrap_or_default(),
+        suppression,
+        suppression_unit,
         state: Some(StateRec {
             attributes: attrs_out(&r.state.attributes),
             event_counts: a.event_counts.clone(),
@@ -242,16 +437,45 @@ pub fn encode(r: &DecisionRecord) -> Vec<u8> {
         dismissed: r.contacts.dismissed.clone(),
         accepted: r.contacts.accepted.clone(),
         assignments: r.assignments.clone(),
+        dict: dict.id.clone(),
     }
     .encode_to_vec()
 }
 
-/// A record from `encode`'s bytes, or from the JSON of entries written before it.
-pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {
+/// A record from `encode`'s bytes (`id`: the log entry's decision id; `dicts`: the shard's
+/// dictionaries), or from the bytes of entries written before it (strings inline, or JSON).
+pub fn decode(bytes: &[u8], id: &str, dicts: &Dicts) -> Result<DecisionRecord, String> {
     if bytes.first() == Some(&b'{') {
         return serde_json::from_slice(bytes).map_err(|e| e.to_string());
     }
-    let r = Record::decode(bytes).map_err(|e| e.to_string())?;
+    let mut r = Record::decode(bytes).map_err(|e| e.to_string())?;
+    if r.decision_id.is_empty() {
+        r.decision_id = id.to_string();
+    }
+    if !r.dict.is_empty() {
+        let d = dicts.get(&r.dict).ok_or_else(|| format!("dictionary {} is not stored", hex(&r.dict)))?;
+        if d.offers.len() != r.candidates.len() || d.score_names.len() != r.score_values.len() {
+            return Err(format!("dictionary {} does not fit the record", hex(&r.dict)));
+        }
+        r.config_version = d.config_version.clone();
+        r.model_versions = d.model_versions.clone();
+        r.stage = d.stage.clone();
+        r.channel = d.channel.clone();
+        r.placement = d.placement.clone();
+        r.candidates.iter_mut().zip(&d.offers).for_each(|(c, o)| c.offer_id = o.clone());
+        r.scores = d.score_names.iter().cloned().zip(std::mem::take(&mut r.score_values)).collect();
+        r.feature_names = d.feature_names.clone();
+        if let Some(mask) = r.feature_mask {
+            let mut stored = std::mem::take(&mut r.feature_values).into_iter();
+            for i in 0..r.feature_names.len() {
+                r.feature_values.push(if mask & (1 << i) != 0 {
+                    stored.next().ok_or("feature mask past the values")?
+                } else {
+                    0.0
+                });
+            }
+        }
+    }
     let features = if r.standard_features {
         if r.feature_values.len() != FEATURE_NAMES.len() {
             return Err(format!("{} feature values for {} features", r.feature_values.len(), FEATURE_NAMES.len()));
@@ -266,22 +490,26 @@ pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {
         .candidates
         .into_iter()
         .map(|c| {
-            Ok(Candidate { offer_id: c.offer_id, score: c.score, scores: c.scores, dropped: reason_in(&c.dropped)? })
+            Ok(Candidate {
+                offer_id: c.offer_id,
+                score: c.score,
+                scores: c.scores,
+                dropped: reason_in(c.dropped_unit, &c.dropped)?,
+            })
         })
         .collect::<Result<Vec<_>, String>>()?;
     let chosen = r
         .chosen
         .into_iter()
-        .map(|c| match c.candidate {
-            0 => Ok(Chosen { offer_id: c.offer_id, score: c.score, selection_probability: c.selection_probability }),
-            i => candidates
-                .get(i as usize - 1)
-                .map(|k| Chosen {
-                    offer_id: k.offer_id.clone(),
-                    score: k.score,
-                    selection_probability: c.selection_probability,
-                })
-                .ok_or_else(|| format!("chosen offer names candidate {i} of {}", candidates.len())),
+        .map(|c| {
+            let p = if c.certain { 1.0 } else { c.selection_probability };
+            match c.candidate {
+                0 => Ok(Chosen { offer_id: c.offer_id, score: c.score, selection_probability: p }),
+                i => candidates
+                    .get(i as usize - 1)
+                    .map(|k| Chosen { offer_id: k.offer_id.clone(), score: k.score, selection_probability: p })
+                    .ok_or_else(|| format!("chosen offer names candidate {i} of {}", candidates.len())),
+            }
         })
         .collect::<Result<Vec<_>, String>>()?;
     let s = r.state.unwrap_or_default();
@@ -304,7 +532,7 @@ pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {
         seed: r.seed,
         chosen,
         candidates,
-        suppression: reason_in(&r.suppression)?,
+        suppression: reason_in(r.suppression_unit, &r.suppression)?,
         state: UserState {
             attributes: attrs_in(s.attributes)?,
             aggregates: Aggregates {
@@ -341,6 +569,10 @@ pub fn decode(bytes: &[u8]) -> Result<DecisionRecord, String> {
         },
         assignments: r.assignments,
     })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -438,34 +670,150 @@ mod tests {
         FEATURE_NAMES.iter().enumerate().map(|(i, n)| (n.to_string(), (i as f64).ln_1p() / 3.0)).collect()
     }
 
+    /// The record's bytes, with its dictionary as a reader would get it back from Redis.
+    fn logged(r: &DecisionRecord) -> (Vec<u8>, Dicts) {
+        let d = DictCache::default().dict(r);
+        (encode(r, &d), dicts_in(vec![(d.id.clone(), d.bytes.clone())]).unwrap())
+    }
+
+    fn round_trip(r: &DecisionRecord) -> DecisionRecord {
+        let (bytes, dicts) = logged(r);
+        decode(&bytes, &r.decision_id, &dicts).unwrap()
+    }
+
+    /// Many features, all non-zero, one zero, or none.
+    fn many(n: usize, zero_at: usize) -> BTreeMap<String, f64> {
+        (0..n).map(|i| (format!("f{i:03}"), if i == zero_at { 0.0 } else { -(i as f64) - 0.5 })).collect()
+    }
+
     #[test]
     fn a_record_round_trips_exactly_with_standard_or_other_features() {
-        for features in [standard(), BTreeMap::new(), [("x".to_string(), f64::MIN_POSITIVE)].into()] {
+        let signed_zero = [("a".to_string(), -0.0), ("b".to_string(), 0.0), ("c".to_string(), f64::NAN)].into();
+        for features in [
+            standard(),
+            BTreeMap::new(),
+            [("x".to_string(), f64::MIN_POSITIVE)].into(),
+            many(64, 63),
+            many(65, 0),
+            many(70, 99),
+        ] {
             let r = full(features);
-            assert_eq!(decode(&encode(&r)).unwrap(), r);
+            assert_eq!(round_trip(&r), r);
         }
+        // -0.0 and NaN are kept bit for bit (compared as bits: NaN != NaN).
+        let r = full(signed_zero);
+        let back: Vec<u64> = round_trip(&r).features.values().map(|v| v.to_bits()).collect();
+        assert_eq!(back, r.features.values().map(|v| v.to_bits()).collect::<Vec<_>>());
         assert_eq!(standard().len(), N_FEATURES);
     }
 
     #[test]
-    fn the_binary_record_is_a_fraction_of_the_json_and_old_json_entries_still_decode() {
-        let r = full(standard());
-        let json = serde_json::to_vec(&r).unwrap();
-        let bin = encode(&r);
-        assert!(bin.len() * 2 < json.len(), "binary {} B vs JSON {} B", bin.len(), json.len());
-        // Entries logged as JSON before still decode, as JSON decodes them (serde_json's
-        // default float parsing can be one ulp off: the binary record keeps doubles exactly).
-        assert_eq!(decode(&json).unwrap(), serde_json::from_slice::<DecisionRecord>(&json).unwrap());
+    fn every_drop_reason_without_fields_is_an_index_and_decodes_to_itself() {
+        for code in UNIT_DROPS {
+            let reason: DropReason = serde_json::from_str(&format!(r#"{{"code":"{code}"}}"#)).unwrap();
+            assert_eq!(reason.code(), code);
+            assert!(reason_out(&Some(reason.clone())).0 > 0, "{code}");
+            let mut r = full(standard());
+            r.suppression = Some(reason.clone());
+            r.candidates[1].dropped = Some(reason);
+            assert_eq!(round_trip(&r), r);
+        }
     }
 
     #[test]
-    fn damaged_records_are_errors_not_panics() {
-        let bin = encode(&full(standard()));
+    fn the_record_is_bounded_by_the_config_not_repeated_strings() {
+        let r = full(standard());
+        let (bin, _) = logged(&r);
+        let json = serde_json::to_vec(&r).unwrap();
+        assert!(bin.len() * 3 < json.len(), "binary {} B vs JSON {} B", bin.len(), json.len());
+        // Longer model versions, offer ids and config versions go to the dictionary: the
+        // record does not grow with them.
+        let mut long = r.clone();
+        long.model_versions.insert("churn".into(), "churn-20261122T094838Z-e11bf6f8".repeat(4));
+        long.candidates.iter_mut().for_each(|c| c.offer_id = c.offer_id.repeat(40));
+        long.chosen[0].offer_id = long.candidates[0].offer_id.clone();
+        long.config_version = "x".repeat(64);
+        assert_eq!(logged(&long).0.len(), bin.len());
+        assert_eq!(round_trip(&long), long);
+    }
+
+    #[test]
+    fn the_same_dictionary_has_the_same_id_everywhere_and_a_different_one_another() {
+        let r = full(standard());
+        let (a, b) = (DictCache::default(), DictCache::default());
+        assert_eq!(a.dict(&r), b.dict(&r));
+        let mut other = r.clone();
+        other.stage = "retention".into();
+        assert_ne!(a.dict(&other).id, a.dict(&r).id);
+        assert_eq!(a.dict(&r).id.len(), DICT_ID_LEN);
+        a.mark_stored("tp:ldict", &a.dict(&r).id);
+        assert!(a.stored("tp:ldict", &a.dict(&r).id) && !a.stored("tp:ldict:{x}", &a.dict(&r).id));
+    }
+
+    #[test]
+    fn records_written_before_dictionaries_and_json_ones_still_decode() {
+        let r = full(standard());
+        // The previous layout: every string inline, the standard features as values only.
+        let old = Record {
+            decision_id: r.decision_id.clone(),
+            user_id: r.user_id.clone(),
+            at: r.at,
+            channel: r.channel.clone(),
+            placement: r.placement.clone(),
+            limit: r.limit as u64,
+            context: attrs_out(&r.context),
+            stage: r.stage.clone(),
+            lapsed: r.lapsed,
+            segments: r.segments.clone(),
+            config_version: r.config_version.clone(),
+            model_versions: r.model_versions.clone(),
+            standard_features: true,
+            feature_values: FEATURE_NAMES.iter().map(|n| r.features[*n]).collect(),
+            scores: r.scores.clone(),
+            seed: r.seed,
+            chosen: vec![ChosenRec { candidate: 1, selection_probability: 0.9, ..Default::default() }],
+            candidates: vec![CandidateRec {
+                offer_id: "a".into(),
+                score: r.candidates[0].score,
+                scores: r.candidates[0].scores.clone(),
+                dropped: json(&DropReason::WrongChannel),
+                ..Default::default()
+            }],
+            suppression: json(&DropReason::NoEligibleOffer),
+            ..Default::default()
+        };
+        let back = decode(&old.encode_to_vec(), "ignored: the record has its id", &Dicts::new()).unwrap();
+        assert_eq!(
+            (back.decision_id.as_str(), back.features.clone(), back.scores.clone()),
+            (r.decision_id.as_str(), r.features.clone(), r.scores.clone())
+        );
+        assert_eq!((back.chosen[0].offer_id.as_str(), back.chosen[0].selection_probability), ("a", 0.9));
+        assert_eq!(
+            (back.candidates[0].dropped.clone(), back.suppression),
+            (Some(DropReason::WrongChannel), Some(DropReason::NoEligibleOffer))
+        );
+        // Entries logged as JSON before still decode, as JSON decodes them (serde_json's
+        // default float parsing can be one ulp off: the binary record keeps doubles exactly).
+        let json = serde_json::to_vec(&r).unwrap();
+        assert_eq!(decode(&json, "", &Dicts::new()).unwrap(), serde_json::from_slice::<DecisionRecord>(&json).unwrap());
+    }
+
+    #[test]
+    fn damaged_records_and_missing_dictionaries_are_errors_not_panics() {
+        let (bin, dicts) = logged(&full(standard()));
         for cut in [1, bin.len() / 2, bin.len() - 1] {
-            assert!(decode(&bin[..cut]).is_err(), "cut at {cut}");
+            assert!(decode(&bin[..cut], "d", &dicts).is_err(), "cut at {cut}");
         }
+        let err = decode(&bin, "d", &Dicts::new()).unwrap_err();
+        assert!(err.contains("dictionary") && err.contains("not stored"), "{err}");
+        // A dictionary that does not fit (another record's) is an error, not a wrong record.
+        let mut other = full(standard());
+        other.candidates.pop();
+        let (_, wrong) = logged(&other);
+        let wrong: Dicts = wrong.into_values().map(|d| (dicts.keys().next().unwrap().clone(), d)).collect();
+        assert!(decode(&bin, "d", &wrong).unwrap_err().contains("does not fit"));
         let mut r = full(standard());
         r.chosen[0].score = 5.0; // not the candidate's score: stored in full
-        assert_eq!(decode(&encode(&r)).unwrap(), r);
+        assert_eq!(round_trip(&r), r);
     }
 }

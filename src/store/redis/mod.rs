@@ -136,6 +136,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Sealing keys read with users, for the write that follows.
     key_cache: KeyCache,
+    /// Decision-record dictionaries built, and known to be stored.
+    dicts: logrec::DictCache,
 }
 
 /// `redis.tls_*`: a private CA and/or a client certificate for `rediss://`; `None` when no
@@ -198,6 +200,7 @@ impl RedisStore {
             timeout,
             scripts: Arc::new(Scripts::new()),
             key_cache: KeyCache::default(),
+            dicts: logrec::DictCache::default(),
         })
     }
 
@@ -343,6 +346,9 @@ impl Store for RedisStore {
         let counts = crate::domain::funnel::decision_counts(record);
         let counts =
             CountArgs { user: &record.user_id, counts: &counts, retention_days: self.retention.counter_retention_days };
+        let dict = self.dicts.dict(record);
+        let encoded = logrec::encode(record, &dict);
+        let shard = self.keys.log_dicts(&record.user_id);
         for attempt in 0..SEAL_ATTEMPTS {
             let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
             let args = DecisionArgs {
@@ -353,9 +359,15 @@ impl Store for RedisStore {
                 decision_log_maxlen: self.decision_cap(),
                 seal: Sealing { key: &key, new },
                 counts,
+                encoded: &encoded,
+                dict: &dict,
+                dict_stored: self.dicts.stored(&shard, &dict.id),
             };
             let inv = args.invocation(&self.scripts, &self.keys);
             let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+            if r == 1 {
+                self.dicts.mark_stored(&shard, &dict.id);
+            }
             let outcome = DecisionArgs::outcome(r);
             self.sealed(&record.user_id, &key, outcome.is_none());
             if let Some(o) = outcome {

@@ -1,8 +1,9 @@
 //! The Lua scripts (in `scripts/*.lua`) and one typed argument struct per script that builds
 //! its KEYS and ARGV in one place. Each `.lua` file documents, at its top, the KEYS and ARGV
 //! its struct's `invocation` pushes, in the same order.
-use super::codec::{encode_decision_offers, encode_event, encode_profile};
+use super::codec::{self, encode_decision_offers, encode_event, encode_profile};
 use super::keys::Keys;
+use super::logrec;
 use super::seal::UserKey;
 use crate::domain::Millis;
 use crate::domain::contact::ContactGuard;
@@ -306,6 +307,11 @@ pub struct DecisionArgs<'a> {
     pub seal: Sealing<'a>,
     /// The offer counters the decision causes (`funnel::decision_counts`).
     pub counts: CountArgs<'a>,
+    /// The record's binary encoding (`logrec::encode`) and its dictionary.
+    pub encoded: &'a [u8],
+    pub dict: &'a logrec::DictEntry,
+    /// The dictionary is known to be stored in the shard (it is then not sent).
+    pub dict_stored: bool,
 }
 
 impl DecisionArgs<'_> {
@@ -320,18 +326,23 @@ impl DecisionArgs<'_> {
             .key(k.exposures(u))
             .key(k.experiment_counters(u))
             .key(k.user_key(u))
-            .key(k.keyring(u));
+            .key(k.keyring(u))
+            .key(k.log_dicts(u));
         inv.arg(&rec.decision_id)
             .arg(rec.at)
             .arg(encode_decision_offers(rec))
             .arg(self.recent_decisions)
-            .arg(self.seal.key.seal_raw(&super::logrec::encode(rec)))
+            .arg(self.seal.key.seal_raw(self.encoded))
             .arg(self.decision_log_maxlen.arg())
             .arg(DECISION_MEMORY_MS)
             .arg(&guard.channel)
             .arg(guard.keep_since)
             .arg(self.write_by.map(|t| t.to_string()).unwrap_or_default())
             .arg(self.seal.arg())
+            .arg(&self.dict.id)
+            .arg(if self.dict_stored { &[][..] } else { &self.dict.bytes[..] })
+            .arg(codec::raw_id(&rec.decision_id))
+            .arg(hex::decode(&self.seal.key.kid).unwrap_or_else(|_| self.seal.key.kid.as_bytes().to_vec()))
             .arg(guard.channel_limits.len());
         for (max, since) in &guard.channel_limits {
             inv.arg(max).arg(since);

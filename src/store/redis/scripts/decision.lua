@@ -6,11 +6,14 @@
 -- are appended to it: "id|,o1,o2,|~stage~channel~s1,s2|o1:click|").
 -- Needs user_key.lua and count.lua prepended.
 -- KEYS (DecisionArgs): 1 recent decisions, 2 decision log, 3 contacts, 4 exposures,
---       5 experiment counters, 6 sealing key, 7 keyring, 8.. the counter keys (count.lua).
+--       5 experiment counters, 6 sealing key, 7 keyring, 8 the log shard's record
+--       dictionaries, 9.. the counter keys (count.lua).
 -- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record sealed (raw bytes),
 --       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
 --       10 write by (ms since the epoch, '' = no deadline), 11 sealing key (user_key's arg),
---       12 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
+--       12 the record's dictionary id, 13 the dictionary ('' when the caller knows it is stored),
+--       14 the decision id and 15 the key id as raw bytes (the log entry's `id` and `kid`),
+--       16 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
 --       nexposures, (experiment, variant)..., the counter arguments.
 -- Returns 1 when logged, 0 when the guard no longer holds, -1 when Redis's clock is past
 -- "write by" (the caller was already answered with a fallback), -2 when the record was sealed
@@ -20,7 +23,7 @@ if ARGV[10] ~= '' then
   local t = redis.call('TIME')
   if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[10]) then return -1 end
 end
-local i = 12
+local i = 16
 local limits, caps, offers = {}, {}, {}
 for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
 i = i + 1
@@ -61,8 +64,8 @@ if #offers > 0 then
   -- Contacts live at least as long as the longest window that counts them.
   redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
-log_add(KEYS[2], ARGV[6], 'kind', 'decision', 'id', ARGV[1], 'kid',
-  string.match(ARGV[11], '^%a+:([^:]*)'), 'bin', ARGV[5])
+if ARGV[13] ~= '' then redis.call('HSETNX', KEYS[8], ARGV[12], ARGV[13]) end
+log_add(KEYS[2], ARGV[6], 'kind', 'decision', 'id', ARGV[14], 'kid', ARGV[15], 'bin', ARGV[5])
 -- The recent decisions: scores all 0, so the set is in member order, which is id order, which
 -- is time order (UUID v7); keep the newest ARGV[4].
 redis.call('ZADD', KEYS[1], 0, ARGV[1] .. '|' .. ARGV[3])
@@ -75,7 +78,7 @@ for _, e in ipairs(exposures) do
     redis.call('HINCRBY', KEYS[5], prefix .. 'exposed', 1)
   end
 end
-count(8, counts_at)
+count(9, counts_at)
 -- Exposures do not expire: a user must never be counted as newly exposed again
 -- (DeleteProfile removes them).
 return 1
