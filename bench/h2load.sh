@@ -132,6 +132,27 @@ if [ "$store" = redis ]; then
   # What a decision leaves in Redis: the decision log's memory per entry.
   n=$(redis-cli -p "$rport" xlen tp:dlog) mem=$(redis-cli -p "$rport" memory usage tp:dlog samples 0)
   echo "decision log: $n entries, $(python3 -c "print(round(${mem:-0}/max(${n:-0},1)))") B of Redis memory per entry (MEMORY USAGE)"
+  # The bytes each entry writes (its field names and values), median over the newest 1,000,
+  # read with a bare RESP client (binary values; no redis-py needed).
+  python3 - "$rport" <<'PY'
+import socket, statistics, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+args = [b"XREVRANGE", b"tp:dlog", b"+", b"-", b"COUNT", b"1000"]
+s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+f = s.makefile("rb")
+def read():
+    line = f.readline()
+    t, rest = line[:1], line[1:-2]
+    if t == b"*":
+        return [read() for _ in range(int(rest))]
+    if t == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    return rest
+sizes = [sum(len(x) for x in fields) for _, fields in read()]
+if sizes:
+    print(f"decision log: {statistics.median(sizes):.0f} B written per entry (field names and values, median of the newest {len(sizes)})")
+PY
 fi
 curl -s "http://127.0.0.1:$mport/metrics" | grep '^touchpoint_grpc_requests_total{' | grep 'rpc="Decide"' \
   | grep -v 'code="OK"' | sed 's/^/  not OK (CANCELLED\/UNKNOWN: streams reset when h2load stopped): /' || true
