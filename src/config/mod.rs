@@ -255,7 +255,7 @@ fn compile(
     let holdout = experiments::holdout(file.holdout.as_ref(), p);
     let visit_events = experiments::visit_events(&file.visit_events, p);
     let kpis = kpis::compile(file, p);
-    Policy {
+    let mut policy = Policy {
         journey,
         catalogue,
         offer_rules,
@@ -272,7 +272,10 @@ fn compile(
         visit_events,
         kpis,
         features,
-    }
+        attributes_read: None,
+    };
+    policy.attributes_read = policy.read_attributes();
+    policy
 }
 
 fn days_ms(days: f64) -> Millis {

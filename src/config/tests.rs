@@ -361,3 +361,29 @@ fn configured_features_are_checked_by_entry_and_line() {
     let (e, got) = refused("[[features]]\nname = \"m\"\nkind = \"monetary\"\nevents = [\"purchase\"]\n");
     assert_eq!(got, [("features[0].window_days".to_string(), Some(1))], "{e}");
 }
+
+/// Issue 9: a decision logs the attributes its policy reads, not the whole profile.
+#[test]
+fn the_policy_knows_the_attributes_it_reads() {
+    let example = include_str!("../../examples/touchpoint.toml");
+    let c = Config::from_toml(example, "touchpoint.toml", std::iter::empty()).unwrap();
+    let read = c.policy.attributes_read.clone().expect("the example's rules name their fields");
+    for name in ["age", "income_band", "interests", "country", "purchase_count"] {
+        assert!(read.contains(name), "{name} in {read:?}");
+    }
+    assert!(!read.contains("notes"));
+    let mut attrs: std::collections::BTreeMap<String, crate::domain::profile::AttrValue> =
+        [("country", "DE"), ("notes", "x")]
+            .map(|(k, v)| (k.to_string(), crate::domain::profile::AttrValue::Str(v.into())))
+            .into();
+    c.policy.keep_attributes_read(&mut attrs);
+    assert_eq!(attrs.keys().collect::<Vec<_>>(), ["country"]);
+    // A configured feature's attribute counts; a rule reading `profile` whole means any.
+    let feature = "\n[[features]]\nname = \"notes_len\"\nkind = \"attribute\"\nattribute = \"notes\"\n";
+    let c = Config::from_toml(&format!("{example}{feature}"), "t.toml", std::iter::empty()).unwrap();
+    assert!(c.policy.attributes_read.as_ref().unwrap().contains("notes"));
+    let whole = example.replacen("rule = \"profile.purchase_count >= 2.0\"", "rule = \"'vip' in profile\"", 1);
+    assert_ne!(whole, example);
+    let c = Config::from_toml(&whole, "t.toml", std::iter::empty()).unwrap();
+    assert_eq!(c.policy.attributes_read, None);
+}

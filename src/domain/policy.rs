@@ -127,9 +127,46 @@ pub struct Policy {
     pub kpis: Vec<super::analytics::Kpi>,
     /// `[[features]]`: computed after the built-in features (`features::configured`).
     pub features: Vec<super::features::FeatureDef>,
+    /// The profile attributes the policy reads (`Policy::read_attributes`; None: any may be
+    /// read). A decision logs only these, so its log entry is bounded by the config, not by
+    /// the profile.
+    pub attributes_read: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Policy {
+    /// The profile attributes the rules (segments, eligibility, priorities, experiment
+    /// targeting and variant priorities) and the configured features read; None when a rule
+    /// uses `profile` whole (`Rule::profile_fields`).
+    pub fn read_attributes(&self) -> Option<std::collections::BTreeSet<String>> {
+        use super::features::FeatureKind;
+        let mut rules: Vec<&Rule> = self.segments.iter().map(|s| &s.rule).collect();
+        rules.extend(self.offer_rules.iter().filter_map(|o| o.eligibility.as_ref()));
+        if let super::arbitration::Priority::Rule(r) = &self.priority {
+            rules.push(r);
+        }
+        for e in &self.experiments {
+            rules.extend(&e.targeting);
+            rules.extend(e.variants.iter().filter_map(|v| v.overrides.priority.as_ref()));
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for r in rules {
+            out.extend(r.profile_fields()?);
+        }
+        for f in &self.features {
+            if let FeatureKind::Attribute { attribute, .. } | FeatureKind::OneHot { attribute, .. } = &f.kind {
+                out.insert(attribute.clone());
+            }
+        }
+        Some(out)
+    }
+
+    /// Drops the attributes the policy does not read (`attributes_read`).
+    pub fn keep_attributes_read(&self, attributes: &mut std::collections::BTreeMap<String, super::profile::AttrValue>) {
+        if let Some(read) = &self.attributes_read {
+            attributes.retain(|k, _| read.contains(k));
+        }
+    }
+
     /// Whether the exploration policy, or any experiment variant's, is Thompson sampling.
     pub fn uses_thompson(&self) -> bool {
         let thompson = |e: &Exploration| matches!(e, Exploration::Thompson { .. });

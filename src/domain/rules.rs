@@ -18,7 +18,7 @@ use super::offer::Offer;
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::{Context, ExecutionError, Program, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The variables a rule may name; any other is rejected at compile time.
@@ -159,6 +159,13 @@ impl Rule {
         Ok(rule)
     }
 
+    /// The `profile` fields the rule reads (`profile.x`, `has(profile.x)`, `profile['x']`), or
+    /// None when it uses `profile` otherwise (e.g. `'x' in profile`) and so may read any.
+    pub fn profile_fields(&self) -> Option<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        profile_fields(self.program.expression(), &mut out).then_some(out)
+    }
+
     /// Evaluates against a probe user that has every aggregate and score but no attributes:
     /// type errors surface now; a missing attribute does not (it may exist at run time).
     fn probe(&self) -> Result<(), String> {
@@ -228,9 +235,80 @@ impl Rule {
     }
 }
 
+/// Adds the `profile` fields `e` reads to `out`; false when it uses `profile` other than by
+/// naming a field (a bare `profile`, a computed index, a comprehension variable so named).
+fn profile_fields(e: &cel::common::ast::IdedExpr, out: &mut BTreeSet<String>) -> bool {
+    use cel::common::ast::{Expr, LiteralValue, operators};
+    const PROFILE: &str = "profile";
+
+    match &e.expr {
+        Expr::Ident(name) => name != PROFILE,
+        Expr::Select(s) => match &s.operand.expr {
+            Expr::Ident(name) if name == PROFILE => {
+                out.insert(s.field.clone());
+                true
+            }
+            _ => profile_fields(&s.operand, out),
+        },
+        Expr::Call(c) => {
+            if c.func_name == operators::INDEX
+                && let [target, key] = &c.args[..]
+                && matches!(&target.expr, Expr::Ident(name) if name == PROFILE)
+            {
+                return match &key.expr {
+                    Expr::Literal(LiteralValue::String(k)) => {
+                        out.insert(k.inner().to_string());
+                        true
+                    }
+                    _ => false,
+                };
+            }
+            all_fields(c.target.iter().map(|t| &**t).chain(&c.args), out)
+        }
+        Expr::Comprehension(c) => {
+            c.iter_var != PROFILE
+                && c.accu_var != PROFILE
+                && c.iter_var2.as_deref() != Some(PROFILE)
+                && all_fields([&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result], out)
+        }
+        Expr::List(l) => all_fields(&l.elements, out),
+        Expr::Map(m) => all_fields(m.entries.iter().flat_map(entry_exprs), out),
+        Expr::Struct(s) => all_fields(s.entries.iter().flat_map(entry_exprs), out),
+        Expr::Literal(_) | Expr::Unspecified => true,
+    }
+}
+
+fn all_fields<'a>(es: impl IntoIterator<Item = &'a cel::common::ast::IdedExpr>, out: &mut BTreeSet<String>) -> bool {
+    es.into_iter().all(|e| profile_fields(e, out))
+}
+
+fn entry_exprs(e: &cel::common::ast::IdedEntryExpr) -> Vec<&cel::common::ast::IdedExpr> {
+    match &e.expr {
+        cel::common::ast::EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+        cel::common::ast::EntryExpr::StructField(f) => vec![&f.value],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_names_the_profile_fields_it_reads_or_says_it_may_read_any() {
+        let fields = |src: &str| {
+            Rule::compile(src, Expect::Bool, true).unwrap().profile_fields().map(|f| f.into_iter().collect::<Vec<_>>())
+        };
+        let some = |names: &[&str]| Some(names.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(fields("profile.age >= 30.0 && profile.country in ['FR', 'DE']"), some(&["age", "country"]));
+        assert_eq!(fields("has(profile.vip) && profile['tier'] == 'gold'"), some(&["tier", "vip"]));
+        assert_eq!(fields("profile.interests.contains('books') || scores.churn > 0.5"), some(&["interests"]));
+        assert_eq!(fields("[profile.age][0] > 1.0 && {'a': profile.b}['a'] == 1.0"), some(&["age", "b"]));
+        assert_eq!(fields("stage == 'retention' && offer.value > 1.0"), some(&[]));
+        // `profile` used whole, or indexed by a computed key: any attribute may be read.
+        assert_eq!(fields("'vip' in profile"), None);
+        assert_eq!(fields("profile[stage] == true"), None);
+        assert_eq!(fields("size(profile) > 3"), None);
+    }
 
     fn check(source: &str, expect: Expect, allow_offer: bool, error: Option<&str>) {
         match (Rule::compile(source, expect, allow_offer), error) {

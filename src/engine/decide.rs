@@ -133,7 +133,9 @@ impl Engine {
             };
             let decided = decision::decide(policy, &input);
             let guard = decision::guard(policy, &query, &decided, now);
-            let state = UserState { transitions: vec![], ..loaded.state };
+            // Logged: what the policy read, so the entry is bounded by the config.
+            let mut state = UserState { transitions: vec![], ..loaded.state };
+            policy.keep_attributes_read(&mut state.attributes);
             let record = DecisionRecord {
                 decision_id: decision_id_at(now),
                 user_id: query.user_id.clone(),

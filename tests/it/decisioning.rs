@@ -421,11 +421,20 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     let cfg = Config::load(&path, std::iter::empty()).unwrap();
     let srv = TestServer::with_store(redis_store(&redis.url(), false).await, cfg).await;
     let mut d = srv.decisions();
+    // A profile with an attribute a rule reads (country: the eu_customers segment) and ten
+    // kilobytes no rule or feature reads: the log keeps the first and not the rest.
+    let blob = "x".repeat(1000);
+    let mut profile: Vec<(String, &str)> = (0..10).map(|i| (format!("notes_{i}"), blob.as_str())).collect();
+    profile.push(("country".into(), "DE"));
+    let profile: Vec<(&str, &str)> = profile.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let put = pb::PutProfileRequest { user_id: "rita".into(), attributes: attrs(&profile), remove_attributes: vec![] };
+    srv.profiles().put_profile(put).await.unwrap();
     let evs = vec![ev("rita", "r1", "product_view", 1, 0.0)];
     d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
     let mut req = decide("rita", "web", 3);
     req.context = attrs(&[("basket_value", "80")]);
     let r = d.decide(req).await.unwrap().into_inner();
+    assert!(r.segments.contains(&"eu_customers".to_string()), "{:?}", r.segments);
 
     let replay = |config: &std::path::Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
@@ -449,7 +458,8 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
 
     // Issue 9: what repeats across decisions (config and model versions, stage, channel, offer
     // ids, feature names) is one dictionary per log shard; more decisions in the same stage and
-    // channel add none, and each log entry stays small.
+    // channel add none, and each log entry stays small: rita's too, whose unread 10 KB of
+    // attributes are not logged (and her decision replayed the same above, segment included).
     for user in ["rosa", "rick"] {
         let evs = vec![ev(user, &format!("{user}1"), "product_view", 1, 0.0)];
         d.record_events(pb::RecordEventsRequest { events: evs }).await.unwrap();
@@ -463,7 +473,8 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     assert_eq!(entries.len(), 3);
     for (_, fields) in &entries {
         let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
-        assert!(bytes < 400, "{bytes} B: {fields:?}");
+        // (~300-420 B here: exploration probabilities, context and segments vary the size.)
+        assert!(bytes < 600, "{bytes} B: {fields:?}");
     }
     // A record whose dictionary is gone cannot be read: replay says so rather than guessing.
     redis::cmd("DEL").arg("tp:ldict").exec(&mut c).unwrap();

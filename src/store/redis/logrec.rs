@@ -118,7 +118,8 @@ pub struct Dict {
     channel: String,
     #[prost(string, tag = "5")]
     placement: String,
-    /// The candidates' offer ids, in the record's candidate order.
+    /// The candidates' offer ids, sorted (candidates name theirs by index: their order is the
+    /// ranking, which varies from decision to decision).
     #[prost(string, repeated, tag = "6")]
     offers: Vec<String>,
     #[prost(string, repeated, tag = "7")]
@@ -157,6 +158,9 @@ struct CandidateRec {
     /// A drop reason without fields: its index in `UNIT_DROPS` plus one.
     #[prost(uint32, tag = "5")]
     dropped_unit: u32,
+    /// With a dictionary: the offer id's index in its `offers` plus one.
+    #[prost(uint32, tag = "6")]
+    offer: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -250,6 +254,16 @@ fn reason_in(unit: u32, s: &str) -> Result<Option<DropReason>, String> {
 pub struct DictEntry {
     pub id: Vec<u8>,
     pub bytes: Vec<u8>,
+    /// Its `offers`, sorted, for the candidates' indexes.
+    offers: Vec<String>,
+}
+
+/// A record's candidate offer ids, sorted and without repeats.
+fn sorted_offers(r: &DecisionRecord) -> Vec<&str> {
+    let mut offers: Vec<&str> = r.candidates.iter().map(|c| c.offer_id.as_str()).collect();
+    offers.sort_unstable();
+    offers.dedup();
+    offers
 }
 
 const DICT_ID_LEN: usize = 12;
@@ -275,7 +289,7 @@ fn dict_of(r: &DecisionRecord) -> Dict {
         stage: r.stage.clone(),
         channel: r.channel.clone(),
         placement: r.placement.clone(),
-        offers: r.candidates.iter().map(|c| c.offer_id.clone()).collect(),
+        offers: sorted_offers(r).into_iter().map(str::to_string).collect(),
         score_names: r.scores.keys().cloned().collect(),
         feature_names: r.features.keys().cloned().collect(),
     }
@@ -302,8 +316,7 @@ impl DictCache {
         // something a request can aim a collision at.
         let mut h = self.hasher.build_hasher();
         (&r.config_version, &r.model_versions, &r.stage, &r.channel, &r.placement).hash(&mut h);
-        r.candidates.len().hash(&mut h);
-        r.candidates.iter().for_each(|c| c.offer_id.hash(&mut h));
+        sorted_offers(r).hash(&mut h);
         r.scores.len().hash(&mut h);
         r.scores.keys().for_each(|k| k.hash(&mut h));
         r.features.len().hash(&mut h);
@@ -313,9 +326,10 @@ impl DictCache {
         if let Some(d) = built.get(&key) {
             return d.clone();
         }
-        let bytes = dict_of(r).encode_to_vec();
+        let dict = dict_of(r);
+        let bytes = dict.encode_to_vec();
         let id = Sha256::digest(&bytes)[..DICT_ID_LEN].to_vec();
-        let entry = Arc::new(DictEntry { id, bytes });
+        let entry = Arc::new(DictEntry { id, bytes, offers: dict.offers });
         if built.len() >= DICTS_REMEMBERED {
             built.clear();
         }
@@ -398,12 +412,14 @@ pub fn encode(r: &DecisionRecord, dict: &DictEntry) -> Vec<u8> {
             .iter()
             .map(|c| {
                 let (dropped_unit, dropped) = reason_out(&c.dropped);
+                let offer = dict.offers.binary_search(&c.offer_id).map_or(0, |i| i as u32 + 1);
                 CandidateRec {
-                    offer_id: String::new(),
+                    offer_id: if offer == 0 { c.offer_id.clone() } else { String::new() },
                     score: c.score,
                     scores: c.scores.clone(),
                     dropped,
                     dropped_unit,
+                    offer,
                 }
             })
             .collect(),
@@ -454,7 +470,7 @@ pub fn decode(bytes: &[u8], id: &str, dicts: &Dicts) -> Result<DecisionRecord, S
     }
     if !r.dict.is_empty() {
         let d = dicts.get(&r.dict).ok_or_else(|| format!("dictionary {} is not stored", hex(&r.dict)))?;
-        if d.offers.len() != r.candidates.len() || d.score_names.len() != r.score_values.len() {
+        if d.score_names.len() != r.score_values.len() {
             return Err(format!("dictionary {} does not fit the record", hex(&r.dict)));
         }
         r.config_version = d.config_version.clone();
@@ -462,7 +478,10 @@ pub fn decode(bytes: &[u8], id: &str, dicts: &Dicts) -> Result<DecisionRecord, S
         r.stage = d.stage.clone();
         r.channel = d.channel.clone();
         r.placement = d.placement.clone();
-        r.candidates.iter_mut().zip(&d.offers).for_each(|(c, o)| c.offer_id = o.clone());
+        for c in r.candidates.iter_mut().filter(|c| c.offer > 0) {
+            let o = d.offers.get(c.offer as usize - 1);
+            c.offer_id = o.ok_or_else(|| format!("dictionary {} does not fit the record", hex(&r.dict)))?.clone();
+        }
         r.scores = d.score_names.iter().cloned().zip(std::mem::take(&mut r.score_values)).collect();
         r.feature_names = d.feature_names.clone();
         if let Some(mask) = r.feature_mask {
@@ -745,6 +764,11 @@ mod tests {
         let mut other = r.clone();
         other.stage = "retention".into();
         assert_ne!(a.dict(&other).id, a.dict(&r).id);
+        // The candidates' order is their ranking, which varies: the dictionary does not.
+        let mut reordered = r.clone();
+        reordered.candidates.reverse();
+        assert_eq!(b.dict(&reordered).id, a.dict(&r).id);
+        assert_eq!(round_trip(&reordered), reordered);
         assert_eq!(a.dict(&r).id.len(), DICT_ID_LEN);
         a.mark_stored("tp:ldict", &a.dict(&r).id);
         assert!(a.stored("tp:ldict", &a.dict(&r).id) && !a.stored("tp:ldict:{x}", &a.dict(&r).id));
