@@ -30,6 +30,7 @@ pub const OVERRIDABLE: &[(&str, Kind)] = &[
     ("server.limits.interactive", Kind::Int),
     ("server.limits.batch", Kind::Int),
     ("server.limits.batch_decisions", Kind::Int),
+    ("server.limits.batch_nice", Kind::Int),
     ("server.limits.ingest", Kind::Int),
     ("server.limits.profiles", Kind::Int),
     ("server.limits.admin", Kind::Int),

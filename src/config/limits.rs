@@ -16,6 +16,10 @@ pub struct LimitsConfig {
     /// Decisions in flight across every `DecideBatch` call together (a global bound, so
     /// campaign sends cannot crowd out interactive decisions).
     pub batch_decisions: u32,
+    /// The nice value (0–19) of the threads `DecideBatch` decisions run on: higher is a lower
+    /// CPU priority, so on a busy machine the kernel runs interactive calls first. 0: the same
+    /// priority as interactive calls. Read once, when the first batch runs.
+    pub batch_nice: u32,
     /// Ingest calls in flight (`RecordEvents`, `RecordOutcome`).
     pub ingest: u32,
     /// Profile calls in flight (`GetProfile`, `PutProfile`, `DeleteProfile`, `GetJourney`).
@@ -59,6 +63,7 @@ impl Default for LimitsConfig {
             interactive: default_interactive(),
             batch: 8,
             batch_decisions: 16,
+            batch_nice: 10,
             ingest: 32,
             profiles: 32,
             admin: 4,
@@ -101,6 +106,9 @@ pub fn check(l: &LimitsConfig, p: &mut Problems) {
             p.add(format!("server.limits.{key}"), "must be at most 1000000");
         }
     }
+    if l.batch_nice > 19 {
+        p.add("server.limits.batch_nice", "must be at most 19 (the lowest CPU priority)");
+    }
     if l.keepalive_interval_ms > 0 && l.keepalive_timeout_ms == 0 {
         p.add("server.limits.keepalive_timeout_ms", "must be positive when keepalive_interval_ms is set");
     }
@@ -116,9 +124,12 @@ mod tests {
         check(&LimitsConfig::default(), &mut p);
         assert!(p.list.is_empty(), "{:?}", p.list);
         let mut p = Problems::default();
-        check(&LimitsConfig { interactive: 0, keepalive_timeout_ms: 0, ..Default::default() }, &mut p);
+        check(&LimitsConfig { interactive: 0, keepalive_timeout_ms: 0, batch_nice: 20, ..Default::default() }, &mut p);
         let entries: Vec<&str> = p.list.iter().map(|(e, _)| e.as_str()).collect();
-        assert_eq!(entries, ["server.limits.interactive", "server.limits.keepalive_timeout_ms"]);
+        assert_eq!(
+            entries,
+            ["server.limits.interactive", "server.limits.batch_nice", "server.limits.keepalive_timeout_ms"]
+        );
     }
 
     #[test]

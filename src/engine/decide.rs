@@ -14,10 +14,11 @@ use std::time::Duration;
 /// (`server.limits.batch_decisions`) at once.
 const BATCH_CONCURRENCY: usize = 256;
 
-/// The nice value of the batch runtime's threads (0 is the default; 19 the lowest priority).
-/// At 10 the kernel gives a busy interactive thread about 9 times a batch thread's share of a
-/// contended core, and a batch thread the whole core when nothing else wants it.
-const BATCH_NICE: i32 = 10;
+/// The nice value of the batch runtime's threads (`server.limits.batch_nice`, set by
+/// `Engine::new` before the first batch; 0 is the default priority, 19 the lowest). At 10 the
+/// kernel gives a busy interactive thread about 9 times a batch thread's share of a contended
+/// core, and a batch thread the whole core when nothing else wants it.
+pub(super) static BATCH_NICE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(10);
 
 /// The runtime campaign sends (`DecideBatch`) run their decisions on: as many threads as
 /// cores, each at a lower CPU priority (`BATCH_NICE`), so that on a busy machine the kernel
@@ -42,11 +43,12 @@ fn batch_runtime() -> &'static tokio::runtime::Handle {
 /// Lowers the calling thread's CPU priority to `BATCH_NICE` (Linux: the nice value is per
 /// thread). Best effort: where it is refused, batch threads run at normal priority.
 fn lower_priority() {
+    let nice = BATCH_NICE.load(std::sync::atomic::Ordering::Relaxed);
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on the calling thread's own id; no memory is passed.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, BATCH_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
     }
 }
 
@@ -384,7 +386,7 @@ mod tests {
     fn batch_decisions_run_on_threads_of_lower_priority_and_nothing_else_does() {
         let before = nice();
         let on_batch = futures::executor::block_on(super::batch_runtime().spawn(async { nice() })).unwrap();
-        assert!(on_batch >= super::BATCH_NICE, "batch thread at nice {on_batch}");
+        assert!(on_batch >= 10, "batch thread at nice {on_batch}");
         assert_eq!(nice(), before, "the calling thread keeps its priority");
     }
 }

@@ -148,6 +148,7 @@ impl Engine {
             ),
         ));
         let batch_slots_size = limits.batch_decisions.max(1) as usize;
+        decide::BATCH_NICE.store(limits.batch_nice.min(19) as i32, std::sync::atomic::Ordering::Relaxed);
         let batch_slots = Arc::new(tokio::sync::Semaphore::new(batch_slots_size));
         let e = &config.file.decisions.exploration;
         let posteriors =
