@@ -203,6 +203,9 @@ struct ContactRec {
     channel: String,
     #[prost(string, tag = "4")]
     offer_id: String,
+    /// The decision id as a UUID's 16 bytes (`decision_id` is then empty).
+    #[prost(bytes = "vec", tag = "5")]
+    decision_uuid: Vec<u8>,
 }
 
 /// Drop reasons without fields, by index (the record stores index + 1). Append only: records
@@ -443,11 +446,16 @@ pub fn encode(r: &DecisionRecord, dict: &DictEntry) -> Vec<u8> {
             .contacts
             .contacts
             .iter()
-            .map(|c| ContactRec {
-                at: c.at,
-                decision_id: c.decision_id.clone(),
-                channel: c.channel.clone(),
-                offer_id: c.offer_id.clone(),
+            .map(|c| {
+                let uuid =
+                    uuid::Uuid::parse_str(&c.decision_id).ok().filter(|u| u.hyphenated().to_string() == c.decision_id);
+                ContactRec {
+                    at: c.at,
+                    decision_id: if uuid.is_some() { String::new() } else { c.decision_id.clone() },
+                    channel: c.channel.clone(),
+                    offer_id: c.offer_id.clone(),
+                    decision_uuid: uuid.map(|u| u.as_bytes().to_vec()).unwrap_or_default(),
+                }
             })
             .collect(),
         dismissed: r.contacts.dismissed.clone(),
@@ -581,7 +589,13 @@ pub fn decode(bytes: &[u8], id: &str, dicts: &Dicts) -> Result<DecisionRecord, S
             contacts: r
                 .contacts
                 .into_iter()
-                .map(|c| Contact { at: c.at, decision_id: c.decision_id, channel: c.channel, offer_id: c.offer_id })
+                .map(|c| {
+                    let decision_id = match uuid::Uuid::from_slice(&c.decision_uuid) {
+                        Ok(u) => u.hyphenated().to_string(),
+                        Err(_) => c.decision_id,
+                    };
+                    Contact { at: c.at, decision_id, channel: c.channel, offer_id: c.offer_id }
+                })
                 .collect(),
             dismissed: r.dismissed,
             accepted: r.accepted,
@@ -719,6 +733,14 @@ mod tests {
             let r = full(features);
             assert_eq!(round_trip(&r), r);
         }
+        // Contacts' decision ids are 16 bytes when they are UUIDs in their usual form, text
+        // otherwise; both come back as they were.
+        let mut r = full(standard());
+        for id in ["not-a-uuid", "01A20A09-0000-7662-A4D2-5C2584540E60", ""] {
+            let c = Contact { at: 5, decision_id: id.into(), channel: "email".into(), offer_id: "b".into() };
+            r.contacts.contacts.push(c);
+        }
+        assert_eq!(round_trip(&r), r);
         // -0.0 and NaN are kept bit for bit (compared as bits: NaN != NaN).
         let r = full(signed_zero);
         let back: Vec<u64> = round_trip(&r).features.values().map(|v| v.to_bits()).collect();
