@@ -363,9 +363,10 @@ impl Store for RedisStore {
                 dict: &dict,
                 dict_stored: self.dicts.stored(&shard, &dict.id),
             };
+            let dict_sent = !args.dict_stored;
             let inv = args.invocation(&self.scripts, &self.keys);
             let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-            if r == 1 {
+            if r == 1 && dict_sent {
                 self.dicts.mark_stored(&shard, &dict.id);
             }
             let outcome = DecisionArgs::outcome(r);
