@@ -485,6 +485,19 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("dictionary") && err.contains("not stored"), "{err}");
+    // The server believed it stored: the next decision's script finds it missing, the server
+    // sends it again, and that decision replays.
+    let again = d.decide(decide("rosa", "web", 3)).await.unwrap().into_inner();
+    assert!(!again.degraded);
+    let dicts: usize = redis::cmd("HLEN").arg("tp:ldict").query(&mut c).unwrap();
+    assert_eq!(dicts, 1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+        .args(["replay", &again.decision_id, "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("same decision"), "{text}");
 }
 
 /// Issue 10, part 5: Thompson sampling end to end. The posteriors are the analytics counters

@@ -351,6 +351,15 @@ impl DictCache {
         self.stored.lock().expect("dictionary cache").0.get(shard).is_some_and(|ids| ids.contains(id))
     }
 
+    /// The dictionary is not stored in the shard after all (the write said so).
+    pub fn forget_stored(&self, shard: &str, id: &[u8]) {
+        let mut guard = self.stored.lock().expect("dictionary cache");
+        let (by_shard, n) = &mut *guard;
+        if by_shard.get_mut(shard).is_some_and(|ids| ids.remove(id)) {
+            *n -= 1;
+        }
+    }
+
     /// The dictionary is stored in the shard's dictionary hash (a write naming it succeeded).
     pub fn mark_stored(&self, shard: &str, id: &[u8]) {
         let mut guard = self.stored.lock().expect("dictionary cache");

@@ -366,11 +366,14 @@ impl Store for RedisStore {
             let dict_sent = !args.dict_stored;
             let inv = args.invocation(&self.scripts, &self.keys);
             let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-            if r == 1 && dict_sent {
-                self.dicts.mark_stored(&shard, &dict.id);
+            match r {
+                1 if dict_sent => self.dicts.mark_stored(&shard, &dict.id),
+                // The dictionary is gone (Redis lost data): send it with the next attempt.
+                -3 => self.dicts.forget_stored(&shard, &dict.id),
+                _ => {}
             }
             let outcome = DecisionArgs::outcome(r);
-            self.sealed(&record.user_id, &key, outcome.is_none());
+            self.sealed(&record.user_id, &key, r == -2);
             if let Some(o) = outcome {
                 return Ok(o);
             }

@@ -363,12 +363,13 @@ impl DecisionArgs<'_> {
         inv
     }
 
-    /// What decision.lua's answer means (None: sealed with a stale key, nothing written).
+    /// What decision.lua's answer means (None: sealed with a stale key, or the dictionary was
+    /// missing: write again).
     pub fn outcome(answer: i64) -> Option<DecisionWrite> {
         match answer {
             1 => Some(DecisionWrite::Logged),
             -1 => Some(DecisionWrite::Late),
-            -2 => None,
+            -2 | -3 => None,
             _ => Some(DecisionWrite::GuardFailed),
         }
     }

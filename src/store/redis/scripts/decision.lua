@@ -17,7 +17,9 @@
 --       nexposures, (experiment, variant)..., the counter arguments.
 -- Returns 1 when logged, 0 when the guard no longer holds, -1 when Redis's clock is past
 -- "write by" (the caller was already answered with a fallback), -2 when the record was sealed
--- with a key that is not the user's; nothing written on 0, -1 or -2.
+-- with a key that is not the user's, -3 when the record's dictionary was not sent and is not
+-- stored (the caller sends it and tries again); nothing written on 0, -1, -2 or -3 but a new
+-- user's sealing key (kept: the same key is sent again).
 if ARGV[10] ~= '' then
   -- A shebang script may read TIME before writing (effects are replicated, not the script).
   local t = redis.call('TIME')
@@ -58,13 +60,20 @@ if #limits > 0 or #caps > 0 then
 end
 if log_full(KEYS[2], ARGV[6]) then return redis.error_reply(LOG_FULL) end
 if not user_key(KEYS[6], KEYS[7], ARGV[11]) then return -2 end
+-- The record's dictionary is stored before the record: sent when the caller does not know it
+-- to be there, checked when it does (a Redis that lost data, a failover) so that no logged
+-- record names a dictionary that is not stored.
+if ARGV[13] ~= '' then
+  redis.call('HSETNX', KEYS[8], ARGV[12], ARGV[13])
+elseif redis.call('HEXISTS', KEYS[8], ARGV[12]) == 0 then
+  return -3
+end
 if #offers > 0 then
   for _, o in ipairs(offers) do redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[9])
   -- Contacts live at least as long as the longest window that counts them.
   redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
 end
-if ARGV[13] ~= '' then redis.call('HSETNX', KEYS[8], ARGV[12], ARGV[13]) end
 log_add(KEYS[2], ARGV[6], 'kind', 'decision', 'id', ARGV[14], 'kid', ARGV[15], 'bin', ARGV[5])
 -- The recent decisions: scores all 0, so the set is in member order, which is id order, which
 -- is time order (UUID v7); keep the newest ARGV[4].
