@@ -436,12 +436,15 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     let r = d.decide(req).await.unwrap().into_inner();
     assert!(r.segments.contains(&"eu_customers".to_string()), "{:?}", r.segments);
 
-    let replay = |config: &std::path::Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
-            .args(["replay", &r.decision_id, "--config", config.to_str().unwrap()])
+    let replay_of = |id: &str, config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
+            .args(["replay", id, "--config", config.to_str().unwrap()])
             .env("RUST_LOG", "error")
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let replay = |config: &std::path::Path| {
+        let out = replay_of(&r.decision_id, config);
         (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
     };
     let (code, out) = replay(&path);
@@ -478,11 +481,7 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     }
     // A record whose dictionary is gone cannot be read: replay says so rather than guessing.
     redis::cmd("DEL").arg("tp:ldict").exec(&mut c).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
-        .args(["replay", &r.decision_id, "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
+    let out = replay_of(&r.decision_id, &path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("dictionary") && err.contains("not stored"), "{err}");
     // The server believed it stored: the next decision's script finds it missing, the server
@@ -491,11 +490,7 @@ async fn replay_reproduces_a_logged_decision_and_shows_what_changed() {
     assert!(!again.degraded);
     let dicts: usize = redis::cmd("HLEN").arg("tp:ldict").query(&mut c).unwrap();
     assert_eq!(dicts, 1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_touchpoint"))
-        .args(["replay", &again.decision_id, "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
+    let out = replay_of(&again.decision_id, &path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("same decision"), "{text}");
 }
