@@ -96,28 +96,29 @@ impl RedisStore {
     }
 
     /// Archived entries grouped by their shard's stream, with the keys of each group (one
-    /// HMGET per shard), handed to `open`.
-    async fn open_archived(
+    /// HMGET per shard), decoded by `decode` (None: left out).
+    async fn open_archived<T>(
         &self,
         entries: &[ArchivedEntry],
         shards: Vec<(String, String)>,
-        open: &mut (dyn FnMut(&codec::EntryFields, &codec::Keyring) -> Result<(), StoreError> + Send),
-    ) -> Result<(), StoreError> {
+        decode: impl Fn(&codec::EntryFields, &codec::Keyring) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let rings: BTreeMap<String, String> = shards.into_iter().collect();
         let mut by_stream: BTreeMap<&str, StreamPage> = BTreeMap::new();
         for e in entries {
             by_stream.entry(e.stream.as_str()).or_default().push((e.id.clone(), e.fields.clone()));
         }
+        let mut out = Vec::new();
         for (stream, page) in by_stream {
             let ring = rings
                 .get(stream)
                 .ok_or_else(|| StoreError::Corrupt(format!("archived stream {stream} is not a log of this store")))?;
             let keys = self.page_keys(ring, &page).await?;
             for (_, fields) in &page {
-                open(fields, &keys)?;
+                out.extend(decode(fields, &keys)?);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Archived decision-log entries, opened with the live keyrings (erased users' entries
@@ -126,29 +127,16 @@ impl RedisStore {
         &self,
         entries: &[ArchivedEntry],
     ) -> Result<Vec<DecisionLogEntry>, StoreError> {
-        let mut out = Vec::new();
-        self.open_archived(entries, self.keys.decision_log_shards(), &mut |fields, keys| {
-            out.push(codec::decode_decision_log_entry(fields, keys)?);
-            Ok(())
-        })
-        .await?;
-        Ok(out)
+        let shards = self.keys.decision_log_shards();
+        self.open_archived(entries, shards, |f, k| codec::decode_decision_log_entry(f, k).map(Some)).await
     }
 
     /// Archived journey-log entries, opened with the live keyrings (erased users' entries are
     /// left out).
     pub async fn open_archived_events(&self, entries: &[ArchivedEntry]) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::new();
-        self.open_archived(entries, self.keys.journey_log_shards(), &mut |fields, keys| {
-            out.extend(codec::decode_sealed_event(fields, keys)?);
-            Ok(())
-        })
-        .await?;
-        Ok(out)
+        self.open_archived(entries, self.keys.journey_log_shards(), codec::decode_sealed_event).await
     }
-}
 
-impl RedisStore {
     /// The decision log as the trainer reads it: the archive under `dir` (opened with the live
     /// keyrings), then the live streams; each decision and outcome once (an entry archived but
     /// not yet trimmed is in both).

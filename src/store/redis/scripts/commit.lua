@@ -1,7 +1,7 @@
 #!lua
 -- Applies a user's new state if the version is unchanged (optimistic write), with the
 -- stage history, dedup marks, journey log and experiment attribution, atomically.
--- Needs attribute.lua, user_key.lua and count.lua prepended.
+-- Needs attribute.lua, user_key.lua, count.lua and log.lua prepended.
 -- KEYS (CommitArgs): 1 profile, 2 history, 3 dedup, 4 journey log, 5 exposures, 6 experiment counters,
 --       7 sealing key, 8 keyring, 9.. the counter keys (count.lua).
 -- ARGV: 1 expected version, 2 now, 3 dedup cutoff, 4 dedup max, 5 journey log maxlen, 6 new version,

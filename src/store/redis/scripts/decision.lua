@@ -4,7 +4,7 @@
 -- The guard re-counts contacts here, atomically with recording the new ones.
 -- A recent decision is the member "id|,o1,o2,|~stage~channel~s1,s2|" of KEYS[1] (outcomes
 -- are appended to it: "id|,o1,o2,|~stage~channel~s1,s2|o1:click|").
--- Needs user_key.lua and count.lua prepended.
+-- Needs user_key.lua, count.lua and log.lua prepended.
 -- KEYS (DecisionArgs): 1 recent decisions, 2 decision log, 3 contacts, 4 exposures,
 --       5 experiment counters, 6 sealing key, 7 keyring, 8 the log shard's record
 --       dictionaries, 9.. the counter keys (count.lua).

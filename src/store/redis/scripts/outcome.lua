@@ -1,7 +1,7 @@
 #!lua
 -- Logs an outcome of a recent decision once per (offer, outcome kind): marks dismissals and
 -- acceptances for cooldowns, attributes clicks and conversions, appends to the decision log.
--- Needs attribute.lua and user_key.lua prepended.
+-- Needs attribute.lua, user_key.lua and log.lua prepended.
 -- KEYS (OutcomeArgs): 1 recent decisions, 2 decision log, 3 marks, 4 exposures,
 --       5 experiment counters, 6 sealing key, 7 keyring, 8 the recent-decisions hash of before
 --       issue 9 (read only, so decisions made before an upgrade link until it expires),
