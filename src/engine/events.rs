@@ -103,7 +103,8 @@ impl Engine {
             if fresh.is_empty() {
                 return Ok((0, duplicates));
             }
-            let mut state = loaded.state;
+            let before = loaded.state;
+            let mut state = before.clone();
             let (transitions, mut counts): (Vec<Transition>, _) = funnel::apply_events(journey, &mut state, &fresh);
             // The funnel per segment: the segments the user is in after these events, worked
             // out only when something is counted by segment (a new user, a move, a lapse).
@@ -127,6 +128,7 @@ impl Engine {
                 .collect();
             let write = UserWrite {
                 state: &state,
+                before: Some(&before),
                 new_transitions: &transitions,
                 events: &applied,
                 now: now_ms(),

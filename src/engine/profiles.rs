@@ -102,11 +102,12 @@ impl Engine {
                 Self::backoff(attempt).await;
             }
             let loaded = self.store.load_user(user, &[], None).await?;
-            let mut state = loaded.state;
+            let mut state = loaded.state.clone();
             let now = now_ms();
             change(&mut state, now)?;
             let write = UserWrite {
                 state: &state,
+                before: Some(&loaded.state),
                 new_transitions: &[],
                 events: &[],
                 now,

@@ -62,6 +62,10 @@ pub struct LoadedUser {
 pub struct UserWrite<'a> {
     /// The new state; its `transitions` are ignored (the store appends `new_transitions`).
     pub state: &'a UserState,
+    /// The state as loaded with the expected version, when the caller has it: the Redis store
+    /// then writes only the profile fields that differ from it (the version check makes the
+    /// stored profile exactly this state). None rewrites the whole profile.
+    pub before: Option<&'a UserState>,
     /// Transitions added since the load, appended to the stage history.
     pub new_transitions: &'a [Transition],
     /// Events newly applied: their ids are remembered and they go to the journey log.

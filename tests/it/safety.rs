@@ -410,6 +410,7 @@ async fn an_erased_key_is_never_stored_again_by_another_server() {
     };
     let write = |events| UserWrite {
         state: &state,
+        before: None,
         new_transitions: &[],
         events,
         now: 10,

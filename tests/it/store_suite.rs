@@ -50,6 +50,7 @@ macro_rules! conformance {
 conformance!(
     unknown_user_reads_empty,
     commit_round_trips_state,
+    commit_of_changes_round_trips_state,
     cas_commit_refuses_stale_writes,
     history_is_append_only,
     dedup_bounds,
@@ -131,6 +132,7 @@ fn outcome(user: &str, decision: &str, offer: &str) -> OutcomeRecord {
 fn write<'a>(state: &'a UserState, transitions: &'a [Transition], events: &'a [Event], now: i64) -> UserWrite<'a> {
     UserWrite {
         state,
+        before: None,
         new_transitions: transitions,
         events,
         now,
@@ -213,6 +215,27 @@ async fn commit_round_trips_state(s: S) {
     assert_eq!(loaded.version, v1);
     assert_eq!(loaded.state, state, "state round-trips exactly");
     assert_eq!(loaded.seen, vec![true, true, false]);
+}
+
+/// A write that names the state it was derived from (`UserWrite::before`) stores exactly the
+/// new state: changed and added fields, and removed ones (an attribute, the stage), are all
+/// applied, whatever the store writes.
+async fn commit_of_changes_round_trips_state(s: S) {
+    let (_, _, v1) = first_commit(&s).await;
+    let loaded = s.load_user("alice", &[], None).await.unwrap();
+    let mut after = loaded.state.clone();
+    after.attributes.remove("vip");
+    after.attributes.insert("age".into(), AttrValue::Num(34.5));
+    after.attributes.insert("tier".into(), AttrValue::Str("gold \"quoted\"".into()));
+    after.aggregates.event_counts.insert("page_view".into(), 9);
+    after.aggregates.last_purchase = None;
+    after.stage = None;
+    after.stage_since = None;
+    let w = UserWrite { before: Some(&loaded.state), ..write(&after, &[], &[], 300) };
+    let v2 = w.new_version;
+    assert!(s.commit_user("alice", v1, w).await.unwrap());
+    let reloaded = s.load_user("alice", &[], None).await.unwrap();
+    assert_eq!((reloaded.version, reloaded.state), (v2, after), "the changes round-trip exactly");
 }
 
 /// A stale version is refused and changes nothing: no state, no dedup mark, no log entry.

@@ -75,6 +75,7 @@ pub(super) async fn run(redis_url: &str, users: usize, toml: &str, vars: Vec<(St
             let owned: Vec<_> = evs.iter().map(|e| (*e).clone()).collect();
             let write = UserWrite {
                 state: &state,
+                before: None,
                 new_transitions: &transitions,
                 events: &owned,
                 now: now_ms(),

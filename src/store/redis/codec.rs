@@ -48,6 +48,38 @@ pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
     f
 }
 
+/// An attribute value as stored (JSON: a bool, a number or a string). The common shapes (a
+/// plain string without escapes, a number) are read directly; anything else goes through
+/// serde_json (an untagged enum, slow: it buffers the value and tries each variant).
+pub fn decode_attr(v: &str) -> Option<AttrValue> {
+    let b = v.as_bytes();
+    match b.first()? {
+        b'"' if b.len() >= 2 && b[b.len() - 1] == b'"' => {
+            let inner = &v[1..v.len() - 1];
+            if !inner.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+                return Some(AttrValue::Str(inner.to_string()));
+            }
+        }
+        b'-' | b'0'..=b'9' if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) => {
+            if let Ok(x) = v.parse::<f64>() {
+                return Some(AttrValue::Num(x));
+            }
+        }
+        _ => {}
+    }
+    serde_json::from_str(v).ok()
+}
+
+/// What turns the profile hash of `before` into that of `after`: the fields to set (new or
+/// changed) and the fields to delete. The version field is not among them.
+pub fn profile_changes(before: &UserState, after: &UserState) -> (Vec<(String, String)>, Vec<String>) {
+    let old: std::collections::HashMap<String, String> = encode_profile(before).into_iter().collect();
+    let new = encode_profile(after);
+    let del = old.keys().filter(|k| !new.iter().any(|(f, _)| f == *k)).cloned().collect();
+    let set = new.into_iter().filter(|(f, v)| old.get(f) != Some(v)).collect();
+    (set, del)
+}
+
 pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64, UserState), StoreError> {
     let corrupt = |what: &str, v: &str| StoreError::Corrupt(format!("profile field {what}: {v:?}"));
     let mut s = UserState::default();
@@ -75,7 +107,7 @@ pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(
                 } else if let Some(channel) = k.strip_prefix("w:") {
                     s.consent_withdrawn.insert(channel.to_string(), int()?);
                 } else if let Some(name) = k.strip_prefix("a:") {
-                    let value: AttrValue = serde_json::from_str(&v).map_err(|_| corrupt(&k, &v))?;
+                    let value = decode_attr(&v).ok_or_else(|| corrupt(&k, &v))?;
                     s.attributes.insert(name.to_string(), value);
                 }
             }
@@ -321,6 +353,35 @@ mod tests {
             fields.push(v);
         }
         assert_eq!(decode_profile(fields, vec![]).unwrap(), (3, s));
+    }
+
+    proptest::proptest! {
+        /// The direct reading of attribute values gives back exactly what the writer stored
+        /// (numbers included: serde_json without its `float_roundtrip` feature may be off by
+        /// one unit in the last place; Rust's own parsing is exact), and strings that need
+        /// JSON escapes as serde_json reads them.
+        #[test]
+        fn attribute_values_read_as_serde_json_does(
+            x in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO,
+            text in ".{0,12}",
+            b in proptest::bool::ANY,
+        ) {
+            for v in [AttrValue::Num(x), AttrValue::Str(text.clone()), AttrValue::Bool(b), AttrValue::Str(x.to_string())] {
+                let stored = serde_json::to_string(&v).unwrap();
+                let direct = decode_attr(&stored);
+                if !matches!(v, AttrValue::Num(_)) {
+                    proptest::prop_assert_eq!(&direct, &serde_json::from_str::<AttrValue>(&stored).ok());
+                }
+                proptest::prop_assert_eq!(direct, Some(v));
+            }
+        }
+    }
+
+    #[test]
+    fn attribute_values_that_are_not_json_are_refused() {
+        for bad in ["", "\"open", "1.2.3", "-", "tru", "\"a\"b\""] {
+            assert_eq!(decode_attr(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -312,6 +312,7 @@ impl Store for RedisStore {
                 journey_log_maxlen: LogCap { maxlen: r.journey_log_maxlen, archive: r.archive },
                 new_version: w.new_version,
                 state: w.state,
+                before: w.before,
                 transitions: w.new_transitions,
                 events: w.events,
                 attribution: AttributionArgs { windows: w.attribution.windows, happenings: w.attribution.happenings },

@@ -242,6 +242,9 @@ pub struct CommitArgs<'a> {
     pub new_version: u64,
     /// The new state (its own transitions are ignored: `transitions` are appended).
     pub state: &'a UserState,
+    /// The state the expected version stands for: only the fields that differ are written.
+    /// None: the whole profile is replaced.
+    pub before: Option<&'a UserState>,
     pub transitions: &'a [Transition],
     pub events: &'a [Event],
     pub attribution: AttributionArgs<'a>,
@@ -271,10 +274,18 @@ impl CommitArgs<'_> {
             .arg(self.journey_log_maxlen.arg())
             .arg(self.new_version.to_string())
             .arg(self.seal.filter(|_| !self.events.is_empty()).map(|s| s.arg()).unwrap_or_default());
-        let fields = encode_profile(self.state);
-        inv.arg(fields.len());
-        for (f, v) in &fields {
+        let (set, del) = match self.before {
+            Some(before) => codec::profile_changes(before, self.state),
+            None => (encode_profile(self.state), vec![]),
+        };
+        inv.arg(set.len());
+        for (f, v) in &set {
             inv.arg(f).arg(v);
+        }
+        // -1: replace the whole profile.
+        inv.arg(if self.before.is_some() { del.len() as i64 } else { -1 });
+        for f in &del {
+            inv.arg(f);
         }
         inv.arg(self.transitions.len());
         for t in self.transitions {
