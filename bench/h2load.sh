@@ -126,8 +126,24 @@ echo "store=$store rounds=$rounds duration=${duration}s clients=$conns streams=$
 for r in $(seq "$rounds"); do
   echo "round $r"
   run health /grpc.health.v1.Health/Check "$work/health.bin" Check
+  # Redis's own accounting of the last round's Decides (INFO commandstats, reset first).
+  [ "$store" = redis ] && [ "$r" = "$rounds" ] && redis-cli -p "$rport" config resetstat >/dev/null
   run decide /touchpoint.v1.Decisions/Decide "$work/decide.bin" Decide
 done
+if [ "$store" = redis ]; then
+  echo "Redis commands per Decide in the last round (INFO commandstats, per decision.lua call, one per Decide; commands a script runs are counted in its EVALSHA too):"
+  redis-cli -p "$rport" info commandstats | tr -d '\r' | python3 -c '
+import re, sys
+rows = []
+for l in sys.stdin:
+    m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", l)
+    if m and m.group(1) != "config|resetstat":
+        rows.append((m.group(1), int(m.group(2)), int(m.group(3))))
+decides = max(max((c for n, c, u in rows if n == "evalsha"), default=0), 1)
+for name, calls, usec in sorted(rows, key=lambda r: -r[2]):
+    print(f"  {name:18} {calls / decides:5.2f} calls  {usec / decides:6.2f} us")
+'
+fi
 if [ "$store" = redis ]; then
   # What a decision leaves in Redis: the decision log's memory per entry.
   n=$(redis-cli -p "$rport" xlen tp:dlog) mem=$(redis-cli -p "$rport" memory usage tp:dlog samples 0)

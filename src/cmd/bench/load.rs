@@ -198,6 +198,39 @@ pub(super) struct Phase {
     pub(super) load: Load,
     /// The server's own latency buckets for the phase: (upper bound in s, calls), cumulative.
     pub(super) server: Vec<(f64, u64)>,
+    /// CPU this process used during the phase (client tasks and servers together), in µs.
+    pub(super) cpu_us: f64,
+    /// CPU the redis-server used during the phase, in µs (INFO cpu); None on the memory store.
+    pub(super) redis_us: Option<f64>,
+}
+
+/// What a phase reads besides its load: the server's metrics and, on Redis, its CPU.
+pub(super) struct Probe {
+    pub(super) metrics: &'static metrics_exporter_prometheus::PrometheusHandle,
+    pub(super) redis: Option<redis::Client>,
+}
+
+impl Probe {
+    /// The redis-server's CPU so far (user + system, INFO cpu), in µs.
+    async fn redis_cpu_us(&self) -> Option<f64> {
+        let mut c = self.redis.as_ref()?.get_multiplexed_async_connection().await.ok()?;
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut c).await.ok()?;
+        let field =
+            |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<f64>().ok());
+        Some((field("used_cpu_user")? + field("used_cpu_sys")?) * 1e6)
+    }
+}
+
+/// CPU this process has used so far (user + system), in µs.
+fn process_cpu_us() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(u.ru_utime) + us(u.ru_stime)
 }
 
 impl Phase {
@@ -229,11 +262,14 @@ pub(super) async fn phase(
     name: String,
     unit: &'static str,
     rpc: Option<&str>,
-    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+    probe: &Probe,
     load: impl Future<Output = anyhow::Result<Load>>,
 ) -> anyhow::Result<Phase> {
+    let metrics = probe.metrics;
     let before = rpc.map(|r| server_buckets(&metrics.render(), r)).unwrap_or_default();
+    let (cpu0, redis0) = (process_cpu_us(), probe.redis_cpu_us().await);
     let load = load.await?;
+    let (cpu1, redis1) = (process_cpu_us(), probe.redis_cpu_us().await);
     let after = rpc.map(|r| server_buckets(&metrics.render(), r)).unwrap_or_default();
     let server = after
         .iter()
@@ -243,7 +279,8 @@ pub(super) async fn phase(
         })
         .collect();
     eprintln!("  done: {name}");
-    Ok(Phase { name, unit, load, server })
+    let redis_us = redis0.zip(redis1).map(|(a, b)| b - a);
+    Ok(Phase { name, unit, load, server, cpu_us: cpu1 - cpu0, redis_us })
 }
 
 /// Cumulative bucket counts of the server's latency histogram for `rpc`, in rendered (ascending)
@@ -266,8 +303,8 @@ pub(super) fn server_buckets(text: &str, rpc: &str) -> Vec<(f64, u64)> {
 
 pub(super) fn print_table(phases: &[Phase]) {
     println!(
-        "\n{:<42} {:>9} {:>18} {:>8} {:>8} {:>9} {:>7} {:>14}",
-        "phase", "calls", "throughput", "p50 ms", "p99 ms", "p99.9 ms", "errors", "server p99"
+        "\n{:<42} {:>9} {:>18} {:>8} {:>8} {:>9} {:>7} {:>14} {:>9} {:>9}",
+        "phase", "calls", "throughput", "p50 ms", "p99 ms", "p99.9 ms", "errors", "server p99", "cpu us", "redis us"
     );
     for p in phases {
         let server = match p.server_quantile(0.99) {
@@ -275,8 +312,10 @@ pub(super) fn print_table(phases: &[Phase]) {
             Some(_) => "> 1 s".into(),
             None => "-".into(),
         };
+        let items = p.load.tally.items.max(1) as f64;
+        let redis = p.redis_us.map_or("-".to_string(), |us| format!("{:.1}", us / items));
         println!(
-            "{:<42} {:>9} {:>18} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>14}",
+            "{:<42} {:>9} {:>18} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>14} {:>9.1} {:>9}",
             p.name,
             p.load.calls,
             format!("{:.0} {}/s", p.throughput(), p.unit),
@@ -284,7 +323,9 @@ pub(super) fn print_table(phases: &[Phase]) {
             p.ms(0.99),
             p.ms(0.999),
             p.tally().errors,
-            server
+            server,
+            p.cpu_us / items,
+            redis
         );
         if p.load.open_loop {
             let h = &p.load.from_send;
@@ -294,6 +335,8 @@ pub(super) fn print_table(phases: &[Phase]) {
     }
     println!(
         "(client latency per call, from the send or, open loop, from the scheduled send; errors: failed calls, \
-         timeouts and degraded answers; server p99: upper bound of the server histogram's bucket)"
+         timeouts and degraded answers; server p99: upper bound of the server histogram's bucket; cpu us: this \
+         process's CPU (load generator and servers together) per call, event or user; redis us: the \
+         redis-server's per call, event or user)"
     );
 }

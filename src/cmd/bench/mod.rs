@@ -139,7 +139,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let engine = Arc::new(Engine::new(store, config, None, vec![]));
     // Install the metrics recorder a served process has, so the server does the same
     // per-call accounting as in production and we can read its own latency histogram.
-    let metrics = touchpoint::telemetry::prometheus();
+    let probe = Probe {
+        metrics: touchpoint::telemetry::prometheus(),
+        redis: args.redis_url.starts_with("redis").then(|| redis::Client::open(args.redis_url.as_str())).transpose()?,
+    };
+    let metrics = &probe;
 
     let t = std::time::Instant::now();
     let sim = simulate(&SimConfig { users: args.users, days: SIM_DAYS, seed: SIM_SEED, end: now_ms() });
