@@ -224,6 +224,15 @@ impl Store for BreakerStore {
         self.breaker.run(self.inner.load_user(user_id, event_ids, contacts_since)).await
     }
 
+    async fn load_user_without_history(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError> {
+        self.breaker.run(self.inner.load_user_without_history(user_id, event_ids, contacts_since)).await
+    }
+
     async fn commit_user(
         &self,
         user_id: &str,

@@ -152,7 +152,7 @@ impl Engine {
         };
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let now = now_ms();
-            let read = self.store.load_user(&query.user_id, &[], Some(now - policy.longest_window()));
+            let read = self.store.load_user_without_history(&query.user_id, &[], Some(now - policy.longest_window()));
             let loaded = match by {
                 Some(b) => {
                     tokio::time::timeout_at(b.until, read).await.map_err(|_| late("no answer to the read"))??
@@ -172,7 +172,7 @@ impl Engine {
             let decided = decision::decide(policy, &input);
             let guard = decision::guard(policy, &query, &decided, now);
             // Logged: what the policy read, so the entry is bounded by the config.
-            let mut state = UserState { transitions: vec![], ..loaded.state };
+            let mut state = loaded.state;
             policy.keep_attributes_read(&mut state.attributes);
             let record = DecisionRecord {
                 decision_id: decision_id_at(now),

@@ -96,7 +96,7 @@ impl Engine {
             if attempt > 0 {
                 Self::backoff(attempt).await;
             }
-            let loaded = self.store.load_user(user, &ids, None).await?;
+            let loaded = self.store.load_user_without_history(user, &ids, None).await?;
             let fresh: Vec<&Event> =
                 events.iter().zip(&loaded.seen).filter(|(_, seen)| !**seen).map(|(e, _)| e).collect();
             let duplicates = (events.len() - fresh.len()) as u32;

@@ -161,6 +161,13 @@ impl Store for MemoryStore {
         if user.version != expected_version {
             return Ok(false);
         }
+        // The Redis store writes only what differs from `before`, so a caller must pass the
+        // state of the version it expects: checked here, where tests run every caller.
+        debug_assert!(
+            w.before.is_none_or(|b| UserState { transitions: vec![], ..b.clone() }
+                == UserState { transitions: vec![], ..user.state.clone() }),
+            "UserWrite::before is not the state of the expected version"
+        );
         user.version = w.new_version;
         let mut history = std::mem::take(&mut user.state.transitions);
         history.extend_from_slice(w.new_transitions);

@@ -196,6 +196,20 @@ pub trait Store: Send + Sync + 'static {
         contacts_since: Option<Millis>,
     ) -> Result<LoadedUser, StoreError>;
 
+    /// As `load_user`, without the stage history (`state.transitions` is empty): what
+    /// deciding and recording events read (they use the current stage and its start, kept
+    /// with the profile). A store that keeps the history apart skips reading it.
+    async fn load_user_without_history(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError> {
+        let mut loaded = self.load_user(user_id, event_ids, contacts_since).await?;
+        loaded.state.transitions.clear();
+        Ok(loaded)
+    }
+
     /// Applies `write` if the user's version is still `expected_version`; false on a conflict.
     async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>)
     -> Result<bool, StoreError>;

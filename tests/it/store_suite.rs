@@ -51,6 +51,7 @@ conformance!(
     unknown_user_reads_empty,
     commit_round_trips_state,
     commit_of_changes_round_trips_state,
+    load_without_history_is_the_load_less_the_history,
     cas_commit_refuses_stale_writes,
     history_is_append_only,
     dedup_bounds,
@@ -236,6 +237,19 @@ async fn commit_of_changes_round_trips_state(s: S) {
     assert!(s.commit_user("alice", v1, w).await.unwrap());
     let reloaded = s.load_user("alice", &[], None).await.unwrap();
     assert_eq!((reloaded.version, reloaded.state), (v2, after), "the changes round-trip exactly");
+}
+
+/// The read for deciding and recording events is the full read without the stage history:
+/// same version, profile, stage, dedup flags and contacts.
+async fn load_without_history_is_the_load_less_the_history(s: S) {
+    let (state, _, v1) = first_commit(&s).await;
+    let full = s.load_user("alice", &["e1", "zz"], Some(0)).await.unwrap();
+    let lean = s.load_user_without_history("alice", &["e1", "zz"], Some(0)).await.unwrap();
+    assert_eq!(full.state.transitions.len(), 2);
+    assert!(lean.state.transitions.is_empty());
+    assert_eq!(lean.state, UserState { transitions: vec![], ..state });
+    assert_eq!((lean.version, &lean.seen, &lean.contacts), (v1, &full.seen, &full.contacts));
+    assert_eq!(lean.seen, [true, false]);
 }
 
 /// A stale version is refused and changes nothing: no state, no dedup mark, no log entry.

@@ -15,6 +15,9 @@ fn ms_str(v: Option<i64>) -> Option<String> {
 }
 
 /// Profile hash fields for a state (without the version).
+/// A field name, once used, keeps its meaning in every later version: writes send only the
+/// fields that changed (`profile_changes`), so a field this version does not know stays
+/// in the hash until the profile is erased.
 pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
     let a = &s.aggregates;
     let mut f: Vec<(String, String)> = Vec::new();
@@ -61,7 +64,8 @@ pub fn decode_attr(v: &str) -> Option<AttrValue> {
             }
         }
         b'-' | b'0'..=b'9' if b.iter().all(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) => {
-            if let Ok(x) = v.parse::<f64>() {
+            // Finite only: `1e400` is not a number the writer stores (serde_json refuses it).
+            if let Ok(x) = v.parse::<f64>().map_err(drop).and_then(|x| if x.is_finite() { Ok(x) } else { Err(()) }) {
                 return Some(AttrValue::Num(x));
             }
         }
@@ -75,7 +79,8 @@ pub fn decode_attr(v: &str) -> Option<AttrValue> {
 pub fn profile_changes(before: &UserState, after: &UserState) -> (Vec<(String, String)>, Vec<String>) {
     let old: std::collections::HashMap<String, String> = encode_profile(before).into_iter().collect();
     let new = encode_profile(after);
-    let del = old.keys().filter(|k| !new.iter().any(|(f, _)| f == *k)).cloned().collect();
+    let kept: std::collections::HashSet<&str> = new.iter().map(|(f, _)| f.as_str()).collect();
+    let del = old.keys().filter(|k| !kept.contains(k.as_str())).cloned().collect();
     let set = new.into_iter().filter(|(f, v)| old.get(f) != Some(v)).collect();
     (set, del)
 }
@@ -379,7 +384,7 @@ mod tests {
 
     #[test]
     fn attribute_values_that_are_not_json_are_refused() {
-        for bad in ["", "\"open", "1.2.3", "-", "tru", "\"a\"b\""] {
+        for bad in ["", "\"open", "1.2.3", "-", "tru", "\"a\"b\"", "1e400", "-1e400"] {
             assert_eq!(decode_attr(bad), None, "{bad:?}");
         }
     }

@@ -224,6 +224,25 @@ impl RedisStore {
         }
     }
 
+    /// The user read (`LoadArgs::pipeline`): one round trip.
+    async fn load(&self, args: LoadArgs<'_>) -> Result<LoadedUser, StoreError> {
+        let pipeline = args.pipeline(&self.keys);
+        // A command's error (NOAUTH, a key of the wrong type) comes back as that command's
+        // reply (`ignore_errors`), raised here with its own code so that it is classified like
+        // any other (the pipeline's own error would wrap every reply's error in one).
+        let replies: Vec<Value> = self
+            .run(|mut c| async move {
+                let replies: Vec<Value> = pipeline.query_async(&mut c).await?;
+                replies.into_iter().map(Value::extract_error).collect()
+            })
+            .await?;
+        let (fields, transitions, seen, contacts, marks, key): Loaded =
+            args.decode(replies).map_err(|e| StoreError::Internal(format!("reading a user: {e}")))?;
+        let (version, state) = codec::decode_profile(fields, transitions)?;
+        self.key_cache.put(args.user, key.as_deref().and_then(UserKey::parse));
+        Ok(LoadedUser { version, state, seen, contacts: codec::decode_contacts(contacts, marks)? })
+    }
+
     /// Runs one Redis call with the command timeout (connecting included): a slow Redis is an
     /// unavailable Redis.
     async fn run<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
@@ -281,22 +300,16 @@ impl Store for RedisStore {
         event_ids: &[&str],
         contacts_since: Option<Millis>,
     ) -> Result<LoadedUser, StoreError> {
-        let args = LoadArgs { user: user_id, contacts_since, event_ids };
-        let pipeline = args.pipeline(&self.keys);
-        // A command's error (NOAUTH, a key of the wrong type) comes back as that command's
-        // reply (`ignore_errors`), raised here with its own code so that it is classified like
-        // any other (the pipeline's own error would wrap every reply's error in one).
-        let replies: Vec<Value> = self
-            .run(|mut c| async move {
-                let replies: Vec<Value> = pipeline.query_async(&mut c).await?;
-                replies.into_iter().map(Value::extract_error).collect()
-            })
-            .await?;
-        let (fields, transitions, seen, contacts, marks, key): Loaded =
-            args.decode(replies).map_err(|e| StoreError::Internal(format!("reading a user: {e}")))?;
-        let (version, state) = codec::decode_profile(fields, transitions)?;
-        self.key_cache.put(user_id, key.as_deref().and_then(UserKey::parse));
-        Ok(LoadedUser { version, state, seen, contacts: codec::decode_contacts(contacts, marks)? })
+        self.load(LoadArgs { user: user_id, contacts_since, event_ids, history: true }).await
+    }
+
+    async fn load_user_without_history(
+        &self,
+        user_id: &str,
+        event_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<LoadedUser, StoreError> {
+        self.load(LoadArgs { user: user_id, contacts_since, event_ids, history: false }).await
     }
 
     async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {

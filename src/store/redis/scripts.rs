@@ -176,6 +176,8 @@ pub struct LoadArgs<'a> {
     pub contacts_since: Option<Millis>,
     /// Event ids to check against the dedup set.
     pub event_ids: &'a [&'a str],
+    /// The stage history is read (`LRANGE`); when not, the loaded state has none.
+    pub history: bool,
 }
 
 /// What the read returns: profile fields, transitions, seen flags, contacts with scores, marks,
@@ -183,14 +185,17 @@ pub struct LoadArgs<'a> {
 pub type Loaded = (Vec<String>, Vec<String>, Vec<bool>, Vec<String>, Vec<String>, Option<String>);
 
 impl LoadArgs<'_> {
-    /// The pipeline: HGETALL profile, LRANGE history, GET sealing key, then ZMSCORE of the
-    /// event ids (when asked), then ZRANGEBYSCORE contacts and HGETALL marks (when asked).
+    /// The pipeline: HGETALL profile, LRANGE history (when asked), GET sealing key, then
+    /// ZMSCORE of the event ids (when asked), then ZRANGEBYSCORE contacts and HGETALL marks
+    /// (when asked).
     pub fn pipeline(&self, k: &Keys) -> redis::Pipeline {
         let u = self.user;
         let mut p = redis::pipe();
         p.ignore_errors();
         p.cmd("HGETALL").arg(k.profile(u));
-        p.cmd("LRANGE").arg(k.journey(u)).arg(0).arg(-1);
+        if self.history {
+            p.cmd("LRANGE").arg(k.journey(u)).arg(0).arg(-1);
+        }
         p.cmd("GET").arg(k.user_key(u));
         if !self.event_ids.is_empty() {
             p.cmd("ZMSCORE").arg(k.dedup(u)).arg(self.event_ids);
@@ -208,7 +213,8 @@ impl LoadArgs<'_> {
         let mut next = |what: &str| it.next().ok_or_else(|| format!("the read returned no {what}"));
         let parse = |e: redis::ParsingError| e.to_string();
         let fields: Vec<String> = redis::from_redis_value(next("profile")?).map_err(parse)?;
-        let transitions: Vec<String> = redis::from_redis_value(next("history")?).map_err(parse)?;
+        let transitions: Vec<String> =
+            if self.history { redis::from_redis_value(next("history")?).map_err(parse)? } else { vec![] };
         let key: Option<String> = redis::from_redis_value(next("sealing key")?).map_err(parse)?;
         let seen = if self.event_ids.is_empty() {
             vec![]
