@@ -75,14 +75,79 @@ pub fn decode_attr(v: &str) -> Option<AttrValue> {
 }
 
 /// What turns the profile hash of `before` into that of `after`: the fields to set (new or
-/// changed) and the fields to delete. The version field is not among them.
+/// changed) and the fields to delete, as `encode_profile` writes them (the version field is
+/// not among them). Parts that are equal are not encoded at all: a page view changes three
+/// fields, and encoding every attribute twice to compare cost a tenth of RecordEvents' CPU.
 pub fn profile_changes(before: &UserState, after: &UserState) -> (Vec<(String, String)>, Vec<String>) {
-    let old: std::collections::HashMap<String, String> = encode_profile(before).into_iter().collect();
-    let new = encode_profile(after);
-    let kept: std::collections::HashSet<&str> = new.iter().map(|(f, _)| f.as_str()).collect();
-    let del = old.keys().filter(|k| !kept.contains(k.as_str())).cloned().collect();
-    let set = new.into_iter().filter(|(f, v)| old.get(f) != Some(v)).collect();
-    (set, del)
+    let mut c = Changes::default();
+    let (b, a) = (&before.aggregates, &after.aggregates);
+    if before.stage != after.stage {
+        c.one("stage", before.stage.clone(), after.stage.clone());
+    }
+    for (k, old, new) in [
+        ("since", before.stage_since, after.stage_since),
+        ("fs", b.first_seen, a.first_seen),
+        ("ls", b.last_seen, a.last_seen),
+        ("lp", b.last_purchase, a.last_purchase),
+    ] {
+        if old != new {
+            c.one(k, ms_str(old), ms_str(new));
+        }
+    }
+    if b.monetary_total != a.monetary_total {
+        let mon = |x: f64| (x != 0.0).then(|| x.to_string());
+        c.one("mon", mon(b.monetary_total), mon(a.monetary_total));
+    }
+    if b.purchase_count != a.purchase_count {
+        let pc = |n: u64| (n != 0).then(|| n.to_string());
+        c.one("pc", pc(b.purchase_count), pc(a.purchase_count));
+    }
+    c.map("c:", &b.event_counts, &a.event_counts, |v| v.to_string());
+    c.map("d:", &b.daily, &a.daily, crate::domain::profile::encode_daily);
+    c.map("t:", &b.last_by_type, &a.last_by_type, |v| v.to_string());
+    c.map("a:", &before.attributes, &after.attributes, |v| {
+        serde_json::to_string(v).expect("attribute values serialise")
+    });
+    c.map("w:", &before.consent_withdrawn, &after.consent_withdrawn, |v| v.to_string());
+    (c.set, c.del)
+}
+
+/// `profile_changes`' result as it is built.
+#[derive(Default)]
+struct Changes {
+    set: Vec<(String, String)>,
+    del: Vec<String>,
+}
+
+impl Changes {
+    /// A field written when present (`encode_profile`'s rule), given its two encodings.
+    fn one(&mut self, field: &str, old: Option<String>, new: Option<String>) {
+        match new {
+            Some(v) if old.as_ref() != Some(&v) => self.set.push((field.to_string(), v)),
+            Some(_) => {}
+            None if old.is_some() => self.del.push(field.to_string()),
+            None => {}
+        }
+    }
+
+    /// The fields `prefix<key>` of one map.
+    fn map<V: PartialEq>(
+        &mut self,
+        prefix: &str,
+        old: &BTreeMap<String, V>,
+        new: &BTreeMap<String, V>,
+        encode: impl Fn(&V) -> String,
+    ) {
+        if old == new {
+            return;
+        }
+        for (k, v) in new {
+            if old.get(k) != Some(v) {
+                self.set.push((format!("{prefix}{k}"), encode(v)));
+            }
+        }
+        self.del.extend(old.keys().filter(|k| !new.contains_key(*k)).map(|k| format!("{prefix}{k}")));
+    }
 }
 
 pub fn decode_profile(fields: Vec<String>, transitions: Vec<String>) -> Result<(u64, UserState), StoreError> {
@@ -387,6 +452,70 @@ mod tests {
         for bad in ["", "\"open", "1.2.3", "-", "tru", "\"a\"b\"", "1e400", "-1e400"] {
             assert_eq!(decode_attr(bad), None, "{bad:?}");
         }
+    }
+
+    /// The changes turn the hash of `before` into exactly the hash of `after`, for every part
+    /// changed, added or removed alone and all at once.
+    #[test]
+    fn profile_changes_turn_one_hash_into_the_other() {
+        let mut base = UserState { stage: Some("consideration".into()), stage_since: Some(5), ..Default::default() };
+        let agg = &mut base.aggregates;
+        (agg.first_seen, agg.last_seen, agg.last_purchase) = (Some(1), Some(9), Some(8));
+        (agg.monetary_total, agg.purchase_count) = (12.5, 2);
+        agg.event_counts.insert("page_view".into(), 4);
+        agg.daily.insert("page_view".into(), [(100, (2, 0.0))].into());
+        agg.last_by_type.insert("page_view".into(), 9);
+        base.attributes.insert("age".into(), AttrValue::Num(41.0));
+        base.attributes.insert("country".into(), AttrValue::Str("FR".into()));
+        base.consent_withdrawn.insert("email".into(), 3);
+        let edits: Vec<fn(&mut UserState)> = vec![
+            |s| s.stage = Some("conversion".into()),
+            |s| s.stage = None,
+            |s| s.stage_since = None,
+            |s| s.aggregates.first_seen = Some(0),
+            |s| s.aggregates.last_seen = None,
+            |s| s.aggregates.last_purchase = None,
+            |s| s.aggregates.monetary_total = 0.0,
+            |s| s.aggregates.monetary_total = 13.25,
+            |s| s.aggregates.purchase_count = 0,
+            |s| s.aggregates.purchase_count = 3,
+            |s| *s.aggregates.event_counts.get_mut("page_view").unwrap() += 1,
+            |s| s.aggregates.event_counts.clear(),
+            |s| drop(s.aggregates.event_counts.insert("cart".into(), 1)),
+            |s| drop(s.aggregates.daily.get_mut("page_view").unwrap().insert(101, (1, 2.5))),
+            |s| s.aggregates.daily.clear(),
+            |s| drop(s.aggregates.last_by_type.insert("page_view".into(), 10)),
+            |s| drop(s.attributes.insert("age".into(), AttrValue::Num(42.0))),
+            |s| drop(s.attributes.remove("country")),
+            |s| drop(s.attributes.insert("vip".into(), AttrValue::Bool(true))),
+            |s| s.consent_withdrawn.clear(),
+            |s| drop(s.consent_withdrawn.insert("sms".into(), 4)),
+        ];
+        let hash = |s: &UserState| encode_profile(s).into_iter().collect::<BTreeMap<_, _>>();
+        let check = |before: &UserState, after: &UserState| {
+            let (set, del) = profile_changes(before, after);
+            let mut h = hash(before);
+            for f in &del {
+                assert!(h.remove(f).is_some(), "{f} deleted but not there");
+            }
+            for (f, v) in set {
+                assert_ne!(h.insert(f.clone(), v.clone()).as_ref(), Some(&v), "{f} set to what it was");
+            }
+            assert_eq!(h, hash(after));
+        };
+        let mut all = base.clone();
+        for edit in &edits {
+            let mut after = base.clone();
+            edit(&mut after);
+            check(&base, &after);
+            check(&after, &base);
+            edit(&mut all);
+        }
+        check(&base, &all);
+        check(&all, &base);
+        check(&UserState::default(), &base);
+        check(&base, &UserState::default());
+        assert_eq!(profile_changes(&base, &base), (vec![], vec![]), "no change, nothing written");
     }
 
     #[test]
