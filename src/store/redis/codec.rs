@@ -481,15 +481,29 @@ mod tests {
             |s| s.aggregates.purchase_count = 3,
             |s| *s.aggregates.event_counts.get_mut("page_view").unwrap() += 1,
             |s| s.aggregates.event_counts.clear(),
-            |s| drop(s.aggregates.event_counts.insert("cart".into(), 1)),
-            |s| drop(s.aggregates.daily.get_mut("page_view").unwrap().insert(101, (1, 2.5))),
+            |s| {
+                s.aggregates.event_counts.insert("cart".into(), 1);
+            },
+            |s| {
+                s.aggregates.daily.get_mut("page_view").unwrap().insert(101, (1, 2.5));
+            },
             |s| s.aggregates.daily.clear(),
-            |s| drop(s.aggregates.last_by_type.insert("page_view".into(), 10)),
-            |s| drop(s.attributes.insert("age".into(), AttrValue::Num(42.0))),
-            |s| drop(s.attributes.remove("country")),
-            |s| drop(s.attributes.insert("vip".into(), AttrValue::Bool(true))),
+            |s| {
+                s.aggregates.last_by_type.insert("page_view".into(), 10);
+            },
+            |s| {
+                s.attributes.insert("age".into(), AttrValue::Num(42.0));
+            },
+            |s| {
+                s.attributes.remove("country");
+            },
+            |s| {
+                s.attributes.insert("vip".into(), AttrValue::Bool(true));
+            },
             |s| s.consent_withdrawn.clear(),
-            |s| drop(s.consent_withdrawn.insert("sms".into(), 4)),
+            |s| {
+                s.consent_withdrawn.insert("sms".into(), 4);
+            },
         ];
         let hash = |s: &UserState| encode_profile(s).into_iter().collect::<BTreeMap<_, _>>();
         let check = |before: &UserState, after: &UserState| {
