@@ -143,7 +143,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics: touchpoint::telemetry::prometheus(),
         redis: args.redis_url.starts_with("redis").then(|| redis::Client::open(args.redis_url.as_str())).transpose()?,
     };
-    let metrics = &probe;
 
     let t = std::time::Instant::now();
     let sim = simulate(&SimConfig { users: args.users, days: SIM_DAYS, seed: SIM_SEED, end: now_ms() });
@@ -206,7 +205,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut best: Option<(Conns, f64)> = None;
     for conns in [Conns::Shared, Conns::PerTask] {
         let clients = channels(echo_addr, c, conns, &key).await?.into_iter().map(HealthClient::new).collect();
-        let p = phase(format!("echo Health/Check, {}", conns.label()), "calls", None, metrics, async {
+        let p = phase(format!("echo Health/Check, {}", conns.label()), "calls", None, &probe, async {
             drive(clients, phase_len, CALL_TIMEOUT, None, echo_call).await
         })
         .await?;
@@ -238,7 +237,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::Ok(channels(tp_addr, c, conns, &key).await?.into_iter().map(DecisionsClient::new).collect::<Vec<_>>())
     };
     let clients = decide_clients().await?;
-    let p = phase(format!("Decide web, {}", conns.label()), "calls", Some("Decide"), metrics, async {
+    let p = phase(format!("Decide web, {}", conns.label()), "calls", Some("Decide"), &probe, async {
         drive(clients, phase_len, CALL_TIMEOUT, None, decide_call).await
     })
     .await?;
@@ -251,7 +250,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let rate = args.rate.unwrap_or(decide_peak / 2.0).max(1.0);
     let period = Duration::from_secs_f64(c as f64 / rate);
     let clients = decide_clients().await?;
-    let half = phase(format!("Decide web, open loop {rate:.0}/s"), "calls", Some("Decide"), metrics, async {
+    let half = phase(format!("Decide web, open loop {rate:.0}/s"), "calls", Some("Decide"), &probe, async {
         drive(clients, phase_len, CALL_TIMEOUT, Some(period), decide_call).await
     })
     .await?;
@@ -281,7 +280,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let clients = decide_clients().await?;
     let events_phase =
-        phase(format!("RecordEvents x{EVENTS_PER_CALL} page_view"), "events", Some("RecordEvents"), metrics, async {
+        phase(format!("RecordEvents x{EVENTS_PER_CALL} page_view"), "events", Some("RecordEvents"), &probe, async {
             drive(clients, phase_len, CALL_TIMEOUT, None, events_call).await
         })
         .await?;
@@ -334,7 +333,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         format!("DecideBatch x{USERS_PER_BATCH} email, {} streams", c.min(BATCH_STREAMS)),
         "users",
         None,
-        metrics,
+        &probe,
         async { drive(clients, phase_len, BATCH_TIMEOUT, None, batch_call).await },
     )
     .await?;

@@ -19,36 +19,8 @@ fn ms_str(v: Option<i64>) -> Option<String> {
 /// fields that changed (`profile_changes`), so a field this version does not know stays
 /// in the hash until the profile is erased.
 pub fn encode_profile(s: &UserState) -> Vec<(String, String)> {
-    let a = &s.aggregates;
-    let mut f: Vec<(String, String)> = Vec::new();
-    let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            f.push((k.to_string(), v));
-        }
-    };
-    put("stage", s.stage.clone());
-    put("since", ms_str(s.stage_since));
-    put("fs", ms_str(a.first_seen));
-    put("ls", ms_str(a.last_seen));
-    put("lp", ms_str(a.last_purchase));
-    put("mon", (a.monetary_total != 0.0).then(|| a.monetary_total.to_string()));
-    put("pc", (a.purchase_count != 0).then(|| a.purchase_count.to_string()));
-    for (k, v) in &a.event_counts {
-        f.push((format!("c:{k}"), v.to_string()));
-    }
-    for (k, days) in &a.daily {
-        f.push((format!("d:{k}"), crate::domain::profile::encode_daily(days)));
-    }
-    for (k, at) in &a.last_by_type {
-        f.push((format!("t:{k}"), at.to_string()));
-    }
-    for (k, v) in &s.attributes {
-        f.push((format!("a:{k}"), serde_json::to_string(v).expect("attribute values serialise")));
-    }
-    for (channel, at) in &s.consent_withdrawn {
-        f.push((format!("w:{channel}"), at.to_string()));
-    }
-    f
+    // Every field, as the changes from an empty profile: one place says how each is written.
+    profile_changes(&UserState::default(), s).0
 }
 
 /// An attribute value as stored (JSON: a bool, a number or a string). The common shapes (a
@@ -75,8 +47,9 @@ pub fn decode_attr(v: &str) -> Option<AttrValue> {
 }
 
 /// What turns the profile hash of `before` into that of `after`: the fields to set (new or
-/// changed) and the fields to delete, as `encode_profile` writes them (the version field is
-/// not among them). Parts that are equal are not encoded at all: a page view changes three
+/// changed) and the fields to delete (the version field is not among them). The one place
+/// that says how each part of the state is written (`encode_profile` is the changes from an
+/// empty profile): a field is written when present, scalars by name, maps as `prefix<key>`. Parts that are equal are not encoded at all: a page view changes three
 /// fields, and encoding every attribute twice to compare cost a tenth of RecordEvents' CPU.
 pub fn profile_changes(before: &UserState, after: &UserState) -> (Vec<(String, String)>, Vec<String>) {
     let mut c = Changes::default();
@@ -120,7 +93,7 @@ struct Changes {
 }
 
 impl Changes {
-    /// A field written when present (`encode_profile`'s rule), given its two encodings.
+    /// A field written when present, given its two encodings.
     fn one(&mut self, field: &str, old: Option<String>, new: Option<String>) {
         match new {
             Some(v) if old.as_ref() != Some(&v) => self.set.push((field.to_string(), v)),
