@@ -233,6 +233,14 @@ impl Store for BreakerStore {
         self.breaker.run(self.inner.load_user_without_history(user_id, event_ids, contacts_since)).await
     }
 
+    async fn load_users_without_history(
+        &self,
+        user_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<Vec<Result<LoadedUser, StoreError>>, StoreError> {
+        self.breaker.run(self.inner.load_users_without_history(user_ids, contacts_since)).await
+    }
+
     async fn commit_user(
         &self,
         user_id: &str,
@@ -253,6 +261,13 @@ impl Store for BreakerStore {
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError> {
         self.breaker.run(self.inner.log_decision(record, guard, write_by)).await
+    }
+
+    async fn log_decisions(
+        &self,
+        decisions: &[(&DecisionRecord, &ContactGuard)],
+    ) -> Result<Vec<DecisionWrite>, StoreError> {
+        self.breaker.run(self.inner.log_decisions(decisions)).await
     }
 
     async fn log_outcome(

@@ -1,10 +1,11 @@
 //! Deciding: one user (`decide`, with the fallback within the budget), a campaign send
 //! (`decide_batch`), and finding a logged decision for replay.
 use super::{Engine, Error, MAX_COMMIT_ATTEMPTS, Snapshot, degraded, now_ms};
+use crate::domain::contact::ContactGuard;
 use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, DropReason};
 use crate::domain::policy::Policy;
 use crate::domain::profile::UserState;
-use crate::store::DecisionWrite;
+use crate::store::{DecisionWrite, LoadedUser};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,12 @@ use std::time::Duration;
 /// Users of one `DecideBatch` waiting for or holding a slot of the global bound
 /// (`server.limits.batch_decisions`) at once.
 const BATCH_CONCURRENCY: usize = 256;
+
+/// Users a campaign send reads together, decides one after the other and writes together
+/// (one round trip each way: `Store::load_users_without_history`, `Store::log_decisions`).
+/// Issue 9: one user at a time spent a fifth of the CPU waking tasks and threads per round
+/// trip. Bounded so that one group's script keeps Redis busy for well under a millisecond.
+const BATCH_CHUNK: usize = 32;
 
 /// The nice value of the batch runtime's threads (`server.limits.batch_nice`, set by
 /// `Engine::new` before the first batch; 0 is the default priority, 19 the lowest). At 10 the
@@ -159,53 +166,7 @@ impl Engine {
                 }
                 None => read.await?,
             };
-            let seed = self.exploration_seed();
-            let posteriors = self.posteriors();
-            let input = DecisionInputs {
-                query: &query,
-                state: &loaded.state,
-                contacts: &loaded.contacts,
-                now,
-                seed,
-                posteriors: Some(&posteriors),
-            };
-            let decided = decision::decide(policy, &input);
-            let guard = decision::guard(policy, &query, &decided, now);
-            // Logged: what the policy read, so the entry is bounded by the config.
-            let mut state = loaded.state;
-            policy.keep_attributes_read(&mut state.attributes);
-            let record = DecisionRecord {
-                decision_id: decision_id_at(now),
-                user_id: query.user_id.clone(),
-                at: now,
-                channel: query.channel.clone(),
-                placement: query.placement.clone(),
-                limit: query.limit,
-                context: query.context.clone(),
-                stage: decided.stage,
-                lapsed: decided.lapsed,
-                segments: decided.segments,
-                config_version: snap.config.version.clone(),
-                model_versions: decided.model_versions,
-                features: DecisionRecord::all_features_by_name(
-                    &decided.features,
-                    &policy.features,
-                    &decided.extra_features,
-                ),
-                scores: decided.scores,
-                degraded: false,
-                seed,
-                chosen: decided.chosen,
-                candidates: decided.candidates,
-                suppression: decided.suppression,
-                state,
-                contacts: loaded.contacts,
-                assignments: decided
-                    .assignments
-                    .iter()
-                    .filter_map(|a| Some((a.experiment_id.clone(), a.variant.clone()?)))
-                    .collect(),
-            };
+            let (record, guard) = self.decided(snap, &query, loaded, now);
             // Not under the budget's timeout: once sent, the write's answer is awaited (the
             // store's command timeout bounds it), and the store itself refuses a late write.
             match self.store.log_decision(&record, &guard, by.map(|b| b.wall)).await? {
@@ -215,6 +176,66 @@ impl Engine {
             }
         }
         Err(Error::Contention(query.user_id))
+    }
+
+    /// The decision for a user as read at `now` (pure but for the exploration seed and the
+    /// posteriors), and the guard its write must still pass.
+    fn decided(
+        &self,
+        snap: &Snapshot,
+        query: &DecisionQuery,
+        loaded: LoadedUser,
+        now: crate::domain::Millis,
+    ) -> (DecisionRecord, ContactGuard) {
+        let policy = &snap.config.policy;
+        let seed = self.exploration_seed();
+        let posteriors = self.posteriors();
+        let input = DecisionInputs {
+            query,
+            state: &loaded.state,
+            contacts: &loaded.contacts,
+            now,
+            seed,
+            posteriors: Some(&posteriors),
+        };
+        let decided = decision::decide(policy, &input);
+        let guard = decision::guard(policy, query, &decided, now);
+        // Logged: what the policy read, so the entry is bounded by the config.
+        let mut state = loaded.state;
+        policy.keep_attributes_read(&mut state.attributes);
+        let record = DecisionRecord {
+            decision_id: decision_id_at(now),
+            user_id: query.user_id.clone(),
+            at: now,
+            channel: query.channel.clone(),
+            placement: query.placement.clone(),
+            limit: query.limit,
+            context: query.context.clone(),
+            stage: decided.stage,
+            lapsed: decided.lapsed,
+            segments: decided.segments,
+            config_version: snap.config.version.clone(),
+            model_versions: decided.model_versions,
+            features: DecisionRecord::all_features_by_name(
+                &decided.features,
+                &policy.features,
+                &decided.extra_features,
+            ),
+            scores: decided.scores,
+            degraded: false,
+            seed,
+            chosen: decided.chosen,
+            candidates: decided.candidates,
+            suppression: decided.suppression,
+            state,
+            contacts: loaded.contacts,
+            assignments: decided
+                .assignments
+                .iter()
+                .filter_map(|a| Some((a.experiment_id.clone(), a.variant.clone()?)))
+                .collect(),
+        };
+        (record, guard)
     }
 
     /// The answer for a record; counts suppressions by reason code
@@ -310,58 +331,133 @@ impl Engine {
     }
 
     /// Decisions for many users of one channel (a campaign send), in input order, all under
-    /// one configuration snapshot. Each decision holds a slot of the engine-wide batch bound
+    /// one configuration snapshot. Users go in chunks (`BATCH_CHUNK`): read together,
+    /// decided, written together; each chunk holds a slot of the engine-wide batch bound
     /// (`server.limits.batch_decisions`, shared fairly by every batch call, first come first
-    /// served) while it reads and writes; the multiplexed Redis connection pipelines them.
-    /// Interactive decisions never wait for these slots, and batch decisions run on the
-    /// low-priority batch runtime (`batch_runtime`).
+    /// served) per user while it reads and writes. Interactive decisions never wait for these
+    /// slots, and batch decisions run on the low-priority batch runtime (`batch_runtime`).
     pub fn decide_batch(
         self: &Arc<Self>,
-        template: DecisionQuery,
+        mut template: DecisionQuery,
         users: Vec<String>,
     ) -> Result<impl futures::Stream<Item = Result<Decision, Error>> + Send + 'static, Error> {
         let snap = self.snapshot();
         Self::check_channel(&snap.config, "channel", &template.channel)?;
+        if template.limit == 0 {
+            template.limit = snap.config.policy.default_limit as usize;
+        }
         let engine = self.clone();
-        Ok(futures::stream::iter(users)
-            .map(move |user_id| {
-                let engine = engine.clone();
-                let snap = snap.clone();
-                let query = DecisionQuery { user_id, ..template.clone() };
+        let chunk = BATCH_CHUNK.min(self.batch_slots_size);
+        let chunks: Vec<Vec<String>> = users.chunks(chunk).map(<[String]>::to_vec).collect();
+        let template = Arc::new(template);
+        Ok(futures::stream::iter(chunks)
+            .map(move |users| {
+                let (engine, snap, template) = (engine.clone(), snap.clone(), template.clone());
                 async move {
-                    let slot = engine
-                        .batch_slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| Error::Internal("the batch semaphore is never closed".into()))?;
-                    // Each decision is its own task on the low-priority batch runtime, so the
-                    // kernel runs interactive calls first on a busy machine, and one poll of
-                    // the stream does not run every decision that became ready.
+                    let n = users.len();
+                    let slots = match engine.batch_slots.clone().acquire_many_owned(n as u32).await {
+                        Ok(s) => s,
+                        Err(_) => return Self::each(n, &Error::Internal("the batch semaphore is never closed".into())),
+                    };
+                    // Each chunk is its own task on the low-priority batch runtime, so the
+                    // kernel runs interactive calls first on a busy machine.
                     let task = batch_runtime().spawn(async move {
-                        let _slot = slot;
-                        engine.decide_online(&snap, query, None).await
+                        let _slots = slots;
+                        engine.decide_chunk(&snap, &template, users).await
                     });
-                    AbortOnDrop(task).await
+                    AbortOnDrop(task).await.unwrap_or_else(|e| Self::each(n, &e))
                 }
             })
-            .buffered(BATCH_CONCURRENCY.min(self.batch_slots_size)))
+            .buffered((BATCH_CONCURRENCY.min(self.batch_slots_size) / chunk).max(1))
+            .flat_map(futures::stream::iter))
+    }
+
+    /// One chunk of a campaign send: one read of all its users, the decisions, one write of
+    /// them all (`Store::log_decisions`: each still atomic with its own guard). A decision
+    /// whose guard no longer holds (a concurrent decision used up a cap) is decided again
+    /// alone. A failed read or write fails the users it was for.
+    async fn decide_chunk(
+        &self,
+        snap: &Snapshot,
+        template: &DecisionQuery,
+        users: Vec<String>,
+    ) -> Vec<Result<Decision, Error>> {
+        let policy = &snap.config.policy;
+        let now = now_ms();
+        let ids: Vec<&str> = users.iter().map(String::as_str).collect();
+        let loaded = match self.store.load_users_without_history(&ids, Some(now - policy.longest_window())).await {
+            Ok(l) => l,
+            Err(e) => return Self::each(users.len(), &e.into()),
+        };
+        let mut out: Vec<Option<Result<Decision, Error>>> = Vec::with_capacity(users.len());
+        let mut decided = vec![];
+        for (i, (user_id, l)) in users.into_iter().zip(loaded).enumerate() {
+            let query = DecisionQuery { user_id, ..template.clone() };
+            match l {
+                Ok(l) => {
+                    out.push(None);
+                    let (record, guard) = self.decided(snap, &query, l, now);
+                    decided.push((i, query, record, guard));
+                }
+                Err(e) => out.push(Some(Err(e.into()))),
+            }
+        }
+        let writes: Vec<(&DecisionRecord, &ContactGuard)> = decided.iter().map(|(_, _, r, g)| (r, g)).collect();
+        let writes = self.store.log_decisions(&writes).await;
+        match writes {
+            Ok(writes) => {
+                for ((i, query, record, _), w) in decided.into_iter().zip(writes) {
+                    out[i] = Some(match w {
+                        DecisionWrite::Logged => Ok(Self::decision_view(policy, record, query.explain, None)),
+                        DecisionWrite::GuardFailed => self.decide_online(snap, query, None).await,
+                        DecisionWrite::Late => Err(Error::Internal("a write without a deadline ran late".into())),
+                    });
+                }
+            }
+            Err(e) => {
+                let e = Error::from(e);
+                for (i, ..) in decided {
+                    out[i] = Some(Err(Self::again(&e)));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|d| d.unwrap_or_else(|| Err(Error::Internal("a user of the chunk was skipped".into()))))
+            .collect()
+    }
+
+    /// The same failure for each of `n` users.
+    fn each(n: usize, e: &Error) -> Vec<Result<Decision, Error>> {
+        (0..n).map(|_| Err(Self::again(e))).collect()
+    }
+
+    /// A copy of a store failure (or a bug), for each user it failed.
+    fn again(e: &Error) -> Error {
+        match e {
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::OutOfMemory(m) => Error::OutOfMemory(m.clone()),
+            Error::Corrupt(m) => Error::Corrupt(m.clone()),
+            Error::Contention(m) => Error::Contention(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            other => Error::Internal(other.to_string()),
+        }
     }
 }
 
-/// A spawned decision that is cancelled when its batch is dropped (the caller went away).
-struct AbortOnDrop(tokio::task::JoinHandle<Result<Decision, Error>>);
+/// A spawned chunk of decisions that is cancelled when its batch is dropped (the caller went
+/// away).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Future for AbortOnDrop {
-    type Output = Result<Decision, Error>;
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, Error>;
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
-            .map(|r| r.unwrap_or_else(|e| Err(Error::Internal(format!("batch decision task failed: {e}")))))
+            .map(|r| r.map_err(|e| Error::Internal(format!("batch decision task failed: {e}"))))
     }
 }
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

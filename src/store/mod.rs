@@ -23,7 +23,7 @@ pub mod memory;
 pub mod redis;
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached, or did not answer in time: a transient outage the engine
     /// may degrade on.
@@ -210,6 +210,21 @@ pub trait Store: Send + Sync + 'static {
         Ok(loaded)
     }
 
+    /// `load_user_without_history` of many users with no event ids (a campaign send), in
+    /// order: one round trip where the store can. The outer error is the round trip's; a
+    /// user whose data does not decode gets their own error.
+    async fn load_users_without_history(
+        &self,
+        user_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<Vec<Result<LoadedUser, StoreError>>, StoreError> {
+        let mut loaded = Vec::with_capacity(user_ids.len());
+        for u in user_ids {
+            loaded.push(self.load_user_without_history(u, &[], contacts_since).await);
+        }
+        Ok(loaded)
+    }
+
     /// Applies `write` if the user's version is still `expected_version`; false on a conflict.
     async fn commit_user(&self, user_id: &str, expected_version: u64, write: UserWrite<'_>)
     -> Result<bool, StoreError>;
@@ -235,6 +250,21 @@ pub trait Store: Send + Sync + 'static {
         guard: &ContactGuard,
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError>;
+
+    /// `log_decision` of many decisions without a `write_by` (a campaign send), each atomic
+    /// with its own guard, applied in order (a decision's guard counts the contacts of an
+    /// earlier one of the same user), answered in order: one round trip where the store can
+    /// (group commit). On an error, decisions before the failing one may be recorded.
+    async fn log_decisions(
+        &self,
+        decisions: &[(&DecisionRecord, &ContactGuard)],
+    ) -> Result<Vec<DecisionWrite>, StoreError> {
+        let mut writes = Vec::with_capacity(decisions.len());
+        for (record, guard) in decisions {
+            writes.push(self.log_decision(record, guard, None).await?);
+        }
+        Ok(writes)
+    }
 
     /// Appends an outcome if its decision is one of the user's recent decisions and this
     /// outcome kind was not yet recorded for that offer of that decision. A dismiss or an

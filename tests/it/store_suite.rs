@@ -71,6 +71,8 @@ conformance!(
     model_registry_rollback,
     model_registry_history_order,
     funnel_and_offer_counters,
+    group_writes_are_each_decision_in_order,
+    group_reads_are_each_users_read,
 );
 
 type S = Arc<dyn Store>;
@@ -865,4 +867,81 @@ async fn funnel_and_offer_counters(s: S) {
         [("o1", 1.0, 1.0), ("o2", 1.0, 0.0)]
     );
     assert!(vip.iter().all(|r| r.channel.is_empty()));
+}
+
+/// Decisions written together (`log_decisions`, a campaign send's group commit) are each
+/// written as `log_decision` would, in order: a later decision's guard counts an earlier
+/// one's contacts (same user, same group), a refused one leaves nothing (no contact, no log
+/// entry, no counter), and the counters of the logged ones add up, over several records'
+/// dictionaries in one group.
+async fn group_writes_are_each_decision_in_order(s: S) {
+    let now = touchpoint::engine::now_ms();
+    let day = funnel::day_of(now);
+    let d = |user: &str, id: &str, offer: &str, channel: &str, stage: &str| {
+        let mut d = at(decision(user, id, &[offer]), now);
+        (d.channel, d.stage) = (channel.into(), stage.into());
+        d.assignments.insert("gx".into(), "a".into());
+        d
+    };
+    let ds = [
+        d("g1", "d1", "o1", "email", "awareness"),
+        d("g1", "d2", "o2", "email", "awareness"),
+        d("g2", "d3", "o1", "web", "awareness"),
+        d("g2", "d4", "o1", "web", "awareness"),
+        d("g2", "d5", "o2", "web", "retention"),
+    ];
+    let email = guard("email", &["o1"], vec![(1, 0)], vec![]);
+    let email2 = guard("email", &["o2"], vec![(1, 0)], vec![]);
+    let web = guard("web", &["o1"], vec![], vec![("o1".into(), 1, 0)]);
+    let web2 = guard("web", &["o2"], vec![], vec![("o2".into(), 1, 0)]);
+    let group: Vec<(&DecisionRecord, &ContactGuard)> =
+        ds.iter().zip([&email, &email2, &web, &web, &web2]).map(|(d, g)| (d, g)).collect();
+    let writes: Vec<bool> = s.log_decisions(&group).await.unwrap().into_iter().map(|w| w.logged()).collect();
+    assert_eq!(writes, [true, false, true, false, true], "d2 over the e-mail limit, d4 over o1's cap");
+    let mut logged = vec![];
+    s.export_decision_log(&mut |e| {
+        if let DecisionLogEntry::Decision(d) = e {
+            logged.push(d.decision_id.clone());
+        }
+    })
+    .await
+    .unwrap();
+    // A cluster's log is one stream per slot: in order per user, not across users.
+    logged.sort();
+    assert_eq!(logged, ["d1", "d3", "d5"]);
+    let contacts = s.load_user("g2", &[], Some(0)).await.unwrap().contacts.contacts;
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert_eq!(s.log_outcome(&outcome("g1", "d2", "o2"), &[]).await.unwrap(), OutcomeLink::UnknownDecision);
+    assert_eq!(s.log_outcome(&outcome("g2", "d5", "o2"), &[]).await.unwrap(), OutcomeLink::Linked);
+    let counters = s.experiment_counters("gx").await.unwrap();
+    assert_eq!((counters["a"].exposed, counters["a"].decisions), (2, 3), "two users, three decisions logged");
+    let t = s.tallies(Days { from: day, to: day }).await.unwrap();
+    let decided: BTreeMap<&str, f64> =
+        t.days[&day].iter().filter(|(k, _)| k.ends_with("|decision")).map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        decided,
+        BTreeMap::from([
+            ("o|o1|awareness|email|decision", 1.0),
+            ("o|o1|awareness|web|decision", 1.0),
+            ("o|o2|retention|web|decision", 1.0)
+        ])
+    );
+}
+
+/// Many users read together (`load_users_without_history`) read as each alone, in order,
+/// unknown users included.
+async fn group_reads_are_each_users_read(s: S) {
+    let (_, _, _) = first_commit(&s).await;
+    let d = at(decision("alice", "d1", &["o1"]), 1_000);
+    assert!(s.log_decision(&d, &guard("web", &["o1"], vec![], vec![]), None).await.unwrap().logged());
+    let users = ["nobody", "alice", "alice", "bob"];
+    let together = s.load_users_without_history(&users, Some(0)).await.unwrap();
+    assert_eq!(together.len(), users.len());
+    for (user, got) in users.iter().zip(together) {
+        let alone = s.load_user_without_history(user, &[], Some(0)).await.unwrap();
+        assert_eq!(got.unwrap(), alone, "{user}");
+    }
+    let alice = s.load_users_without_history(&["alice"], None).await.unwrap().remove(0).unwrap();
+    assert_eq!(alice.contacts, ContactState::default(), "contacts not asked, not read");
+    assert!(alice.version > 0 && alice.state.stage.is_some());
 }

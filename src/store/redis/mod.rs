@@ -39,8 +39,8 @@ use errors::bad_client;
 pub use errors::classify;
 pub use keys::{Keys, slot_of_key};
 use scripts::{
-    AttributionArgs, CommitArgs, CountArgs, DecisionArgs, EraseArgs, LoadArgs, Loaded, LogCap, OutcomeArgs,
-    RollbackArgs, Scripts, Sealing, SetCurrentArgs,
+    AttributionArgs, CommitArgs, CountArgs, DecisionArgs, DecisionItem, EraseArgs, LoadArgs, Loaded, LogCap,
+    OutcomeArgs, RollbackArgs, Scripts, Sealing, SetCurrentArgs,
 };
 
 /// Writes sealed with a stale key (the user was erased meanwhile) are retried this often.
@@ -227,15 +227,32 @@ impl RedisStore {
     /// The user read (`LoadArgs::pipeline`): one round trip.
     async fn load(&self, args: LoadArgs<'_>) -> Result<LoadedUser, StoreError> {
         let pipeline = args.pipeline(&self.keys);
-        // A command's error (NOAUTH, a key of the wrong type) comes back as that command's
-        // reply (`ignore_errors`), raised here with its own code so that it is classified like
-        // any other (the pipeline's own error would wrap every reply's error in one).
-        let replies: Vec<Value> = self
-            .run(|mut c| async move {
-                let replies: Vec<Value> = pipeline.query_async(&mut c).await?;
-                replies.into_iter().map(Value::extract_error).collect()
-            })
-            .await?;
+        let replies: Vec<Value> = self.run(|mut c| async move { pipeline.query_async(&mut c).await }).await?;
+        self.loaded(&args, replies)
+    }
+
+    /// The reads of many users: on a single node, one pipeline (one round trip); on a
+    /// cluster, each user's own (their keys are in different slots), sent together.
+    async fn load_many(&self, args: &[LoadArgs<'_>]) -> Result<Vec<Result<LoadedUser, StoreError>>, StoreError> {
+        if self.keys.cluster() {
+            return Ok(futures::future::join_all(args.iter().map(|a| self.load(*a))).await);
+        }
+        let mut pipeline = redis::pipe();
+        pipeline.ignore_errors();
+        for a in args {
+            a.push(&mut pipeline, &self.keys);
+        }
+        let replies: Vec<Value> = self.run(|mut c| async move { pipeline.query_async(&mut c).await }).await?;
+        let mut replies = replies.into_iter();
+        Ok(args.iter().map(|a| self.loaded(a, replies.by_ref().take(a.replies()).collect())).collect())
+    }
+
+    /// A user as read by `args`, from its replies. A command's error (NOAUTH, a key of the
+    /// wrong type) comes back as that command's reply (`ignore_errors`), raised here with its
+    /// own code so that it is classified like any other (the pipeline's own error would wrap
+    /// every reply's error in one).
+    fn loaded(&self, args: &LoadArgs<'_>, replies: Vec<Value>) -> Result<LoadedUser, StoreError> {
+        let replies = replies.into_iter().map(Value::extract_error).collect::<Result<Vec<_>, _>>().map_err(classify)?;
         let (fields, transitions, seen, contacts, marks, key): Loaded =
             args.decode(replies).map_err(|e| StoreError::Internal(format!("reading a user: {e}")))?;
         let (version, state) = codec::decode_profile(fields, transitions)?;
@@ -278,6 +295,70 @@ impl RedisStore {
         }
     }
 
+    /// One decision.lua call for `decisions` (all in one shard). Answers, in order, what
+    /// became of each, or None for one to write again (sealed with a stale key, or its
+    /// dictionary was missing). `fresh_keys` reads the sealing keys from the store.
+    async fn log_group(
+        &self,
+        decisions: &[(&DecisionRecord, &ContactGuard)],
+        write_by: Option<Millis>,
+        fresh_keys: bool,
+    ) -> Result<Vec<Option<DecisionWrite>>, StoreError> {
+        let Some((first, _)) = decisions.first() else { return Ok(vec![]) };
+        let shard = self.keys.log_dicts(&first.user_id);
+        // The records' dictionaries, each once, and each record's encoding and sealing key.
+        let mut dicts: Vec<Arc<logrec::DictEntry>> = vec![];
+        let mut prepared = Vec::with_capacity(decisions.len());
+        for (record, _) in decisions {
+            let dict = self.dicts.dict(record);
+            let at = dicts.iter().position(|d| d.id == dict.id).unwrap_or_else(|| {
+                dicts.push(dict.clone());
+                dicts.len() - 1
+            });
+            let counts = crate::domain::funnel::decision_counts(record);
+            let key = self.sealing_key(&record.user_id, fresh_keys).await?;
+            prepared.push((logrec::encode(record, &dict), at, counts, key));
+        }
+        let known: Vec<(&logrec::DictEntry, bool)> =
+            dicts.iter().map(|d| (d.as_ref(), self.dicts.stored(&shard, &d.id))).collect();
+        let items: Vec<DecisionItem<'_>> = decisions
+            .iter()
+            .zip(&prepared)
+            .map(|((record, guard), (encoded, dict, counts, (key, new)))| DecisionItem {
+                record,
+                guard,
+                write_by,
+                seal: Sealing { key, new: *new },
+                counts,
+                encoded,
+                dict: *dict,
+            })
+            .collect();
+        let args = DecisionArgs {
+            items: &items,
+            recent_decisions: self.retention.recent_decisions_per_user,
+            decision_log_maxlen: self.decision_cap(),
+            retention_days: self.retention.counter_retention_days,
+            dicts: &known,
+        };
+        let inv = args.invocation(&self.scripts, &self.keys);
+        let answers: Vec<i64> = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
+        if answers.len() != items.len() {
+            return Err(StoreError::Internal(format!("{} answers to {} decisions", answers.len(), items.len())));
+        }
+        for (item, &r) in items.iter().zip(&answers) {
+            let (dict, stored) = known[item.dict];
+            match r {
+                1 if !stored => self.dicts.mark_stored(&shard, &dict.id),
+                // The dictionary is gone (Redis lost data): send it with the next attempt.
+                -3 => self.dicts.forget_stored(&shard, &dict.id),
+                _ => {}
+            }
+            self.sealed(&item.record.user_id, item.seal.key, r == -2);
+        }
+        Ok(answers.into_iter().map(DecisionArgs::outcome).collect())
+    }
+
     /// After a write sealed with `key`: remember it when it was stored, forget it when stale.
     fn sealed(&self, user: &str, key: &UserKey, stale: bool) {
         if stale { self.key_cache.evict(user) } else { self.key_cache.put(user, Some(key.clone())) }
@@ -310,6 +391,16 @@ impl Store for RedisStore {
         contacts_since: Option<Millis>,
     ) -> Result<LoadedUser, StoreError> {
         self.load(LoadArgs { user: user_id, contacts_since, event_ids, history: false }).await
+    }
+
+    async fn load_users_without_history(
+        &self,
+        user_ids: &[&str],
+        contacts_since: Option<Millis>,
+    ) -> Result<Vec<Result<LoadedUser, StoreError>>, StoreError> {
+        let args: Vec<LoadArgs<'_>> =
+            user_ids.iter().map(|u| LoadArgs { user: u, contacts_since, event_ids: &[], history: false }).collect();
+        self.load_many(&args).await
     }
 
     async fn commit_user(&self, user_id: &str, expected_version: u64, w: UserWrite<'_>) -> Result<bool, StoreError> {
@@ -357,42 +448,48 @@ impl Store for RedisStore {
         guard: &ContactGuard,
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError> {
-        let counts = crate::domain::funnel::decision_counts(record);
-        let counts =
-            CountArgs { user: &record.user_id, counts: &counts, retention_days: self.retention.counter_retention_days };
-        let dict = self.dicts.dict(record);
-        let encoded = logrec::encode(record, &dict);
-        let shard = self.keys.log_dicts(&record.user_id);
         for attempt in 0..SEAL_ATTEMPTS {
-            let (key, new) = self.sealing_key(&record.user_id, attempt > 0).await?;
-            let args = DecisionArgs {
-                record,
-                guard,
-                write_by,
-                recent_decisions: self.retention.recent_decisions_per_user,
-                decision_log_maxlen: self.decision_cap(),
-                seal: Sealing { key: &key, new },
-                counts,
-                encoded: &encoded,
-                dict: &dict,
-                dict_stored: self.dicts.stored(&shard, &dict.id),
-            };
-            let dict_sent = !args.dict_stored;
-            let inv = args.invocation(&self.scripts, &self.keys);
-            let r: i64 = self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await?;
-            match r {
-                1 if dict_sent => self.dicts.mark_stored(&shard, &dict.id),
-                // The dictionary is gone (Redis lost data): send it with the next attempt.
-                -3 => self.dicts.forget_stored(&shard, &dict.id),
-                _ => {}
-            }
-            let outcome = DecisionArgs::outcome(r);
-            self.sealed(&record.user_id, &key, r == -2);
-            if let Some(o) = outcome {
-                return Ok(o);
+            if let [Some(w)] = self.log_group(&[(record, guard)], write_by, attempt > 0).await?[..] {
+                return Ok(w);
             }
         }
         Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
+    }
+
+    /// One decision.lua call per shard: on a single node one for all of them (group commit),
+    /// on a cluster one per slot, the slots' calls sent together. The few to write again
+    /// (sealed with a stale key, their dictionary lost) then go alone, in order.
+    async fn log_decisions(
+        &self,
+        decisions: &[(&DecisionRecord, &ContactGuard)],
+    ) -> Result<Vec<DecisionWrite>, StoreError> {
+        let mut shards: Vec<(u16, Vec<usize>)> = vec![];
+        for (i, (record, _)) in decisions.iter().enumerate() {
+            let slot = if self.keys.cluster() { slot_of_key(&self.keys.profile(&record.user_id)) } else { 0 };
+            match shards.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, members)) => members.push(i),
+                None => shards.push((slot, vec![i])),
+            }
+        }
+        let written = futures::future::try_join_all(shards.iter().map(|(_, members)| async move {
+            let group: Vec<_> = members.iter().map(|&i| decisions[i]).collect();
+            let mut writes = Vec::with_capacity(group.len());
+            for (w, (record, guard)) in self.log_group(&group, None, false).await?.into_iter().zip(&group) {
+                writes.push(match w {
+                    Some(w) => w,
+                    None => self.log_decision(record, guard, None).await?,
+                });
+            }
+            Ok::<_, StoreError>(writes)
+        }))
+        .await?;
+        let mut out = vec![DecisionWrite::GuardFailed; decisions.len()];
+        for ((_, members), writes) in shards.iter().zip(written) {
+            for (&i, w) in members.iter().zip(writes) {
+                out[i] = w;
+            }
+        }
+        Ok(out)
     }
 
     async fn log_outcome(

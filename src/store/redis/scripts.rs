@@ -134,25 +134,42 @@ pub struct CountArgs<'a> {
 }
 
 impl CountArgs<'_> {
-    /// KEYS: the in-stage-now hash, then each day's hash; ARGV: ndays, expire-at...,
-    /// ncounts, (key index, field, increment)...
+    /// KEYS: the in-stage-now hash, then each day's hash; ARGV: the days header (ndays,
+    /// expire-at...), then the counter block (ncounts, (key index, field, increment)...).
     fn push(&self, inv: &mut ScriptInvocation<'_>, k: &Keys) {
-        let mut days: Vec<i64> = self.counts.iter().filter_map(|c| c.day).collect();
-        days.sort_unstable();
-        days.dedup();
-        inv.key(k.stage_counters(self.user));
-        for d in &days {
-            inv.key(k.day_counters(self.user, *d));
-        }
-        inv.arg(days.len());
-        for d in &days {
-            inv.arg(counter_expiry(*d, self.retention_days));
-        }
-        inv.arg(self.counts.len());
-        for c in self.counts {
-            let key = c.day.and_then(|d| days.binary_search(&d).ok()).map_or(0, |i| i + 1);
-            inv.arg(key).arg(&c.field).arg(increment(c.by));
-        }
+        let days = count_days(self.counts);
+        push_count_header(inv, k, self.user, &days, self.retention_days);
+        push_count_block(inv, self.counts, &days);
+    }
+}
+
+/// The days the counts fall on, sorted, each once (the day hashes a count.lua call names).
+fn count_days<'c>(counts: impl IntoIterator<Item = &'c Count>) -> Vec<i64> {
+    let mut days: Vec<i64> = counts.into_iter().filter_map(|c| c.day).collect();
+    days.sort_unstable();
+    days.dedup();
+    days
+}
+
+/// count.lua's keys (the in-stage-now hash and the day hashes of `user`'s slot) and its days
+/// header (ndays, expire-at...).
+fn push_count_header(inv: &mut ScriptInvocation<'_>, k: &Keys, user: &str, days: &[i64], retention_days: u32) {
+    inv.key(k.stage_counters(user));
+    for d in days {
+        inv.key(k.day_counters(user, *d));
+    }
+    inv.arg(days.len());
+    for d in days {
+        inv.arg(counter_expiry(*d, retention_days));
+    }
+}
+
+/// A counter block: ncounts, (key index into `days`' hashes, field, increment)...
+fn push_count_block(inv: &mut ScriptInvocation<'_>, counts: &[Count], days: &[i64]) {
+    inv.arg(counts.len());
+    for c in counts {
+        let key = c.day.and_then(|d| days.binary_search(&d).ok()).map_or(0, |i| i + 1);
+        inv.arg(key).arg(&c.field).arg(increment(c.by));
     }
 }
 
@@ -189,9 +206,15 @@ impl LoadArgs<'_> {
     /// ZMSCORE of the event ids (when asked), then ZRANGEBYSCORE contacts and HGETALL marks
     /// (when asked).
     pub fn pipeline(&self, k: &Keys) -> redis::Pipeline {
-        let u = self.user;
         let mut p = redis::pipe();
         p.ignore_errors();
+        self.push(&mut p, k);
+        p
+    }
+
+    /// Appends the read's commands to `p` (many users read in one round trip).
+    pub fn push(&self, p: &mut redis::Pipeline, k: &Keys) {
+        let u = self.user;
         p.cmd("HGETALL").arg(k.profile(u));
         if self.history {
             p.cmd("LRANGE").arg(k.journey(u)).arg(0).arg(-1);
@@ -204,7 +227,13 @@ impl LoadArgs<'_> {
             p.cmd("ZRANGEBYSCORE").arg(k.contacts(u)).arg(since).arg("+inf").arg("WITHSCORES");
             p.cmd("HGETALL").arg(k.marks(u));
         }
-        p
+    }
+
+    /// How many replies the read's commands give.
+    pub fn replies(&self) -> usize {
+        2 + usize::from(self.history)
+            + usize::from(!self.event_ids.is_empty())
+            + 2 * usize::from(self.contacts_since.is_some())
     }
 
     /// The replies of `pipeline`, in its order.
@@ -310,56 +339,78 @@ impl CommitArgs<'_> {
     }
 }
 
-/// decision.lua: logs a decision if its contact guard still holds.
+/// One decision of a decision.lua call.
 #[derive(Debug, Clone, Copy)]
-pub struct DecisionArgs<'a> {
+pub struct DecisionItem<'a> {
     pub record: &'a DecisionRecord,
     pub guard: &'a ContactGuard,
-    /// How many recent decisions per user are kept for outcome linking.
-    pub recent_decisions: u64,
-    pub decision_log_maxlen: LogCap,
-    /// The script refuses (writes nothing) when Redis's clock is past this (ms since the epoch).
+    /// The script refuses (writes nothing of it) when Redis's clock is past this (ms since
+    /// the epoch).
     pub write_by: Option<Millis>,
     /// The key the log entry is sealed with.
     pub seal: Sealing<'a>,
     /// The offer counters the decision causes (`funnel::decision_counts`).
-    pub counts: CountArgs<'a>,
-    /// The record's binary encoding (`logrec::encode`) and its dictionary.
+    pub counts: &'a [Count],
+    /// The record's binary encoding (`logrec::encode`) and its dictionary (an index into
+    /// `DecisionArgs::dicts`).
     pub encoded: &'a [u8],
-    pub dict: &'a logrec::DictEntry,
-    /// The dictionary is known to be stored in the shard (it is then not sent).
-    pub dict_stored: bool,
+    pub dict: usize,
+}
+
+/// decision.lua: logs decisions, each if its contact guard still holds. One call carries one
+/// decision, or many (group commit, single node only: the shared keys are named after the
+/// first decision's user).
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionArgs<'a> {
+    pub items: &'a [DecisionItem<'a>],
+    /// How many recent decisions per user are kept for outcome linking.
+    pub recent_decisions: u64,
+    pub decision_log_maxlen: LogCap,
+    /// Days a day's counters are kept.
+    pub retention_days: u32,
+    /// The records' dictionaries, each with whether it is known to be stored in the shard
+    /// (it is then not sent).
+    pub dicts: &'a [(&'a logrec::DictEntry, bool)],
 }
 
 impl DecisionArgs<'_> {
-    /// The invocation of decision.lua with these arguments.
+    /// The invocation of decision.lua with these arguments (`items` is not empty).
     pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
-        let (rec, guard) = (self.record, self.guard);
-        let u = rec.user_id.as_str();
+        let u = self.items.first().map_or("", |d| d.record.user_id.as_str());
         let mut inv = scripts.decision.prepare_invoke();
-        inv.key(k.decisions(u))
-            .key(k.decision_log(u))
-            .key(k.contacts(u))
-            .key(k.exposures(u))
-            .key(k.experiment_counters(u))
-            .key(k.user_key(u))
-            .key(k.keyring(u))
-            .key(k.log_dicts(u));
-        inv.arg(&rec.decision_id)
-            .arg(rec.at)
-            .arg(encode_decision_offers(rec))
-            .arg(self.recent_decisions)
-            .arg(self.seal.key.seal_raw(self.encoded))
+        inv.key(k.decision_log(u)).key(k.experiment_counters(u)).key(k.keyring(u)).key(k.log_dicts(u));
+        inv.arg(self.recent_decisions)
             .arg(self.decision_log_maxlen.arg())
             .arg(DECISION_MEMORY_MS)
+            .arg(self.dicts.len());
+        for (dict, stored) in self.dicts {
+            inv.arg(&dict.id).arg(if *stored { &[][..] } else { &dict.bytes[..] });
+        }
+        let days = count_days(self.items.iter().flat_map(|d| d.counts));
+        push_count_header(&mut inv, k, u, &days, self.retention_days);
+        inv.arg(self.items.len());
+        for d in self.items {
+            Self::push_decision(&mut inv, k, d, &days);
+        }
+        inv
+    }
+
+    /// One decision's keys and arguments.
+    fn push_decision(inv: &mut ScriptInvocation<'_>, k: &Keys, d: &DecisionItem<'_>, days: &[i64]) {
+        let (rec, guard) = (d.record, d.guard);
+        let u = rec.user_id.as_str();
+        inv.key(k.decisions(u)).key(k.contacts(u)).key(k.exposures(u)).key(k.user_key(u));
+        inv.arg(d.dict + 1)
+            .arg(&rec.decision_id)
+            .arg(rec.at)
+            .arg(encode_decision_offers(rec))
+            .arg(d.seal.key.seal_raw(d.encoded))
             .arg(&guard.channel)
             .arg(guard.keep_since)
-            .arg(self.write_by.map(|t| t.to_string()).unwrap_or_default())
-            .arg(self.seal.arg())
-            .arg(&self.dict.id)
-            .arg(if self.dict_stored { &[][..] } else { &self.dict.bytes[..] })
+            .arg(d.write_by.map(|t| t.to_string()).unwrap_or_default())
+            .arg(d.seal.arg())
             .arg(codec::raw_id(&rec.decision_id))
-            .arg(hex::decode(&self.seal.key.kid).unwrap_or_else(|_| self.seal.key.kid.as_bytes().to_vec()))
+            .arg(hex::decode(&d.seal.key.kid).unwrap_or_else(|_| d.seal.key.kid.as_bytes().to_vec()))
             .arg(guard.channel_limits.len());
         for (max, since) in &guard.channel_limits {
             inv.arg(max).arg(since);
@@ -376,12 +427,11 @@ impl DecisionArgs<'_> {
         for (experiment, variant) in &rec.assignments {
             inv.arg(experiment).arg(variant);
         }
-        self.counts.push(&mut inv, k);
-        inv
+        push_count_block(inv, d.counts, days);
     }
 
-    /// What decision.lua's answer means (None: sealed with a stale key, or the dictionary was
-    /// missing: write again).
+    /// What decision.lua's answer for one decision means (None: sealed with a stale key, or
+    /// the dictionary was missing: write again).
     pub fn outcome(answer: i64) -> Option<DecisionWrite> {
         match answer {
             1 => Some(DecisionWrite::Logged),

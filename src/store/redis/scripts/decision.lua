@@ -1,53 +1,72 @@
 #!lua
--- Logs a decision if its contact guard still holds: records the contacts, appends to the
--- decision log, remembers the decision for outcome linking and records first exposures.
+-- Logs decisions, each if its contact guard still holds: records the contacts, appends to the
+-- decision log, remembers the decision for outcome linking and records first exposures. One
+-- call carries one decision, or many (group commit, a single node only: every key below is
+-- then the same for all of them but the four per-decision keys). Each decision is checked
+-- and written in turn, so a later one's guard counts the contacts of an earlier one of the
+-- same user; the counters of the decisions logged are summed and applied at the end.
 -- The guard re-counts contacts here, atomically with recording the new ones.
--- A recent decision is the member "id|,o1,o2,|~stage~channel~s1,s2|" of KEYS[1] (outcomes
--- are appended to it: "id|,o1,o2,|~stage~channel~s1,s2|o1:click|").
+-- A recent decision is the member "id|,o1,o2,|~stage~channel~s1,s2|" of its recent-decisions
+-- key (outcomes are appended to it: "id|,o1,o2,|~stage~channel~s1,s2|o1:click|").
 -- Needs user_key.lua, count.lua and log.lua prepended.
--- KEYS (DecisionArgs): 1 recent decisions, 2 decision log, 3 contacts, 4 exposures,
---       5 experiment counters, 6 sealing key, 7 keyring, 8 the log shard's record
---       dictionaries, 9.. the counter keys (count.lua).
--- ARGV: 1 decision id, 2 now, 3 ",offers,|", 4 recent decisions kept, 5 record sealed (raw bytes),
---       6 decision log maxlen, 7 ttl ms, 8 channel, 9 keep contacts since,
---       10 write by (ms since the epoch, '' = no deadline), 11 sealing key (user_key's arg),
---       12 the record's dictionary id, 13 the dictionary ('' when the caller knows it is stored),
---       14 the decision id and 15 the key id as raw bytes (the log entry's `id` and `kid`),
---       16 nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
---       nexposures, (experiment, variant)..., the counter arguments.
--- Returns 1 when logged, 0 when the guard no longer holds, -1 when Redis's clock is past
--- "write by" (the caller was already answered with a fallback), -2 when the record was sealed
--- with a key that is not the user's, -3 when the record's dictionary was not sent and is not
--- stored (the caller sends it and tries again); nothing written on 0, -1, -2 or -3 but a new
--- user's sealing key (kept: the same key is sent again).
-if ARGV[10] ~= '' then
-  -- A shebang script may read TIME before writing (effects are replicated, not the script).
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[10]) then return -1 end
+-- KEYS (DecisionArgs): 1 decision log, 2 experiment counters, 3 keyring, 4 the log
+--       shard's record dictionaries, 5 the in-stage-now counters, 6.. the day counter hashes
+--       (count.lua), then per decision: recent decisions, contacts, exposures, sealing key.
+-- ARGV: 1 recent decisions kept, 2 decision log maxlen, 3 ttl ms, 4 ndicts, then per records'
+--       dictionary: its id and bytes ('' when the caller knows it is stored), then the days
+--       header (count.lua: ndays, expire-at...), then ndecisions, then per decision:
+--       its dictionary's number (1..ndicts), decision id, now, ",offers,|", record sealed (raw bytes), channel, keep contacts
+--       since, write by (ms since the epoch, '' = no deadline), sealing key (user_key's arg),
+--       the decision id and the key id as raw bytes (the log entry's `id` and `kid`),
+--       nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
+--       nexposures, (experiment, variant)..., its counter block (count.lua).
+-- Returns one answer per decision: 1 when logged, 0 when the guard no longer holds, -1 when
+-- Redis's clock is past "write by" (the caller was already answered with a fallback), -2 when
+-- the record was sealed with a key that is not the user's, -3 when the record's dictionary
+-- was not sent and is not stored (the caller sends it and tries again); nothing of that
+-- decision written on 0, -1, -2 or -3 but a new user's sealing key (kept: the same key is
+-- sent again). A full log in archive mode fails the whole call (decisions before it stay
+-- written, as with any error).
+local clock
+local function late(by)
+  if by == '' then return false end
+  if not clock then
+    -- A shebang script may read TIME before writing (effects are replicated, not the script).
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock > tonumber(by)
 end
-local i = 16
-local limits, caps, offers = {}, {}, {}
-for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
-i = i + 1
-for k = 1, tonumber(ARGV[i]) do caps[k] = {ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}; i = i + 3 end
-i = i + 1
-for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
-i = i + #offers + 1
-local exposures = {}
-for k = 1, tonumber(ARGV[i]) do exposures[k] = {ARGV[i + 2 * k - 1], ARGV[i + 2 * k]} end
-local counts_at = i + 2 * #exposures + 1
-if #limits > 0 or #caps > 0 then
+-- A dictionary is stored before the first record that names it: sent when the caller does
+-- not know it to be there, checked when it does (a Redis that lost data, a failover) so that
+-- no logged record names a dictionary that is not stored.
+local dict_ok = {}
+local function dict_stored(d)
+  if dict_ok[d] == nil then
+    local id, bytes = ARGV[3 + 2 * d], ARGV[4 + 2 * d]
+    if bytes ~= '' then
+      redis.call('HSETNX', KEYS[4], id, bytes)
+      dict_ok[d] = true
+    else
+      dict_ok[d] = redis.call('HEXISTS', KEYS[4], id) == 1
+    end
+  end
+  return dict_ok[d]
+end
+-- The guard: false when a channel limit or an offer cap would be exceeded.
+local function guard_holds(contacts, channel, limits, caps)
+  if #limits == 0 and #caps == 0 then return true end
   local since = math.huge
   for _, l in ipairs(limits) do since = math.min(since, l[2]) end
   for _, c in ipairs(caps) do since = math.min(since, c[3]) end
-  local m = redis.call('ZRANGEBYSCORE', KEYS[3], since, '+inf', 'WITHSCORES')
+  local m = redis.call('ZRANGEBYSCORE', contacts, since, '+inf', 'WITHSCORES')
   for _, l in ipairs(limits) do
     local seen, n = {}, 0
     for j = 1, #m, 2 do
       local d, ch = string.match(m[j], '^([^|]*)|([^|]*)|')
-      if ch == ARGV[8] and tonumber(m[j + 1]) >= l[2] and not seen[d] then seen[d] = true; n = n + 1 end
+      if ch == channel and tonumber(m[j + 1]) >= l[2] and not seen[d] then seen[d] = true; n = n + 1 end
     end
-    if n >= l[1] then return 0 end
+    if n >= l[1] then return false end
   end
   for _, c in ipairs(caps) do
     local n = 0
@@ -55,39 +74,80 @@ if #limits > 0 or #caps > 0 then
       local o = string.match(m[j], '^[^|]*|[^|]*|(.*)$')
       if o == c[1] and tonumber(m[j + 1]) >= c[3] then n = n + 1 end
     end
-    if n >= c[2] then return 0 end
+    if n >= c[2] then return false end
   end
+  return true
 end
-if log_full(KEYS[2], ARGV[6]) then return redis.error_reply(LOG_FULL) end
-if not user_key(KEYS[6], KEYS[7], ARGV[11]) then return -2 end
--- The record's dictionary is stored before the record: sent when the caller does not know it
--- to be there, checked when it does (a Redis that lost data, a failover) so that no logged
--- record names a dictionary that is not stored.
-if ARGV[13] ~= '' then
-  redis.call('HSETNX', KEYS[8], ARGV[12], ARGV[13])
-elseif redis.call('HEXISTS', KEYS[8], ARGV[12]) == 0 then
-  return -3
+-- Experiment counters of the logged decisions, summed per field.
+local xorder, xsum = {}, {}
+local function xcount(field, by)
+  if xsum[field] == nil then xorder[#xorder + 1] = field; xsum[field] = 0 end
+  xsum[field] = xsum[field] + by
 end
-if #offers > 0 then
-  for _, o in ipairs(offers) do redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1] .. '|' .. ARGV[8] .. '|' .. o) end
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[9])
-  -- Contacts live at least as long as the longest window that counts them.
-  redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[7]), tonumber(ARGV[2]) - tonumber(ARGV[9]) + 86400000))
-end
-log_add(KEYS[2], ARGV[6], 'kind', 'decision', 'id', ARGV[14], 'kid', ARGV[15], 'bin', ARGV[5])
--- The recent decisions: scores all 0, so the set is in member order, which is id order, which
--- is time order (UUID v7); keep the newest ARGV[4].
-redis.call('ZADD', KEYS[1], 0, ARGV[1] .. '|' .. ARGV[3])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-for _, e in ipairs(exposures) do
-  local prefix = e[1] .. '|' .. e[2] .. '|'
-  redis.call('HINCRBY', KEYS[5], prefix .. 'decisions', 1)
-  if redis.call('HSETNX', KEYS[4], e[1], e[2] .. '|' .. ARGV[2]) == 1 then
-    redis.call('HINCRBY', KEYS[5], prefix .. 'exposed', 1)
+local days = 5 + 2 * tonumber(ARGV[4])
+local ndays = tonumber(ARGV[days])
+local first = 5 + ndays
+local acc = counts_new()
+local results, logged = {}, false
+local i = days + ndays + 1
+local n = tonumber(ARGV[i])
+i = i + 1
+for d = 1, n do
+  local kb = first + 4 * (d - 1)
+  local recent, contacts, exposures_key, kkey = KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4]
+  local dict, id, now, member, sealed, channel, keep_since, by, seal, raw_id, raw_kid =
+    tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+    ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
+  i = i + 11
+  local limits, caps, offers, exposures = {}, {}, {}, {}
+  for k = 1, tonumber(ARGV[i]) do limits[k] = {tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}; i = i + 2 end
+  i = i + 1
+  for k = 1, tonumber(ARGV[i]) do caps[k] = {ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])}; i = i + 3 end
+  i = i + 1
+  for k = 1, tonumber(ARGV[i]) do offers[k] = ARGV[i + k] end
+  i = i + #offers + 1
+  for k = 1, tonumber(ARGV[i]) do exposures[k] = {ARGV[i + 2 * k - 1], ARGV[i + 2 * k]} end
+  local counts_at = i + 2 * #exposures + 1
+  i = counts_at + 3 * tonumber(ARGV[counts_at]) + 1
+  local r
+  if late(by) then
+    r = -1
+  elseif not guard_holds(contacts, channel, limits, caps) then
+    r = 0
+  elseif log_full(KEYS[1], ARGV[2]) then
+    return redis.error_reply(LOG_FULL)
+  elseif not user_key(kkey, KEYS[3], seal) then
+    r = -2
+  elseif not dict_stored(dict) then
+    r = -3
+  else
+    r = 1
+    if #offers > 0 then
+      local z = {}
+      for _, o in ipairs(offers) do z[#z + 1] = now; z[#z + 1] = id .. '|' .. channel .. '|' .. o end
+      redis.call('ZADD', contacts, unpack(z))
+      redis.call('ZREMRANGEBYSCORE', contacts, '-inf', '(' .. keep_since)
+      -- Contacts live at least as long as the longest window that counts them.
+      redis.call('PEXPIRE', contacts, math.max(tonumber(ARGV[3]), tonumber(now) - tonumber(keep_since) + 86400000))
+    end
+    log_add(KEYS[1], ARGV[2], 'kind', 'decision', 'id', raw_id, 'kid', raw_kid, 'bin', sealed)
+    -- The recent decisions: scores all 0, so the set is in member order, which is id order,
+    -- which is time order (UUID v7); keep the newest ARGV[1].
+    redis.call('ZADD', recent, 0, id .. '|' .. member)
+    redis.call('ZREMRANGEBYRANK', recent, 0, -tonumber(ARGV[1]) - 1)
+    redis.call('PEXPIRE', recent, ARGV[3])
+    for _, e in ipairs(exposures) do
+      local prefix = e[1] .. '|' .. e[2] .. '|'
+      xcount(prefix .. 'decisions', 1)
+      if redis.call('HSETNX', exposures_key, e[1], e[2] .. '|' .. now) == 1 then xcount(prefix .. 'exposed', 1) end
+    end
+    count_add(acc, counts_at)
+    logged = true
   end
+  results[d] = r
 end
-count(9, counts_at)
+for _, f in ipairs(xorder) do redis.call('HINCRBY', KEYS[2], f, xsum[f]) end
+if logged then count_apply(acc, 5, days) end
 -- Exposures do not expire: a user must never be counted as newly exposed again
 -- (DeleteProfile removes them).
-return 1
+return results
