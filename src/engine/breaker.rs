@@ -15,7 +15,9 @@ use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::VariantCounters;
 use crate::domain::outcome::OutcomeRecord;
-use crate::store::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Store, StoreError, UserWrite};
+use crate::store::{
+    DecisionLogEntry, DecisionToWrite, DecisionWrite, LoadedUser, OutcomeLink, Store, StoreError, UserWrite,
+};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -263,11 +265,12 @@ impl Store for BreakerStore {
         self.breaker.run(self.inner.log_decision(record, guard, write_by)).await
     }
 
-    async fn log_decisions(
-        &self,
-        decisions: &[(&DecisionRecord, &ContactGuard)],
-    ) -> Result<Vec<DecisionWrite>, StoreError> {
+    async fn log_decisions(&self, decisions: &[DecisionToWrite<'_>]) -> Result<Vec<DecisionWrite>, StoreError> {
         self.breaker.run(self.inner.log_decisions(decisions)).await
+    }
+
+    fn group_commit(&self) -> bool {
+        self.inner.group_commit()
     }
 
     async fn log_outcome(

@@ -5,7 +5,7 @@ use crate::domain::contact::ContactGuard;
 use crate::domain::decision::{self, Chosen, DecisionInputs, DecisionQuery, DecisionRecord, DropReason};
 use crate::domain::policy::Policy;
 use crate::domain::profile::UserState;
-use crate::store::{DecisionWrite, LoadedUser};
+use crate::store::{DecisionToWrite, DecisionWrite, LoadedUser};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +16,11 @@ use std::time::Duration;
 const BATCH_CONCURRENCY: usize = 256;
 
 /// Users a campaign send reads together, decides one after the other and writes together
-/// (one round trip each way: `Store::load_users_without_history`, `Store::log_decisions`).
-/// Issue 9: one user at a time spent a fifth of the CPU waking tasks and threads per round
-/// trip. Bounded so that one group's script keeps Redis busy for well under a millisecond.
+/// (one round trip each way: `Store::load_users_without_history`, `Store::log_decisions`),
+/// at most: a chunk is half the global bound (`server.limits.batch_decisions`), so that two
+/// chunks overlap (one decides while the other waits for Redis), and at most this many, so
+/// that one chunk's script keeps Redis busy for well under a millisecond. Issue 9: one user
+/// at a time spent a fifth of the CPU waking tasks and threads per round trip.
 const BATCH_CHUNK: usize = 32;
 
 /// The nice value of the batch runtime's threads (`server.limits.batch_nice`, set by
@@ -169,7 +171,16 @@ impl Engine {
             let (record, guard) = self.decided(snap, &query, loaded, now);
             // Not under the budget's timeout: once sent, the write's answer is awaited (the
             // store's command timeout bounds it), and the store itself refuses a late write.
-            match self.store.log_decision(&record, &guard, by.map(|b| b.wall)).await? {
+            // Interactive decisions (with a budget) are written in groups; a campaign send's
+            // decision decided again here is written alone.
+            let (record, written) = match by {
+                Some(b) => self.write_decision(record, guard, b.wall).await?,
+                None => {
+                    let written = self.store.log_decision(&record, &guard, None).await?;
+                    (record, written)
+                }
+            };
+            match written {
                 DecisionWrite::Logged => return Ok(Self::decision_view(policy, record, query.explain, None)),
                 DecisionWrite::GuardFailed => continue,
                 DecisionWrite::Late => return Err(late("the write reached the store after the budget")),
@@ -347,7 +358,7 @@ impl Engine {
             template.limit = snap.config.policy.default_limit as usize;
         }
         let engine = self.clone();
-        let chunk = BATCH_CHUNK.min(self.batch_slots_size);
+        let chunk = (self.batch_slots_size / 2).clamp(1, BATCH_CHUNK);
         let chunks: Vec<Vec<String>> = users.chunks(chunk).map(<[String]>::to_vec).collect();
         let template = Arc::new(template);
         Ok(futures::stream::iter(chunks)
@@ -402,7 +413,8 @@ impl Engine {
                 Err(e) => out.push(Some(Err(e.into()))),
             }
         }
-        let writes: Vec<(&DecisionRecord, &ContactGuard)> = decided.iter().map(|(_, _, r, g)| (r, g)).collect();
+        let writes: Vec<DecisionToWrite<'_>> =
+            decided.iter().map(|(_, _, record, guard)| DecisionToWrite { record, guard, write_by: None }).collect();
         let writes = self.store.log_decisions(&writes).await;
         match writes {
             Ok(writes) => {

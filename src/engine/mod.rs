@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 pub mod analytics;
 pub mod breaker;
+mod commit;
 mod decide;
 pub mod degraded;
 mod events;
@@ -129,6 +130,8 @@ pub struct Engine {
     /// Seeds of exploration drawn from a fixed sequence instead of the system RNG (simulations
     /// that must be reproducible); `None` in production.
     exploration_seeds: Option<std::sync::atomic::AtomicU64>,
+    /// Interactive decisions' writes, gathered into groups (`commit`).
+    group_commit: commit::GroupCommit,
 }
 
 impl Engine {
@@ -166,6 +169,7 @@ impl Engine {
             write_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             posteriors,
             exploration_seeds: None,
+            group_commit: commit::GroupCommit::default(),
         }
     }
 

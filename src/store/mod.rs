@@ -126,6 +126,18 @@ impl DecisionWrite {
     }
 }
 
+/// One decision to write (`Store::log_decisions`): as `log_decision`'s arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionToWrite<'a> {
+    /// The decision.
+    pub record: &'a DecisionRecord,
+    /// What must still hold for it to be written.
+    pub guard: &'a ContactGuard,
+    /// The store refuses (writes nothing of this decision) when its clock is past this (ms
+    /// since the epoch).
+    pub write_by: Option<Millis>,
+}
+
 /// One entry of the decision log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -251,19 +263,24 @@ pub trait Store: Send + Sync + 'static {
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError>;
 
-    /// `log_decision` of many decisions without a `write_by` (a campaign send), each atomic
-    /// with its own guard, applied in order (a decision's guard counts the contacts of an
-    /// earlier one of the same user), answered in order: one round trip where the store can
-    /// (group commit). On an error, decisions before the failing one may be recorded.
-    async fn log_decisions(
-        &self,
-        decisions: &[(&DecisionRecord, &ContactGuard)],
-    ) -> Result<Vec<DecisionWrite>, StoreError> {
+    /// `log_decision` of many decisions (a campaign send's chunk, or interactive decisions
+    /// made together), each atomic with its own guard and `write_by`, applied in order (a
+    /// decision's guard counts the contacts of an earlier one of the same user), answered in
+    /// order: one round trip where the store can (group commit). On an error, decisions
+    /// before the failing one may be recorded.
+    async fn log_decisions(&self, decisions: &[DecisionToWrite<'_>]) -> Result<Vec<DecisionWrite>, StoreError> {
         let mut writes = Vec::with_capacity(decisions.len());
-        for (record, guard) in decisions {
-            writes.push(self.log_decision(record, guard, None).await?);
+        for d in decisions {
+            writes.push(self.log_decision(d.record, d.guard, d.write_by).await?);
         }
         Ok(writes)
+    }
+
+    /// Whether `log_decisions` of many decisions costs the store less than each alone (a
+    /// single Redis node: one script call), so that the engine gathers interactive
+    /// decisions made at the same time into one write.
+    fn group_commit(&self) -> bool {
+        false
     }
 
     /// Appends an outcome if its decision is one of the user's recent decisions and this

@@ -18,7 +18,10 @@ use touchpoint::domain::outcome::{OutcomeKind, OutcomeRecord};
 use touchpoint::domain::profile::{AttrValue, Transition, UserState};
 use touchpoint::engine::Engine;
 use touchpoint::store::redis::RedisStore;
-use touchpoint::store::{Attribution, DecisionLogEntry, OutcomeLink, Store, StoreError, UserWrite, new_version};
+use touchpoint::store::{
+    Attribution, DecisionLogEntry, DecisionToWrite, DecisionWrite, OutcomeLink, Store, StoreError, UserWrite,
+    new_version,
+};
 
 /// For each behaviour, one test per store: `memory`, `redis` (single node) and `cluster`.
 macro_rules! conformance {
@@ -73,6 +76,7 @@ conformance!(
     funnel_and_offer_counters,
     group_writes_are_each_decision_in_order,
     group_reads_are_each_users_read,
+    group_writes_refuse_only_the_late_decision,
 );
 
 type S = Arc<dyn Store>;
@@ -894,8 +898,11 @@ async fn group_writes_are_each_decision_in_order(s: S) {
     let email2 = guard("email", &["o2"], vec![(1, 0)], vec![]);
     let web = guard("web", &["o1"], vec![], vec![("o1".into(), 1, 0)]);
     let web2 = guard("web", &["o2"], vec![], vec![("o2".into(), 1, 0)]);
-    let group: Vec<(&DecisionRecord, &ContactGuard)> =
-        ds.iter().zip([&email, &email2, &web, &web, &web2]).map(|(d, g)| (d, g)).collect();
+    let group: Vec<DecisionToWrite<'_>> = ds
+        .iter()
+        .zip([&email, &email2, &web, &web, &web2])
+        .map(|(record, guard)| DecisionToWrite { record, guard, write_by: None })
+        .collect();
     let writes: Vec<bool> = s.log_decisions(&group).await.unwrap().into_iter().map(|w| w.logged()).collect();
     assert_eq!(writes, [true, false, true, false, true], "d2 over the e-mail limit, d4 over o1's cap");
     let mut logged = vec![];
@@ -944,4 +951,27 @@ async fn group_reads_are_each_users_read(s: S) {
     let alice = s.load_users_without_history(&["alice"], None).await.unwrap().remove(0).unwrap();
     assert_eq!(alice.contacts, ContactState::default(), "contacts not asked, not read");
     assert!(alice.version > 0 && alice.state.stage.is_some());
+}
+
+/// In a group, a decision that reaches the store after its own `write_by` is refused alone
+/// (`Late`, nothing of it written) while the others are written. The memory store writes
+/// within the call and checks no deadline, so this is for the Redis stores.
+async fn group_writes_refuse_only_the_late_decision(s: S) {
+    if s.kind() == "memory" {
+        return;
+    }
+    let now = touchpoint::engine::now_ms();
+    let (on_time, late) = (at(decision("hal", "d1", &["o1"]), now), at(decision("hal", "d2", &["o2"]), now));
+    let g = guard("web", &["o1"], vec![], vec![]);
+    let g2 = guard("web", &["o2"], vec![], vec![]);
+    let writes = s
+        .log_decisions(&[
+            DecisionToWrite { record: &late, guard: &g2, write_by: Some(now - 60_000) },
+            DecisionToWrite { record: &on_time, guard: &g, write_by: Some(now + 60_000) },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(writes, [DecisionWrite::Late, DecisionWrite::Logged]);
+    let contacts = s.load_user("hal", &[], Some(0)).await.unwrap().contacts.contacts;
+    assert_eq!(contacts, [contact(now, "d1", "web", "o1")], "nothing of the late one");
 }

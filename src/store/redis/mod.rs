@@ -7,7 +7,9 @@
 //! engine degrades or answers UNAVAILABLE); anything else Redis says (a script error, a key of
 //! the wrong type, an answer that does not parse) is `StoreError::Internal`, never treated as
 //! an outage (see `classify`).
-use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
+use super::{
+    DecisionLogEntry, DecisionToWrite, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite,
+};
 use crate::config::RedisConfig;
 use crate::domain::Millis;
 use crate::domain::analytics::{Days, Tallies};
@@ -300,16 +302,15 @@ impl RedisStore {
     /// dictionary was missing). `fresh_keys` reads the sealing keys from the store.
     async fn log_group(
         &self,
-        decisions: &[(&DecisionRecord, &ContactGuard)],
-        write_by: Option<Millis>,
+        decisions: &[DecisionToWrite<'_>],
         fresh_keys: bool,
     ) -> Result<Vec<Option<DecisionWrite>>, StoreError> {
-        let Some((first, _)) = decisions.first() else { return Ok(vec![]) };
-        let shard = self.keys.log_dicts(&first.user_id);
+        let Some(first) = decisions.first() else { return Ok(vec![]) };
+        let shard = self.keys.log_dicts(&first.record.user_id);
         // The records' dictionaries, each once, and each record's encoding and sealing key.
         let mut dicts: Vec<Arc<logrec::DictEntry>> = vec![];
         let mut prepared = Vec::with_capacity(decisions.len());
-        for (record, _) in decisions {
+        for DecisionToWrite { record, .. } in decisions {
             let dict = self.dicts.dict(record);
             let at = dicts.iter().position(|d| d.id == dict.id).unwrap_or_else(|| {
                 dicts.push(dict.clone());
@@ -324,10 +325,10 @@ impl RedisStore {
         let items: Vec<DecisionItem<'_>> = decisions
             .iter()
             .zip(&prepared)
-            .map(|((record, guard), (encoded, dict, counts, (key, new)))| DecisionItem {
-                record,
-                guard,
-                write_by,
+            .map(|(d, (encoded, dict, counts, (key, new)))| DecisionItem {
+                record: d.record,
+                guard: d.guard,
+                write_by: d.write_by,
                 seal: Sealing { key, new: *new },
                 counts,
                 encoded,
@@ -449,7 +450,7 @@ impl Store for RedisStore {
         write_by: Option<Millis>,
     ) -> Result<DecisionWrite, StoreError> {
         for attempt in 0..SEAL_ATTEMPTS {
-            if let [Some(w)] = self.log_group(&[(record, guard)], write_by, attempt > 0).await?[..] {
+            if let [Some(w)] = self.log_group(&[DecisionToWrite { record, guard, write_by }], attempt > 0).await?[..] {
                 return Ok(w);
             }
         }
@@ -459,13 +460,10 @@ impl Store for RedisStore {
     /// One decision.lua call per shard: on a single node one for all of them (group commit),
     /// on a cluster one per slot, the slots' calls sent together. The few to write again
     /// (sealed with a stale key, their dictionary lost) then go alone, in order.
-    async fn log_decisions(
-        &self,
-        decisions: &[(&DecisionRecord, &ContactGuard)],
-    ) -> Result<Vec<DecisionWrite>, StoreError> {
+    async fn log_decisions(&self, decisions: &[DecisionToWrite<'_>]) -> Result<Vec<DecisionWrite>, StoreError> {
         let mut shards: Vec<(u16, Vec<usize>)> = vec![];
-        for (i, (record, _)) in decisions.iter().enumerate() {
-            let slot = if self.keys.cluster() { slot_of_key(&self.keys.profile(&record.user_id)) } else { 0 };
+        for (i, d) in decisions.iter().enumerate() {
+            let slot = if self.keys.cluster() { slot_of_key(&self.keys.profile(&d.record.user_id)) } else { 0 };
             match shards.iter_mut().find(|(s, _)| *s == slot) {
                 Some((_, members)) => members.push(i),
                 None => shards.push((slot, vec![i])),
@@ -474,10 +472,10 @@ impl Store for RedisStore {
         let written = futures::future::try_join_all(shards.iter().map(|(_, members)| async move {
             let group: Vec<_> = members.iter().map(|&i| decisions[i]).collect();
             let mut writes = Vec::with_capacity(group.len());
-            for (w, (record, guard)) in self.log_group(&group, None, false).await?.into_iter().zip(&group) {
+            for (w, d) in self.log_group(&group, false).await?.into_iter().zip(&group) {
                 writes.push(match w {
                     Some(w) => w,
-                    None => self.log_decision(record, guard, None).await?,
+                    None => self.log_decision(d.record, d.guard, d.write_by).await?,
                 });
             }
             Ok::<_, StoreError>(writes)
@@ -490,6 +488,10 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    fn group_commit(&self) -> bool {
+        !self.keys.cluster()
     }
 
     async fn log_outcome(
