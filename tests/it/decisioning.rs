@@ -594,3 +594,55 @@ content_ref = "cms://charlie"
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("same decision"), "{text}");
 }
+
+/// Interactive decisions made together are written in groups (one decision.lua call for
+/// many, `engine::commit`) and every one of them is still written and answered: with Redis
+/// holding writes back for a moment (`CLIENT PAUSE WRITE`), 40 concurrent decisions for 40
+/// users take far fewer script calls than 40, and each has its log entry and its contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_are_written_in_groups_and_each_is_stored() {
+    let redis = RedisServer::start();
+    let body = r#"
+[decisions]
+deadline_ms = 10000
+
+[server.limits]
+interactive = 64
+
+[[offers]]
+id = "promo"
+stages = ["awareness"]
+channels = ["web"]
+content_ref = "cms://promo"
+cap = { max = 5, days = 7 }
+"#;
+    let srv =
+        Arc::new(TestServer::with_store(redis_store(&redis.url(), false).await, config(body, &redis.url())).await);
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).unwrap();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(300).arg("WRITE").query(&mut conn).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let mut d = srv.decisions();
+        tasks.spawn(async move { d.decide(decide(&format!("grouped-{i}"), "web", 1)).await.unwrap().into_inner() });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert!(!r.degraded, "{r:?}");
+        assert_eq!(r.offers.iter().map(|o| o.offer_id.as_str()).collect::<Vec<_>>(), ["promo"]);
+    }
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut conn).unwrap();
+    let scripts: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((1..20).contains(&scripts), "40 decisions written with {scripts} script calls");
+    let logged: u64 = redis::cmd("XLEN").arg("tp:dlog").query(&mut conn).unwrap();
+    assert_eq!(logged, 40, "every decision has its log entry");
+    for i in [0, 17, 39] {
+        let contacts: u64 = redis::cmd("ZCARD").arg(format!("tp:{{grouped-{i}}}:c")).query(&mut conn).unwrap();
+        assert_eq!(contacts, 1, "grouped-{i}'s contact is recorded");
+    }
+}
