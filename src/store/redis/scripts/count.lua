@@ -6,10 +6,27 @@
 -- The days header (CountArgs) is: ndays, expire-at (ms) of each day hash...
 -- KEYS[base]: the in-stage-now hash; KEYS[base + 1..]: the day hashes, in the header's order.
 --
--- counts_new(): an empty tally. count_add(acc, i): adds the counter block at ARGV[i] to the
--- tally (whole increments of one field summed, so a write of many events or decisions sends
--- one HINCRBY per field) and returns the ARGV index after it. count_apply(acc, base, days):
+-- count(base, i): a days header and one counter block at ARGV[i], applied as they come (a
+-- user's commit, whose counts seldom repeat a field); returns the ARGV index after them.
+-- For many decisions in one call: counts_new() makes an empty tally; count_add(acc, i) adds
+-- the counter block at ARGV[i] to it (whole increments of one field summed, so the call sends
+-- one HINCRBY per field) and returns the ARGV index after it; count_apply(acc, base, days)
 -- applies the tally and sets the expiry of the day hashes from the days header at ARGV[days].
+local function count(base, i)
+  local ndays = tonumber(ARGV[i])
+  local j = i + ndays + 1
+  local n = tonumber(ARGV[j])
+  for k = 1, n do
+    local key, field, by = KEYS[base + tonumber(ARGV[j + 3 * k - 2])], ARGV[j + 3 * k - 1], ARGV[j + 3 * k]
+    if string.find(by, '[.eE]') then
+      redis.call('HINCRBYFLOAT', key, field, by)
+    else
+      redis.call('HINCRBY', key, field, by)
+    end
+  end
+  for d = 1, ndays do redis.call('PEXPIREAT', KEYS[base + d], ARGV[i + d]) end
+  return j + 3 * n + 1
+end
 local function counts_new()
   return {order = {}, ints = {}, floats = {}}
 end
@@ -37,12 +54,4 @@ local function count_apply(acc, base, days)
   end
   for _, f in ipairs(acc.floats) do redis.call('HINCRBYFLOAT', KEYS[base + tonumber(f[1])], f[2], f[3]) end
   for d = 1, tonumber(ARGV[days]) do redis.call('PEXPIREAT', KEYS[base + d], ARGV[days + d]) end
-end
--- count(base, i): a days header and one counter block at ARGV[i], applied; returns the ARGV
--- index after them.
-local function count(base, i)
-  local acc = counts_new()
-  local j = count_add(acc, i + tonumber(ARGV[i]) + 1)
-  count_apply(acc, base, i)
-  return j
 end
