@@ -597,8 +597,8 @@ content_ref = "cms://charlie"
 
 /// Interactive decisions made together are written in groups (one decision.lua call for
 /// many, `engine::commit`) and every one of them is still written and answered: with Redis
-/// holding writes back for a moment (`CLIENT PAUSE WRITE`), 40 concurrent decisions for 40
-/// users take far fewer script calls than 40, and each has its log entry and its contact.
+/// holding writes back for a moment (`CLIENT PAUSE WRITE`), 60 concurrent decisions for 60
+/// users take far fewer script runs than 60, and each has its log entry and its contact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_decisions_are_written_in_groups_and_each_is_stored() {
     let redis = RedisServer::start();
@@ -622,7 +622,7 @@ cap = { max = 5, days = 7 }
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut conn).unwrap();
     let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(300).arg("WRITE").query(&mut conn).unwrap();
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..40 {
+    for i in 0..60 {
         let mut d = srv.decisions();
         tasks.spawn(async move { d.decide(decide(&format!("grouped-{i}"), "web", 1)).await.unwrap().into_inner() });
     }
@@ -632,16 +632,16 @@ cap = { max = 5, days = 7 }
         assert_eq!(r.offers.iter().map(|o| o.offer_id.as_str()).collect::<Vec<_>>(), ["promo"]);
     }
     let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut conn).unwrap();
-    let scripts: u64 = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|l| l.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!((1..20).contains(&scripts), "40 decisions written with {scripts} script calls");
+    // Script runs: EVALSHA calls less the failed ones (the first calls find no script loaded).
+    let evalsha = stats.lines().find_map(|l| l.strip_prefix("cmdstat_evalsha:")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        evalsha.split(',').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
+    };
+    let scripts = field("calls") - field("failed_calls");
+    assert!((1..40).contains(&scripts), "60 decisions written with {scripts} script runs ({evalsha})");
     let logged: u64 = redis::cmd("XLEN").arg("tp:dlog").query(&mut conn).unwrap();
-    assert_eq!(logged, 40, "every decision has its log entry");
-    for i in [0, 17, 39] {
+    assert_eq!(logged, 60, "every decision has its log entry");
+    for i in [0, 17, 59] {
         let contacts: u64 = redis::cmd("ZCARD").arg(format!("tp:{{grouped-{i}}}:c")).query(&mut conn).unwrap();
         assert_eq!(contacts, 1, "grouped-{i}'s contact is recorded");
     }
