@@ -43,12 +43,22 @@ pub(super) struct GroupCommit {
     direct: AtomicUsize,
 }
 
-/// A write made alone, counted in `GroupCommit::direct` until it ends (or is dropped).
-struct Direct<'a>(&'a AtomicUsize);
+/// A write counted in `GroupCommit::direct` until it ends (or is dropped), with the count of
+/// the others in flight when it started.
+struct Direct<'a> {
+    count: &'a AtomicUsize,
+    others: usize,
+}
+
+impl<'a> Direct<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        Self { count, others: count.fetch_add(1, Ordering::Relaxed) }
+    }
+}
 
 impl Drop for Direct<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -61,13 +71,12 @@ impl Engine {
         guard: ContactGuard,
         write_by: Millis,
     ) -> Result<(DecisionRecord, DecisionWrite), Error> {
-        let direct = &self.group_commit.direct;
-        if !self.store.group_commit() || direct.fetch_add(1, Ordering::Relaxed) < DIRECT_WRITES {
-            let _counted = self.store.group_commit().then(|| Direct(direct));
+        let alone = self.store.group_commit().then(|| Direct::enter(&self.group_commit.direct));
+        if alone.as_ref().is_none_or(|d| d.others < DIRECT_WRITES) {
             let written = self.store.log_decision(&record, &guard, Some(write_by)).await?;
             return Ok((record, written));
         }
-        direct.fetch_sub(1, Ordering::Relaxed);
+        drop(alone);
         let queue = self.group_commit.queue.get_or_init(|| {
             let (queue, pending) = mpsc::unbounded_channel();
             tokio::spawn(write_groups(self.store.clone(), pending));

@@ -429,7 +429,7 @@ impl Engine {
             Err(e) => {
                 let e = Error::from(e);
                 for (i, ..) in decided {
-                    out[i] = Some(Err(Self::again(&e)));
+                    out[i] = Some(Err(e.clone()));
                 }
             }
         }
@@ -440,19 +440,7 @@ impl Engine {
 
     /// The same failure for each of `n` users.
     fn each(n: usize, e: &Error) -> Vec<Result<Decision, Error>> {
-        (0..n).map(|_| Err(Self::again(e))).collect()
-    }
-
-    /// A copy of a store failure (or a bug), for each user it failed.
-    fn again(e: &Error) -> Error {
-        match e {
-            Error::Unavailable(m) => Error::Unavailable(m.clone()),
-            Error::OutOfMemory(m) => Error::OutOfMemory(m.clone()),
-            Error::Corrupt(m) => Error::Corrupt(m.clone()),
-            Error::Contention(m) => Error::Contention(m.clone()),
-            Error::NotFound(m) => Error::NotFound(m.clone()),
-            other => Error::Internal(other.to_string()),
-        }
+        vec![Err(e.clone()); n]
     }
 }
 

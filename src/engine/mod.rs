@@ -38,7 +38,7 @@ const LOCK_STRIPES: usize = 1024;
 
 /// What a use case can fail with; mapped to a gRPC status in exactly one place
 /// (`grpc::status`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Bad input, naming the field.
     #[error("{0}")]

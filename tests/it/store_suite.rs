@@ -76,7 +76,6 @@ conformance!(
     funnel_and_offer_counters,
     group_writes_are_each_decision_in_order,
     group_reads_are_each_users_read,
-    group_writes_refuse_only_the_late_decision,
 );
 
 type S = Arc<dyn Store>;
@@ -956,10 +955,21 @@ async fn group_reads_are_each_users_read(s: S) {
 /// In a group, a decision that reaches the store after its own `write_by` is refused alone
 /// (`Late`, nothing of it written) while the others are written. The memory store writes
 /// within the call and checks no deadline, so this is for the Redis stores.
-async fn group_writes_refuse_only_the_late_decision(s: S) {
-    if s.kind() == "memory" {
-        return;
+mod group_writes_refuse_only_the_late_decision {
+    #[tokio::test]
+    async fn redis() {
+        let store = crate::harness::shared_redis_store(false, "tp-group-late").await;
+        super::group_writes_refuse_only_the_late_decision(std::sync::Arc::new(store)).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster() {
+        let store = crate::harness::shared_redis_store(true, "tp-group-late").await;
+        super::group_writes_refuse_only_the_late_decision(std::sync::Arc::new(store)).await;
+    }
+}
+
+async fn group_writes_refuse_only_the_late_decision(s: S) {
     let now = touchpoint::engine::now_ms();
     let (on_time, late) = (at(decision("hal", "d1", &["o1"]), now), at(decision("hal", "d2", &["o2"]), now));
     let g = guard("web", &["o1"], vec![], vec![]);

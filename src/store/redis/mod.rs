@@ -326,9 +326,7 @@ impl RedisStore {
             .iter()
             .zip(&prepared)
             .map(|(d, (encoded, dict, counts, (key, new)))| DecisionItem {
-                record: d.record,
-                guard: d.guard,
-                write_by: d.write_by,
+                decision: *d,
                 seal: Sealing { key, new: *new },
                 counts,
                 encoded,
@@ -355,7 +353,7 @@ impl RedisStore {
                 -3 => self.dicts.forget_stored(&shard, &dict.id),
                 _ => {}
             }
-            self.sealed(&item.record.user_id, item.seal.key, r == -2);
+            self.sealed(&item.decision.record.user_id, item.seal.key, r == -2);
         }
         Ok(answers.into_iter().map(DecisionArgs::outcome).collect())
     }
@@ -457,16 +455,17 @@ impl Store for RedisStore {
         Err(StoreError::Internal(format!("sealing key of {} kept changing", record.user_id)))
     }
 
-    /// One decision.lua call per shard: on a single node one for all of them (group commit),
-    /// on a cluster one per slot, the slots' calls sent together. The few to write again
-    /// (sealed with a stale key, their dictionary lost) then go alone, in order.
+    /// One decision.lua call per log shard (the keys a call's decisions share): on a single
+    /// node one for all of them (group commit), on a cluster one per slot, the calls sent
+    /// together. The few to write again (sealed with a stale key, their dictionary lost) then
+    /// go alone, in order.
     async fn log_decisions(&self, decisions: &[DecisionToWrite<'_>]) -> Result<Vec<DecisionWrite>, StoreError> {
-        let mut shards: Vec<(u16, Vec<usize>)> = vec![];
+        let mut shards: Vec<(String, Vec<usize>)> = vec![];
         for (i, d) in decisions.iter().enumerate() {
-            let slot = if self.keys.cluster() { slot_of_key(&self.keys.profile(&d.record.user_id)) } else { 0 };
-            match shards.iter_mut().find(|(s, _)| *s == slot) {
+            let shard = self.keys.log_dicts(&d.record.user_id);
+            match shards.iter_mut().find(|(s, _)| *s == shard) {
                 Some((_, members)) => members.push(i),
-                None => shards.push((slot, vec![i])),
+                None => shards.push((shard, vec![i])),
             }
         }
         let written = futures::future::try_join_all(shards.iter().map(|(_, members)| async move {

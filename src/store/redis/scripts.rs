@@ -6,14 +6,12 @@ use super::keys::Keys;
 use super::logrec;
 use super::seal::UserKey;
 use crate::domain::Millis;
-use crate::domain::contact::ContactGuard;
-use crate::domain::decision::DecisionRecord;
 use crate::domain::event::Event;
 use crate::domain::experiment::Happening;
 use crate::domain::funnel::{Count, counter_expiry, day_of};
 use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{Transition, UserState};
-use crate::store::{DecisionWrite, OutcomeLink};
+use crate::store::{DecisionToWrite, DecisionWrite, OutcomeLink};
 use redis::{Script, ScriptInvocation};
 
 /// A user's recent-decision, contact and mark keys expire this long after they were last
@@ -342,11 +340,8 @@ impl CommitArgs<'_> {
 /// One decision of a decision.lua call.
 #[derive(Debug, Clone, Copy)]
 pub struct DecisionItem<'a> {
-    pub record: &'a DecisionRecord,
-    pub guard: &'a ContactGuard,
-    /// The script refuses (writes nothing of it) when Redis's clock is past this (ms since
-    /// the epoch).
-    pub write_by: Option<Millis>,
+    /// The decision, its guard and its deadline.
+    pub decision: DecisionToWrite<'a>,
     /// The key the log entry is sealed with.
     pub seal: Sealing<'a>,
     /// The offer counters the decision causes (`funnel::decision_counts`).
@@ -376,7 +371,7 @@ pub struct DecisionArgs<'a> {
 impl DecisionArgs<'_> {
     /// The invocation of decision.lua with these arguments (`items` is not empty).
     pub fn invocation<'s>(&self, scripts: &'s Scripts, k: &Keys) -> ScriptInvocation<'s> {
-        let u = self.items.first().map_or("", |d| d.record.user_id.as_str());
+        let u = self.items.first().map_or("", |d| d.decision.record.user_id.as_str());
         let mut inv = scripts.decision.prepare_invoke();
         inv.key(k.decision_log(u)).key(k.experiment_counters(u)).key(k.keyring(u)).key(k.log_dicts(u));
         inv.arg(self.recent_decisions)
@@ -397,7 +392,7 @@ impl DecisionArgs<'_> {
 
     /// One decision's keys and arguments.
     fn push_decision(inv: &mut ScriptInvocation<'_>, k: &Keys, d: &DecisionItem<'_>, days: &[i64]) {
-        let (rec, guard) = (d.record, d.guard);
+        let DecisionToWrite { record: rec, guard, write_by } = d.decision;
         let u = rec.user_id.as_str();
         inv.key(k.decisions(u)).key(k.contacts(u)).key(k.exposures(u)).key(k.user_key(u));
         inv.arg(d.dict + 1)
@@ -407,7 +402,7 @@ impl DecisionArgs<'_> {
             .arg(d.seal.key.seal_raw(d.encoded))
             .arg(&guard.channel)
             .arg(guard.keep_since)
-            .arg(d.write_by.map(|t| t.to_string()).unwrap_or_default())
+            .arg(write_by.map(|t| t.to_string()).unwrap_or_default())
             .arg(d.seal.arg())
             .arg(codec::raw_id(&rec.decision_id))
             .arg(hex::decode(&d.seal.key.kid).unwrap_or_else(|_| d.seal.key.kid.as_bytes().to_vec()))
