@@ -1,5 +1,6 @@
 //! The in-memory store: the embedded default (demo) and a fast store for unit tests.
 //! It mirrors the Redis store's records one for one, so both report the same key counts.
+use super::logrec::{self, DictCache, Dicts};
 use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
 use crate::domain::analytics::{Days, Tallies};
@@ -41,6 +42,13 @@ struct Decided {
     outcomes: HashSet<(String, &'static str)>,
 }
 
+/// A decision-log entry as kept: a decision in the Redis store's compact encoding
+/// (`logrec::encode`, ~0.4 KB where the record itself takes ~5 KB of heap), decoded on export.
+enum Logged {
+    Decision { user_id: String, decision_id: String, record: Box<[u8]> },
+    Entry(DecisionLogEntry),
+}
+
 #[derive(Default)]
 struct Registry {
     versions: HashMap<String, String>,
@@ -55,7 +63,9 @@ struct Inner {
     counters: BTreeMap<(String, String), VariantCounters>,
     models: HashMap<String, Registry>,
     journey_log: VecDeque<Event>,
-    decision_log: VecDeque<DecisionLogEntry>,
+    decision_log: VecDeque<Logged>,
+    /// The decision records' dictionaries (`logrec::Dict`), by id.
+    dicts: Dicts,
     /// Funnel and offer counters (what the Redis store keeps in `kd:<day>` and `kn`).
     tallies: Tallies,
 }
@@ -76,10 +86,12 @@ impl Inner {
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     retention: Retention,
+    /// The records' dictionaries, built once per (config, stage, channel, placement).
+    dicts: DictCache,
 }
 
-/// The embedded store keeps at most this many entries of each log: a decision record holds
-/// the whole profile it read (for replay), and a million of them would cost gigabytes.
+/// The embedded store keeps at most this many entries of each log (a decision's entry is its
+/// compact record, ~0.4 KB, plus ~0.1 KB of ids; an event ~1 KB): ~100 MB at most.
 pub const MEMORY_LOG_CAP: u64 = 100_000;
 
 impl MemoryStore {
@@ -87,7 +99,7 @@ impl MemoryStore {
     pub fn new(mut retention: Retention) -> Self {
         retention.journey_log_maxlen = retention.journey_log_maxlen.min(MEMORY_LOG_CAP);
         retention.decision_log_maxlen = retention.decision_log_maxlen.min(MEMORY_LOG_CAP);
-        Self { inner: Mutex::new(Inner::default()), retention }
+        Self { inner: Mutex::new(Inner::default()), retention, dicts: DictCache::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -208,11 +220,11 @@ impl Store for MemoryStore {
             inner.journey_log.retain(|e| e.user_id != user_id);
             for entry in inner.decision_log.iter_mut() {
                 let id = match entry {
-                    DecisionLogEntry::Decision(d) if d.user_id == user_id => d.decision_id.clone(),
-                    DecisionLogEntry::Outcome(o) if o.user_id == user_id => o.decision_id.clone(),
+                    Logged::Decision { user_id: u, decision_id, .. } if u == user_id => decision_id.clone(),
+                    Logged::Entry(DecisionLogEntry::Outcome(o)) if o.user_id == user_id => o.decision_id.clone(),
                     _ => continue,
                 };
-                *entry = DecisionLogEntry::Erased { id };
+                *entry = Logged::Entry(DecisionLogEntry::Erased { id });
             }
         }
         // The Redis layout: profile hash, stage-history list, dedup set, recent decisions.
@@ -235,6 +247,8 @@ impl Store for MemoryStore {
         // `write_by` needs no check here: this write completes within the call, so it can never
         // land after its caller gave up on it (the engine returns what it answers).
         let _ = write_by;
+        let dict = self.dicts.dict(record);
+        let encoded = logrec::encode(record, &dict).into_boxed_slice();
         let mut inner = self.lock();
         let inner = &mut *inner;
         let user = inner.users.entry(record.user_id.clone()).or_default();
@@ -276,11 +290,15 @@ impl Store for MemoryStore {
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
         }
-        push_bounded(
-            &mut inner.decision_log,
-            DecisionLogEntry::Decision(Box::new(record.clone())),
-            self.retention.decision_log_maxlen,
-        );
+        if !inner.dicts.contains_key(&dict.id) {
+            inner.dicts.insert(dict.id.clone(), dict.dict.clone());
+        }
+        let entry = Logged::Decision {
+            user_id: record.user_id.clone(),
+            decision_id: record.decision_id.clone(),
+            record: encoded,
+        };
+        push_bounded(&mut inner.decision_log, entry, self.retention.decision_log_maxlen);
         inner.count(&funnel::decision_counts(record), self.retention.counter_retention_days);
         Ok(DecisionWrite::Logged)
     }
@@ -333,7 +351,7 @@ impl Store for MemoryStore {
             }
             push_bounded(
                 &mut inner.decision_log,
-                DecisionLogEntry::Outcome(record.clone()),
+                Logged::Entry(DecisionLogEntry::Outcome(record.clone())),
                 self.retention.decision_log_maxlen,
             );
         }
@@ -409,7 +427,19 @@ impl Store for MemoryStore {
     }
 
     async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
-        let entries: Vec<DecisionLogEntry> = self.lock().decision_log.iter().cloned().collect();
+        let entries = {
+            let inner = self.lock();
+            inner
+                .decision_log
+                .iter()
+                .map(|e| match e {
+                    Logged::Decision { decision_id, record, .. } => logrec::decode(record, decision_id, &inner.dicts)
+                        .map(|r| DecisionLogEntry::Decision(Box::new(r)))
+                        .map_err(|e| StoreError::Corrupt(format!("decision {decision_id}: {e}"))),
+                    Logged::Entry(e) => Ok(e.clone()),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
         let n = entries.len() as u64;
         entries.into_iter().for_each(sink);
         Ok(n)

@@ -33,7 +33,7 @@ mod codec;
 mod errors;
 mod export;
 pub mod keys;
-mod logrec;
+use super::logrec;
 mod scripts;
 mod seal;
 

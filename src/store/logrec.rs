@@ -258,8 +258,8 @@ fn reason_in(unit: u32, s: &str) -> Result<Option<DropReason>, String> {
 pub struct DictEntry {
     pub id: Vec<u8>,
     pub bytes: Vec<u8>,
-    /// Its `offers`, sorted, for the candidates' indexes.
-    offers: Vec<String>,
+    /// The dictionary itself (its `offers`, sorted, give the candidates' indexes).
+    pub dict: Dict,
 }
 
 /// A record's candidate offer ids, sorted and without repeats.
@@ -338,7 +338,7 @@ impl DictCache {
         let dict = dict_of(r);
         let bytes = dict.encode_to_vec();
         let id = Sha256::digest(&bytes)[..DICT_ID_LEN].to_vec();
-        let entry = Arc::new(DictEntry { id, bytes, offers: dict.offers });
+        let entry = Arc::new(DictEntry { id, bytes, dict });
         if built.len() >= DICTS_REMEMBERED {
             built.clear();
         }
@@ -434,7 +434,7 @@ pub fn encode(r: &DecisionRecord, dict: &DictEntry) -> Vec<u8> {
             .iter()
             .map(|c| {
                 let (dropped_unit, dropped) = reason_out(&c.dropped);
-                let offer = dict.offers.binary_search(&c.offer_id).map_or(0, |i| i as u32 + 1);
+                let offer = dict.dict.offers.binary_search(&c.offer_id).map_or(0, |i| i as u32 + 1);
                 CandidateRec {
                     offer_id: if offer == 0 { c.offer_id.clone() } else { String::new() },
                     score: c.score,
