@@ -13,6 +13,7 @@ use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{Transition, UserState};
 use crate::store::{DecisionToWrite, DecisionWrite, OutcomeLink};
 use redis::{Script, ScriptInvocation};
+use std::collections::HashMap;
 
 /// A user's recent-decision, contact and mark keys expire this long after they were last
 /// written, so users who are decided on but never return leave nothing behind forever. Every
@@ -166,14 +167,69 @@ fn push_count_header(inv: &mut ScriptInvocation<'_>, k: &Keys, user: &str, days:
 fn push_count_block(inv: &mut ScriptInvocation<'_>, counts: &[Count], days: &[i64]) {
     inv.arg(counts.len());
     for c in counts {
-        let key = c.day.and_then(|d| days.binary_search(&d).ok()).map_or(0, |i| i + 1);
-        inv.arg(key).arg(&c.field).arg(increment(c.by));
+        inv.arg(count_key(c, days)).arg(&c.field).arg(increment(c.by));
+    }
+}
+
+/// A count's key index: 0 for the in-stage-now hash, d for the d-th of `days`' hashes.
+fn count_key(c: &Count, days: &[i64]) -> usize {
+    c.day.and_then(|d| days.binary_search(&d).ok()).map_or(0, |i| i + 1)
+}
+
+/// The counter fields of a group of decisions, each named once (count.lua's fields table:
+/// nfields, (key index, field)...); a decision's counts then name theirs by number, so the
+/// script sums numbers instead of building and matching a string per count.
+struct CountFields<'a> {
+    /// The days the counts fall on (`count_days`).
+    days: &'a [i64],
+    /// (key index, field) in first-seen order.
+    order: Vec<(usize, &'a str)>,
+    /// (key index, field) -> its number (1-based).
+    number: HashMap<(usize, &'a str), usize>,
+}
+
+impl<'a> CountFields<'a> {
+    fn new(counts: impl IntoIterator<Item = &'a Count>, days: &'a [i64]) -> Self {
+        let mut fields = CountFields { days, order: vec![], number: HashMap::new() };
+        for c in counts {
+            let f = (count_key(c, days), c.field.as_str());
+            if !fields.number.contains_key(&f) {
+                fields.order.push(f);
+                fields.number.insert(f, fields.order.len());
+            }
+        }
+        fields
+    }
+
+    fn push(&self, inv: &mut ScriptInvocation<'_>) {
+        inv.arg(self.order.len());
+        for (key, field) in &self.order {
+            inv.arg(key).arg(field);
+        }
+    }
+
+    /// One decision's counts (all among `new`'s): nints, (field number, whole increment)...,
+    /// nfloats, (field number, float increment)...
+    fn push_block(&self, inv: &mut ScriptInvocation<'_>, counts: &[Count]) {
+        let (ints, floats): (Vec<&Count>, Vec<&Count>) = counts.iter().partition(|c| whole(c.by));
+        for part in [ints, floats] {
+            inv.arg(part.len());
+            for c in part {
+                let n = self.number.get(&(count_key(c, self.days), c.field.as_str())).copied().unwrap_or(0);
+                inv.arg(n).arg(increment(c.by));
+            }
+        }
     }
 }
 
 /// An increment as count.lua reads it: whole numbers as integers (HINCRBY), others as floats.
 fn increment(by: f64) -> String {
-    if by.fract() == 0.0 && by.abs() < 1e15 { format!("{}", by as i64) } else { format!("{by:e}") }
+    if whole(by) { format!("{}", by as i64) } else { format!("{by:e}") }
+}
+
+/// Whether an increment is applied with HINCRBY (else HINCRBYFLOAT).
+fn whole(by: f64) -> bool {
+    by.fract() == 0.0 && by.abs() < 1e15
 }
 
 /// The read of a user: profile, history, seen event ids, contacts and marks, sealing key.
@@ -383,15 +439,17 @@ impl DecisionArgs<'_> {
         }
         let days = count_days(self.items.iter().flat_map(|d| d.counts));
         push_count_header(&mut inv, k, u, &days, self.retention_days);
+        let fields = CountFields::new(self.items.iter().flat_map(|d| d.counts), &days);
+        fields.push(&mut inv);
         inv.arg(self.items.len());
         for d in self.items {
-            Self::push_decision(&mut inv, k, d, &days);
+            Self::push_decision(&mut inv, k, d, &fields);
         }
         inv
     }
 
     /// One decision's keys and arguments.
-    fn push_decision(inv: &mut ScriptInvocation<'_>, k: &Keys, d: &DecisionItem<'_>, days: &[i64]) {
+    fn push_decision(inv: &mut ScriptInvocation<'_>, k: &Keys, d: &DecisionItem<'_>, fields: &CountFields<'_>) {
         let DecisionToWrite { record: rec, guard, write_by } = d.decision;
         let u = rec.user_id.as_str();
         inv.key(k.decisions(u)).key(k.contacts(u)).key(k.exposures(u)).key(k.user_key(u));
@@ -422,7 +480,7 @@ impl DecisionArgs<'_> {
         for (experiment, variant) in &rec.assignments {
             inv.arg(experiment).arg(variant);
         }
-        push_count_block(inv, d.counts, days);
+        fields.push_block(inv, d.counts);
     }
 
     /// What decision.lua's answer for one decision means (None: sealed with a stale key, or

@@ -8,10 +8,14 @@
 --
 -- count(base, i): a days header and one counter block at ARGV[i], applied as they come (a
 -- user's commit, whose counts seldom repeat a field); returns the ARGV index after them.
--- For many decisions in one call: counts_new() makes an empty tally; count_add(acc, i) adds
--- the counter block at ARGV[i] to it (whole increments of one field summed, so the call sends
--- one HINCRBY per field) and returns the ARGV index after it; count_apply(acc, base, days)
--- applies the tally and sets the expiry of the day hashes from the days header at ARGV[days].
+-- For many decisions in one call (DecisionArgs), the fields are named once: a fields table
+-- (nfields, (key index, field)...) and per decision an indexed block (nints, (field number,
+-- whole increment)..., nfloats, (field number, float increment)...). counts_new(i) reads the
+-- table at ARGV[i] and returns an empty tally and the index after the table; count_skip(i)
+-- returns the index after the indexed block at ARGV[i]; count_add(acc, i) adds that block to
+-- the tally (numbers only: no strings built or matched per count); count_apply(acc, base,
+-- days) applies the tally, one HINCRBY per field, and sets the expiry of the day hashes from
+-- the days header at ARGV[days].
 local function count(base, i)
   local ndays = tonumber(ARGV[i])
   local j = i + ndays + 1
@@ -27,31 +31,37 @@ local function count(base, i)
   for d = 1, ndays do redis.call('PEXPIREAT', KEYS[base + d], ARGV[i + d]) end
   return j + 3 * n + 1
 end
-local function counts_new()
-  return {order = {}, ints = {}, floats = {}}
+local function counts_new(i)
+  local n = tonumber(ARGV[i])
+  return {at = i, n = n, ints = {}, floats = {}}, i + 2 * n + 1
+end
+local function count_skip(i)
+  i = i + 2 * tonumber(ARGV[i]) + 1
+  return i + 2 * tonumber(ARGV[i]) + 1
 end
 local function count_add(acc, i)
-  local n = tonumber(ARGV[i])
-  for k = 1, n do
-    local key, field, by = ARGV[i + 3 * k - 2], ARGV[i + 3 * k - 1], ARGV[i + 3 * k]
-    if string.find(by, '[.eE]') then
-      acc.floats[#acc.floats + 1] = {key, field, by}
-    else
-      -- The key index has no '|', so "index|field" names one field of one hash.
-      local id = key .. '|' .. field
-      if acc.ints[id] == nil then
-        acc.order[#acc.order + 1] = {key, field, id}
-        acc.ints[id] = 0
-      end
-      acc.ints[id] = acc.ints[id] + tonumber(by)
-    end
+  local ints = acc.ints
+  for k = 1, tonumber(ARGV[i]) do
+    local f = tonumber(ARGV[i + 2 * k - 1])
+    ints[f] = (ints[f] or 0) + tonumber(ARGV[i + 2 * k])
   end
-  return i + 3 * n + 1
+  i = i + 2 * tonumber(ARGV[i]) + 1
+  for k = 1, tonumber(ARGV[i]) do
+    acc.floats[#acc.floats + 1] = {tonumber(ARGV[i + 2 * k - 1]), ARGV[i + 2 * k]}
+  end
 end
 local function count_apply(acc, base, days)
-  for _, o in ipairs(acc.order) do
-    redis.call('HINCRBY', KEYS[base + tonumber(o[1])], o[2], string.format('%d', acc.ints[o[3]]))
+  local function key(f) return KEYS[base + tonumber(ARGV[acc.at + 2 * f - 1])], ARGV[acc.at + 2 * f] end
+  for f = 1, acc.n do
+    local by = acc.ints[f]
+    if by then
+      local k, field = key(f)
+      redis.call('HINCRBY', k, field, string.format('%d', by))
+    end
   end
-  for _, f in ipairs(acc.floats) do redis.call('HINCRBYFLOAT', KEYS[base + tonumber(f[1])], f[2], f[3]) end
+  for _, x in ipairs(acc.floats) do
+    local k, field = key(x[1])
+    redis.call('HINCRBYFLOAT', k, field, x[2])
+  end
   for d = 1, tonumber(ARGV[days]) do redis.call('PEXPIREAT', KEYS[base + d], ARGV[days + d]) end
 end

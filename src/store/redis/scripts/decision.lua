@@ -14,12 +14,13 @@
 --       (count.lua), then per decision: recent decisions, contacts, exposures, sealing key.
 -- ARGV: 1 recent decisions kept, 2 decision log maxlen, 3 ttl ms, 4 ndicts, then per records'
 --       dictionary: its id and bytes ('' when the caller knows it is stored), then the days
---       header (count.lua: ndays, expire-at...), then ndecisions, then per decision:
+--       header (count.lua: ndays, expire-at...), the counters' fields table (count.lua:
+--       nfields, (key index, field)...), then ndecisions, then per decision:
 --       its dictionary's number (1..ndicts), decision id, now, ",offers,|", record sealed (raw bytes), channel, keep contacts
 --       since, write by (ms since the epoch, '' = no deadline), sealing key (user_key's arg),
 --       the decision id and the key id as raw bytes (the log entry's `id` and `kid`),
 --       nlimits, (max, since)..., ncaps, (offer, max, since)..., noffers, offer...,
---       nexposures, (experiment, variant)..., its counter block (count.lua).
+--       nexposures, (experiment, variant)..., its indexed counter block (count.lua).
 -- Returns one answer per decision: 1 when logged, 0 when the guard no longer holds, -1 when
 -- Redis's clock is past "write by" (the caller was already answered with a fallback), -2 when
 -- the record was sealed with a key that is not the user's, -3 when the record's dictionary
@@ -87,9 +88,8 @@ end
 local days = 5 + 2 * tonumber(ARGV[4])
 local ndays = tonumber(ARGV[days])
 local first = 5 + ndays
-local acc = counts_new()
+local acc, i = counts_new(days + ndays + 1)
 local results, logged = {}, false
-local i = days + ndays + 1
 local n = tonumber(ARGV[i])
 i = i + 1
 for d = 1, n do
@@ -108,7 +108,7 @@ for d = 1, n do
   i = i + #offers + 1
   for k = 1, tonumber(ARGV[i]) do exposures[k] = {ARGV[i + 2 * k - 1], ARGV[i + 2 * k]} end
   local counts_at = i + 2 * #exposures + 1
-  i = counts_at + 3 * tonumber(ARGV[counts_at]) + 1
+  i = count_skip(counts_at)
   local r
   if late(by) then
     r = -1
