@@ -45,7 +45,13 @@ struct Decided {
 /// A decision-log entry as kept: a decision in the Redis store's compact encoding
 /// (`logrec::encode`, ~0.4 KB where the record itself takes ~5 KB of heap), decoded on export.
 enum Logged {
-    Decision { user_id: String, decision_id: String, record: Box<[u8]> },
+    /// `dict`: the id of the dictionary the record names.
+    Decision {
+        user_id: String,
+        decision_id: String,
+        record: Box<[u8]>,
+        dict: Box<[u8]>,
+    },
     Entry(DecisionLogEntry),
 }
 
@@ -64,13 +70,41 @@ struct Inner {
     models: HashMap<String, Registry>,
     journey_log: VecDeque<Event>,
     decision_log: VecDeque<Logged>,
-    /// The decision records' dictionaries (`logrec::Dict`), by id.
+    /// The decision records' dictionaries (`logrec::Dict`), by id: those the log's entries
+    /// name, and at most as many again of entries gone (`Inner::keep_dict`).
     dicts: Dicts,
+    /// The size of `dicts` at which those no entry names are dropped.
+    dicts_prune_at: usize,
     /// Funnel and offer counters (what the Redis store keeps in `kd:<day>` and `kn`).
     tallies: Tallies,
 }
 
+/// Dictionaries kept before the first pruning (placements come from requests, so the
+/// dictionaries of a long-running store are not bounded by the config alone).
+const DICTS_BEFORE_PRUNING: usize = 1024;
+
 impl Inner {
+    /// Keeps a record's dictionary; past `dicts_prune_at` dictionaries, first drops those no
+    /// entry of the log names any more.
+    fn keep_dict(&mut self, dict: &logrec::DictEntry) {
+        if self.dicts.contains_key(&dict.id) {
+            return;
+        }
+        if self.dicts.len() >= self.dicts_prune_at.max(DICTS_BEFORE_PRUNING) {
+            let named: HashSet<&[u8]> = self
+                .decision_log
+                .iter()
+                .filter_map(|e| match e {
+                    Logged::Decision { dict, .. } => Some(&dict[..]),
+                    Logged::Entry(_) => None,
+                })
+                .collect();
+            self.dicts.retain(|id, _| named.contains(&id[..]));
+            self.dicts_prune_at = 2 * self.dicts.len();
+        }
+        self.dicts.insert(dict.id.clone(), dict.dict.clone());
+    }
+
     /// Applies counters, and forgets the days the Redis store's hashes would have expired.
     fn count(&mut self, counts: &[Count], retention_days: u32) {
         for c in counts {
@@ -290,13 +324,12 @@ impl Store for MemoryStore {
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
         }
-        if !inner.dicts.contains_key(&dict.id) {
-            inner.dicts.insert(dict.id.clone(), dict.dict.clone());
-        }
+        inner.keep_dict(&dict);
         let entry = Logged::Decision {
             user_id: record.user_id.clone(),
             decision_id: record.decision_id.clone(),
             record: encoded,
+            dict: dict.id.clone().into_boxed_slice(),
         };
         push_bounded(&mut inner.decision_log, entry, self.retention.decision_log_maxlen);
         inner.count(&funnel::decision_counts(record), self.retention.counter_retention_days);
@@ -443,5 +476,53 @@ impl Store for MemoryStore {
         let n = entries.len() as u64;
         entries.into_iter().for_each(sink);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retention(decision_log_maxlen: u64) -> Retention {
+        Retention {
+            journey_log_maxlen: 10,
+            decision_log_maxlen,
+            dedup_window_ms: 86_400_000,
+            dedup_max_per_user: 10,
+            recent_decisions_per_user: 3,
+            counter_retention_days: 1,
+            archive: false,
+        }
+    }
+
+    /// Placements come from requests: a dictionary per placement must not pile up past the
+    /// log that names them, and what the log still names must still decode.
+    #[tokio::test]
+    async fn dictionaries_of_entries_gone_are_dropped() {
+        let s = MemoryStore::new(retention(10));
+        let n = 3 * DICTS_BEFORE_PRUNING;
+        for i in 0..n {
+            let record = DecisionRecord {
+                decision_id: format!("d{i:05}"),
+                user_id: format!("u{}", i % 7),
+                channel: "web".into(),
+                placement: format!("p{i}"),
+                ..Default::default()
+            };
+            let guard = ContactGuard { channel: "web".into(), ..Default::default() };
+            assert_eq!(s.log_decision(&record, &guard, None).await.unwrap(), DecisionWrite::Logged);
+        }
+        let kept = s.lock().dicts.len();
+        assert!(kept <= DICTS_BEFORE_PRUNING + 10, "{kept} dictionaries kept for a log of 10 entries");
+        let mut placements = vec![];
+        s.export_decision_log(&mut |e| {
+            if let DecisionLogEntry::Decision(d) = e {
+                placements.push(d.placement);
+            }
+        })
+        .await
+        .unwrap();
+        let expected: Vec<String> = (n - 10..n).map(|i| format!("p{i}")).collect();
+        assert_eq!(placements, expected);
     }
 }
