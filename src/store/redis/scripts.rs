@@ -13,7 +13,6 @@ use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::{Transition, UserState};
 use crate::store::{DecisionToWrite, DecisionWrite, OutcomeLink};
 use redis::{Script, ScriptInvocation};
-use std::collections::HashMap;
 
 /// A user's recent-decision, contact and mark keys expire this long after they were last
 /// written, so users who are decided on but never return leave nothing behind forever. Every
@@ -182,23 +181,27 @@ fn count_key(c: &Count, days: &[i64]) -> usize {
 struct CountFields<'a> {
     /// The days the counts fall on (`count_days`).
     days: &'a [i64],
-    /// (key index, field) in first-seen order.
+    /// (key index, field) in first-seen order; a field's number is its position plus one
+    /// (a group has a few dozen at most: a scan beats hashing them).
     order: Vec<(usize, &'a str)>,
-    /// (key index, field) -> its number (1-based).
-    number: HashMap<(usize, &'a str), usize>,
 }
 
 impl<'a> CountFields<'a> {
     fn new(counts: impl IntoIterator<Item = &'a Count>, days: &'a [i64]) -> Self {
-        let mut fields = CountFields { days, order: vec![], number: HashMap::new() };
+        let mut fields = CountFields { days, order: vec![] };
         for c in counts {
             let f = (count_key(c, days), c.field.as_str());
-            if !fields.number.contains_key(&f) {
+            if !fields.order.contains(&f) {
                 fields.order.push(f);
-                fields.number.insert(f, fields.order.len());
             }
         }
         fields
+    }
+
+    /// A count's field number (0 for one `new` did not see, which count.lua never applies).
+    fn number(&self, c: &Count) -> usize {
+        let f = (count_key(c, self.days), c.field.as_str());
+        self.order.iter().position(|o| *o == f).map_or(0, |i| i + 1)
     }
 
     fn push(&self, inv: &mut ScriptInvocation<'_>) {
@@ -215,8 +218,7 @@ impl<'a> CountFields<'a> {
         for part in [ints, floats] {
             inv.arg(part.len());
             for c in part {
-                let n = self.number.get(&(count_key(c, self.days), c.field.as_str())).copied().unwrap_or(0);
-                inv.arg(n).arg(increment(c.by));
+                inv.arg(self.number(c)).arg(increment(c.by));
             }
         }
     }
