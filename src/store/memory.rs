@@ -1,6 +1,6 @@
 //! The in-memory store: the embedded default (demo) and a fast store for unit tests.
 //! It mirrors the Redis store's records one for one, so both report the same key counts.
-use super::logrec::{self, DictCache, Dicts};
+use super::logrec::{self, DictCache, DictEntry, Dicts};
 use super::{DecisionLogEntry, DecisionWrite, LoadedUser, OutcomeLink, Retention, Store, StoreError, UserWrite};
 use crate::domain::Millis;
 use crate::domain::analytics::{Days, Tallies};
@@ -13,7 +13,7 @@ use crate::domain::outcome::{OutcomeKind, OutcomeRecord};
 use crate::domain::profile::UserState;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 struct User {
@@ -45,12 +45,13 @@ struct Decided {
 /// A decision-log entry as kept: a decision in the Redis store's compact encoding
 /// (`logrec::encode`, ~0.4 KB where the record itself takes ~5 KB of heap), decoded on export.
 enum Logged {
-    /// `dict`: the id of the dictionary the record names.
+    /// `dict`: the dictionary the record names, shared with the entries naming the same one
+    /// (so a dictionary lives as long as an entry names it).
     Decision {
         user_id: String,
         decision_id: String,
         record: Box<[u8]>,
-        dict: Box<[u8]>,
+        dict: Arc<DictEntry>,
     },
     Entry(DecisionLogEntry),
 }
@@ -70,41 +71,11 @@ struct Inner {
     models: HashMap<String, Registry>,
     journey_log: VecDeque<Event>,
     decision_log: VecDeque<Logged>,
-    /// The decision records' dictionaries (`logrec::Dict`), by id: those the log's entries
-    /// name, and at most as many again of entries gone (`Inner::keep_dict`).
-    dicts: Dicts,
-    /// The size of `dicts` at which those no entry names are dropped.
-    dicts_prune_at: usize,
     /// Funnel and offer counters (what the Redis store keeps in `kd:<day>` and `kn`).
     tallies: Tallies,
 }
 
-/// Dictionaries kept before the first pruning (placements come from requests, so the
-/// dictionaries of a long-running store are not bounded by the config alone).
-const DICTS_BEFORE_PRUNING: usize = 1024;
-
 impl Inner {
-    /// Keeps a record's dictionary; past `dicts_prune_at` dictionaries, first drops those no
-    /// entry of the log names any more.
-    fn keep_dict(&mut self, dict: &logrec::DictEntry) {
-        if self.dicts.contains_key(&dict.id) {
-            return;
-        }
-        if self.dicts.len() >= self.dicts_prune_at.max(DICTS_BEFORE_PRUNING) {
-            let named: HashSet<&[u8]> = self
-                .decision_log
-                .iter()
-                .filter_map(|e| match e {
-                    Logged::Decision { dict, .. } => Some(&dict[..]),
-                    Logged::Entry(_) => None,
-                })
-                .collect();
-            self.dicts.retain(|id, _| named.contains(&id[..]));
-            self.dicts_prune_at = 2 * self.dicts.len();
-        }
-        self.dicts.insert(dict.id.clone(), dict.dict.clone());
-    }
-
     /// Applies counters, and forgets the days the Redis store's hashes would have expired.
     fn count(&mut self, counts: &[Count], retention_days: u32) {
         for c in counts {
@@ -324,12 +295,11 @@ impl Store for MemoryStore {
         while user.decisions.len() as u64 > self.retention.recent_decisions_per_user {
             user.decisions.pop_first();
         }
-        inner.keep_dict(&dict);
         let entry = Logged::Decision {
             user_id: record.user_id.clone(),
             decision_id: record.decision_id.clone(),
             record: encoded,
-            dict: dict.id.clone().into_boxed_slice(),
+            dict,
         };
         push_bounded(&mut inner.decision_log, entry, self.retention.decision_log_maxlen);
         inner.count(&funnel::decision_counts(record), self.retention.counter_retention_days);
@@ -462,11 +432,17 @@ impl Store for MemoryStore {
     async fn export_decision_log(&self, sink: &mut (dyn FnMut(DecisionLogEntry) + Send)) -> Result<u64, StoreError> {
         let entries = {
             let inner = self.lock();
+            let mut dicts = Dicts::new();
+            for e in &inner.decision_log {
+                if let Logged::Decision { dict, .. } = e {
+                    dicts.entry(dict.id.clone()).or_insert_with(|| dict.dict.clone());
+                }
+            }
             inner
                 .decision_log
                 .iter()
                 .map(|e| match e {
-                    Logged::Decision { decision_id, record, .. } => logrec::decode(record, decision_id, &inner.dicts)
+                    Logged::Decision { decision_id, record, .. } => logrec::decode(record, decision_id, &dicts)
                         .map(|r| DecisionLogEntry::Decision(Box::new(r)))
                         .map_err(|e| StoreError::Corrupt(format!("decision {decision_id}: {e}"))),
                     Logged::Entry(e) => Ok(e.clone()),
@@ -495,25 +471,29 @@ mod tests {
         }
     }
 
-    /// Placements come from requests: a dictionary per placement must not pile up past the
-    /// log that names them, and what the log still names must still decode.
+    /// Placements come from requests: a dictionary per placement. An entry holds its own,
+    /// so what the log still names decodes after the process's dictionary cache has been
+    /// cleared (past `DICTS_REMEMBERED` dictionaries), and those of entries gone are freed.
     #[tokio::test]
-    async fn dictionaries_of_entries_gone_are_dropped() {
+    async fn each_entry_keeps_its_dictionary() {
         let s = MemoryStore::new(retention(10));
-        let n = 3 * DICTS_BEFORE_PRUNING;
+        let n = 5000;
+        let mut first = None;
         for i in 0..n {
             let record = DecisionRecord {
                 decision_id: format!("d{i:05}"),
                 user_id: format!("u{}", i % 7),
                 channel: "web".into(),
-                placement: format!("p{i}"),
+                placement: format!("p{}", i % 4500),
                 ..Default::default()
             };
             let guard = ContactGuard { channel: "web".into(), ..Default::default() };
             assert_eq!(s.log_decision(&record, &guard, None).await.unwrap(), DecisionWrite::Logged);
+            if i == 0 {
+                first = Some(Arc::downgrade(&s.dicts.dict(&record)));
+            }
         }
-        let kept = s.lock().dicts.len();
-        assert!(kept <= DICTS_BEFORE_PRUNING + 10, "{kept} dictionaries kept for a log of 10 entries");
+        assert!(first.unwrap().upgrade().is_none(), "the first entry's dictionary is freed with it");
         let mut placements = vec![];
         s.export_decision_log(&mut |e| {
             if let DecisionLogEntry::Decision(d) = e {
@@ -522,7 +502,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let expected: Vec<String> = (n - 10..n).map(|i| format!("p{i}")).collect();
+        let expected: Vec<String> = (n - 10..n).map(|i| format!("p{}", i % 4500)).collect();
         assert_eq!(placements, expected);
     }
 }

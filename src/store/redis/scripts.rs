@@ -214,10 +214,10 @@ impl<'a> CountFields<'a> {
     /// One decision's counts (all among `new`'s): nints, (field number, whole increment)...,
     /// nfloats, (field number, float increment)...
     fn push_block(&self, inv: &mut ScriptInvocation<'_>, counts: &[Count]) {
-        let (ints, floats): (Vec<&Count>, Vec<&Count>) = counts.iter().partition(|c| whole(c.by));
-        for part in [ints, floats] {
-            inv.arg(part.len());
-            for c in part {
+        for ints in [true, false] {
+            let part = || counts.iter().filter(move |c| whole(c.by) == ints);
+            inv.arg(part().count());
+            for c in part() {
                 inv.arg(self.number(c)).arg(increment(c.by));
             }
         }
