@@ -54,15 +54,14 @@ impl AsyncWrite for Conn {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
+    /// False, so that HTTP/2 batches responses: with vectored writes `h2` keeps a DATA
+    /// payload over 256 bytes out of its write buffer and must write it before it can take
+    /// the next frame, so a 300-byte `Decide` answer cost two `writev`s (headers and data,
+    /// then the trailers) and was never batched with other answers. Without, payloads up to
+    /// 1 KiB are copied into the 16 KiB buffer and a flush carries every answer ready by then
+    /// in one `write` (BENCHMARKS.md, "Answers batched into one write").
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        false
     }
 }
 
@@ -196,5 +195,21 @@ mod tests {
         assert!(u64::from(max_connections(u32::MAX)) < fds);
         assert_eq!(max_connections(3), 3);
         assert_eq!(max_connections(0), 1);
+    }
+
+    /// HTTP/2 batches small answers only over a connection that does not ask for vectored
+    /// writes (see `Conn::is_write_vectored`).
+    #[tokio::test]
+    async fn connections_take_plain_writes() {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut conns = std::pin::pin!(incoming(listener, &LimitsConfig::default()));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        assert!(client.is_write_vectored(), "a bare TCP stream takes vectored writes");
+        client.write_all(b"PRI").await.unwrap();
+        let conn = conns.next().await.unwrap().unwrap();
+        assert!(!conn.is_write_vectored());
     }
 }
