@@ -1,11 +1,14 @@
 //! Group commit of interactive decisions (issue 9). On a store that writes many decisions for
 //! less than each alone (`Store::group_commit`: a single Redis node, one script call), a
 //! decision is written at once, alone, while fewer than `DIRECT_WRITES` writes are in flight
-//! (low load: no wait, no hand-over). Beyond that it joins the decisions queued for the
-//! writer task, which writes whatever is queued in one `Store::log_decisions` call, one group
-//! at a time, so groups grow with the load by themselves. Each decision of a group is still
-//! atomic with its own guard, and refused by the store when it arrives after its own
-//! `write_by`. Campaign sends write their chunks themselves (`decide_chunk`).
+//! and the writer task has nothing in hand (low load: no wait, no hand-over). Otherwise it
+//! joins the decisions queued for the writer task, which writes whatever is queued in one
+//! `Store::log_decisions` call, one group at a time, so groups grow with the load by
+//! themselves; while the writer is busy every decision joins it, so a loaded server does not
+//! keep writing alone (in Redis a decision alone costs about twice its share of a group).
+//! Each decision of a group is still atomic with its own guard, and refused by the store
+//! when it arrives after its own `write_by`. Campaign sends write their chunks themselves
+//! (`decide_chunk`).
 use super::{Engine, Error};
 use crate::domain::Millis;
 use crate::domain::contact::ContactGuard;
@@ -36,10 +39,12 @@ struct Pending {
 }
 
 /// The queue of decisions to write (its writer task starts with the first decision queued),
-/// and the writes made alone in flight.
+/// the decisions handed to the writer and not yet answered, and the writes made alone in
+/// flight.
 #[derive(Default)]
 pub(super) struct GroupCommit {
     queue: std::sync::OnceLock<mpsc::UnboundedSender<Pending>>,
+    queued: Arc<AtomicUsize>,
     direct: AtomicUsize,
 }
 
@@ -71,20 +76,23 @@ impl Engine {
         guard: ContactGuard,
         write_by: Millis,
     ) -> Result<(DecisionRecord, DecisionWrite), Error> {
-        let alone = self.store.group_commit().then(|| Direct::enter(&self.group_commit.direct));
-        if alone.as_ref().is_none_or(|d| d.others < DIRECT_WRITES) {
+        let gc = &self.group_commit;
+        let alone = self.store.group_commit().then(|| Direct::enter(&gc.direct));
+        if alone.as_ref().is_none_or(|d| writes_alone(d.others, gc.queued.load(Ordering::Relaxed))) {
             let written = self.store.log_decision(&record, &guard, Some(write_by)).await?;
             return Ok((record, written));
         }
         drop(alone);
-        let queue = self.group_commit.queue.get_or_init(|| {
+        let queue = gc.queue.get_or_init(|| {
             let (queue, pending) = mpsc::unbounded_channel();
-            tokio::spawn(write_groups(self.store.clone(), pending));
+            tokio::spawn(write_groups(self.store.clone(), pending, gc.queued.clone()));
             queue
         });
         let (done, answer) = oneshot::channel();
+        gc.queued.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(p)) = queue.send(Pending { record, guard, write_by: Some(write_by), done }) {
             // The writer is gone with the runtime it ran on: write alone.
+            gc.queued.fetch_sub(1, Ordering::Relaxed);
             let written = self.store.log_decision(&p.record, &p.guard, p.write_by).await?;
             return Ok((p.record, written));
         }
@@ -96,15 +104,24 @@ impl Engine {
     }
 }
 
+/// Whether a decision is written alone, given the writes alone in flight and the decisions
+/// in the writer's hands: only at low load, when neither is busy.
+fn writes_alone(others_alone: usize, queued: usize) -> bool {
+    others_alone < DIRECT_WRITES && queued == 0
+}
+
 /// The writer: takes whatever decisions are queued (up to `MAX_GROUP`), writes them in one
-/// call, answers each, and starts again; ends when the engine is dropped.
-async fn write_groups(store: Arc<dyn Store>, mut pending: mpsc::UnboundedReceiver<Pending>) {
+/// call, answers each (taking them off `queued`), and starts again; ends when the engine is
+/// dropped.
+async fn write_groups(store: Arc<dyn Store>, mut pending: mpsc::UnboundedReceiver<Pending>, queued: Arc<AtomicUsize>) {
     loop {
         let mut group = Vec::with_capacity(MAX_GROUP);
-        if pending.recv_many(&mut group, MAX_GROUP).await == 0 {
+        let n = pending.recv_many(&mut group, MAX_GROUP).await;
+        if n == 0 {
             return;
         }
         write_group(store.as_ref(), group).await;
+        queued.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -127,5 +144,18 @@ async fn write_group(store: &dyn Store, group: Vec<Pending>) {
                 let _ = p.done.send((p.record, Err(e.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_join_the_group_while_the_writer_is_busy() {
+        assert!(writes_alone(0, 0));
+        assert!(writes_alone(DIRECT_WRITES - 1, 0));
+        assert!(!writes_alone(DIRECT_WRITES, 0), "the writes alone are bounded");
+        assert!(!writes_alone(0, 1), "a decision waiting for the writer means the server is loaded");
     }
 }
