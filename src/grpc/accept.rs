@@ -59,7 +59,7 @@ impl AsyncWrite for Conn {
     /// the next frame, so a 300-byte `Decide` answer cost two `writev`s (headers and data,
     /// then the trailers) and was never batched with other answers. Without, payloads up to
     /// 1 KiB are copied into the 16 KiB buffer and a flush carries every answer ready by then
-    /// in one `write` (BENCHMARKS.md, "Answers batched into one write").
+    /// in one `write` (BENCHMARKS.md, "Answers in one write").
     fn is_write_vectored(&self) -> bool {
         false
     }
